@@ -1,0 +1,100 @@
+"""Fixture cases: fixtures/<ID>/{good,bad}/<case>/ with the expected findings of rule <ID> beside them.
+
+    <case>.expected.json   the findings of rule <ID> for the case (paths relative to the case dir)
+    <case>.fixed/          for fixable bad cases: the files as `ttsdoctor fix --apply` must leave them
+
+Run `python tests/fixture_cases.py --write` after changing a rule to rewrite the expectations, then
+read the diff: every changed line is a changed message a user will see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "fixtures")
+sys.path.insert(0, ROOT)
+
+
+@dataclass(frozen=True)
+class Case:
+    rule_id: str
+    kind: str  # "good" | "bad"
+    name: str
+
+    @property
+    def path(self) -> str:
+        return os.path.join(FIXTURES, self.rule_id, self.kind, self.name)
+
+    @property
+    def expected_path(self) -> str:
+        return self.path + ".expected.json"
+
+    @property
+    def fixed_path(self) -> str:
+        return self.path + ".fixed"
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}/{self.kind}/{self.name}"
+
+
+def all_cases() -> list[Case]:
+    out = []
+    for rule_id in sorted(os.listdir(FIXTURES)):
+        if not os.path.isdir(os.path.join(FIXTURES, rule_id)) or rule_id.startswith(("_", ".")):
+            continue
+        for kind in ("good", "bad"):
+            base = os.path.join(FIXTURES, rule_id, kind)
+            if not os.path.isdir(base):
+                continue
+            for name in sorted(os.listdir(base)):
+                if os.path.isdir(os.path.join(base, name)) and not name.endswith(".fixed"):
+                    out.append(Case(rule_id, kind, name))
+    return out
+
+
+def actual_findings(case: Case) -> list[dict]:
+    from ttsdoctor import engine
+    from ttsdoctor.discover import discover
+    from ttsdoctor.registry import ALL_RULES
+
+    result = engine.run(ALL_RULES, discover([case.path]))
+    assert not result.internal_errors, result.internal_errors
+    out = []
+    for f in result.findings:
+        if f.rule_id != case.rule_id:
+            continue
+        out.append(
+            {
+                "code": f.rule_id,
+                "severity": f.severity.value,
+                "path": os.path.relpath(f.location.path, case.path),
+                "pointer": f.location.pointer,
+                "line": f.location.line,
+                "message": f.message,
+                "fix": None if f.fix is None else f.fix.applicability.value,
+            }
+        )
+    return out
+
+
+def write_expected() -> None:
+    for case in all_cases():
+        findings = actual_findings(case)
+        if not findings and case.kind == "good":
+            if os.path.exists(case.expected_path):
+                os.remove(case.expected_path)
+            continue
+        with open(case.expected_path, "w", encoding="utf-8") as fh:
+            json.dump(findings, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv:
+        write_expected()
+    for case in all_cases():
+        print(case, len(actual_findings(case)))

@@ -1,0 +1,236 @@
+"""Artifact loaders on real-shaped files: values, positions, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from ttsdoctor.artifacts.errors import ArtifactError
+from ttsdoctor.artifacts.hf_config import load_config, scopes
+from ttsdoctor.artifacts.jsonfile import key_positions, load_json
+from ttsdoctor.artifacts.model_dir import load_model_dir
+from ttsdoctor.artifacts.source import load_source
+from ttsdoctor.artifacts.tokenizer import load_tokenizer_bundle
+from ttsdoctor.artifacts.training_config import load_training_config
+from ttsdoctor.artifacts.weights import (
+    load_sharded_safetensors,
+    read_pickle_checkpoint,
+    read_safetensors_header,
+    text_embedding,
+    text_head,
+)
+
+OUTETTS = "fixtures/TOK001/bad/outetts-pad-eos-0"
+
+
+def test_key_positions_nested_and_arrays() -> None:
+    text = '{\n  "a": 1,\n  "decoder": {\n    "pad_token_id": 5,\n    "ids": [1,\n      2]\n  }\n}\n'
+    pos = key_positions(text)
+    assert pos["/a"] == (2, 3)
+    assert pos["/decoder/pad_token_id"] == (4, 5)
+    assert pos["/decoder/ids/1"] == (6, 7)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "file is empty"),
+        (b'{"a": ', "invalid JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"[" * 100000 + b"]" * 100000, "invalid JSON"),
+    ],
+)
+def test_json_errors_name_the_problem(tmp_path, content, problem) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    with pytest.raises(ArtifactError) as info:
+        load_json(str(path))
+    assert problem in info.value.problem and info.value.path == str(path)
+
+
+def test_json_directory_and_duplicates(tmp_path) -> None:
+    (tmp_path / "config.json").mkdir()
+    with pytest.raises(ArtifactError, match="is a directory"):
+        load_json(str(tmp_path / "config.json"))
+    path = tmp_path / "generation_config.json"
+    path.write_text('{"top_p": NaN, "a": 1, "a": 2}')
+    doc = load_json(str(path))
+    assert doc.data["a"] == 2
+    assert any("duplicate key 'a'" in p for _, p in doc.problems)
+    assert any("NaN" in p for _, p in doc.problems)
+
+
+def test_config_scopes_and_types() -> None:
+    doc = load_config("fixtures/TOK001/good/parler-tts-by-design/config.json")
+    by_name = {s.name: s for s in scopes(doc)}
+    assert by_name["decoder"].get_ids("eos_token_id") == (1024,)
+    assert by_name["decoder"].pointer("pad_token_id") == "/decoder/pad_token_id"
+    assert doc.position("/decoder/pad_token_id")[0] is not None
+    doc = load_config("fixtures/ART002/bad/string-vocab-size/config.json")
+    assert scopes(doc)[0].get_int("vocab_size") is None
+    assert ("/vocab_size", "vocab_size is a string ('384'), expected an integer") in doc.problems
+
+
+def test_tokenizer_effective_ids() -> None:
+    bundle = load_tokenizer_bundle(OUTETTS)
+    tok = bundle.file
+    assert tok is not None and tok.kind == "BPE"
+    assert tok.token(0) == "!" and tok.token(1) == '"' and tok.token(2) == "#"
+    eot = tok.token_id("<|endoftext|>")
+    assert eot in tok.special and bundle.is_special(eot) and not bundle.is_special(1)
+    assert tok.token_id("<|63|>") == tok.max_id and tok.id_count == tok.max_id + 1
+    assert bundle.resolve("<|im_end|>") == eot + 2
+
+
+def test_tokenizer_declared_ids() -> None:
+    tok = load_tokenizer_bundle("fixtures/TOK007/bad/declared-id-ignored").file
+    assert tok is not None
+    declared = {a.content: a.declared_id for a in tok.declared_added}
+    assert declared["<|0|>"] == 500 and tok.token_id("<|0|>") != 500
+
+
+def test_safetensors_header_and_tensor_roles() -> None:
+    wf = read_safetensors_header(os.path.join(OUTETTS, "model.safetensors"))
+    emb = text_embedding(wf.tensors)
+    head = text_head(wf.tensors)
+    assert emb is not None and emb.name == "model.embed_tokens.weight" and emb.shape == (384, 8)
+    assert head is not None and head.name == "lm_head.weight" and head.dtype == "F16"
+    assert emb.data_end is not None and emb.data_start is not None and emb.data_end - emb.data_start == 384 * 8 * 2
+
+
+def _write_header(path, header: dict, data_len: int, declared_len: int | None = None) -> None:
+    raw = json.dumps(header).encode()
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", declared_len if declared_len is not None else len(raw)))
+        fh.write(raw)
+        fh.write(b"\0" * data_len)
+
+
+@pytest.mark.parametrize(
+    "header, data_len, declared, problem",
+    [
+        ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, 8, None, "past the end of the data"),
+        ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, 16, 10**9, "above the"),
+        ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, 16, 5000, "points past the end"),
+        ({"w": {"dtype": "Q4", "shape": [4], "data_offsets": [0, 16]}}, 16, None, "unknown dtype"),
+        (
+            {
+                "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
+            },
+            16,
+            None,
+            "overlap",
+        ),
+        ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}, 16, None, "expected 16"),
+        ({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, 16, None, "non-negative"),
+    ],
+)
+def test_hostile_safetensors_headers(tmp_path, header, data_len, declared, problem) -> None:
+    path = tmp_path / "model.safetensors"
+    _write_header(path, header, data_len, declared)
+    with pytest.raises(ArtifactError) as info:
+        read_safetensors_header(str(path))
+    assert problem in info.value.problem
+
+
+def test_sharded_index(tmp_path) -> None:
+    save_file({"model.embed_tokens.weight": np.zeros((10, 4), "float16")}, str(tmp_path / "a.safetensors"))
+    save_file({"lm_head.weight": np.zeros((10, 4), "float16")}, str(tmp_path / "b.safetensors"))
+    index = {
+        "metadata": {},
+        "weight_map": {
+            "model.embed_tokens.weight": "a.safetensors",
+            "lm_head.weight": "b.safetensors",
+            "x": "missing.safetensors",
+        },
+    }
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    weights = load_sharded_safetensors(str(tmp_path / "model.safetensors.index.json"))
+    assert set(weights.tensors) == {"model.embed_tokens.weight", "lm_head.weight"}
+    assert any("missing.safetensors" in e.problem for e in weights.errors)
+
+
+def test_torch_zip_checkpoint_nested_state_dict(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    state = {
+        "model": {
+            "gpt.text_embedding.weight": torch.zeros(7, 3, dtype=torch.bfloat16),
+            "gpt.text_head.bias": torch.nn.Parameter(torch.zeros(7)),
+        },
+        "step": 3,
+    }
+    torch.save(state, tmp_path / "model.pth")
+    wf = read_pickle_checkpoint(str(tmp_path / "model.pth"))
+    assert wf.format == "torch-zip"
+    assert wf.tensors["model.gpt.text_embedding.weight"].shape == (7, 3)
+    assert wf.tensors["model.gpt.text_embedding.weight"].dtype == "BF16"
+    assert wf.tensors["model.gpt.text_head.bias"].shape == (7,)
+
+
+class _Evil:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_hostile_pickle_is_read_never_run(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    (tmp_path / "model.bin").write_bytes(pickle.dumps({"w": _Evil(str(marker))}))
+    wf = read_pickle_checkpoint(str(tmp_path / "model.bin"))
+    assert not marker.exists()
+    assert any(name == "system" for _, name in wf.pickle_globals)
+
+
+def test_model_dir_collects_errors_without_raising() -> None:
+    model = load_model_dir("fixtures/ART001/bad/truncated-files")
+    assert model.config is None and model.tokenizer is not None
+    assert sorted(os.path.basename(e.path) for e in model.errors) == ["config.json", "model.safetensors"]
+
+
+def test_training_config_paths_resolve_against_config_then_project_root(tmp_path) -> None:
+    project = tmp_path / "project"
+    (project / "config").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    tokdir = project / "models" / "tokenizer"
+    tokdir.mkdir(parents=True)
+    with open(os.path.join(OUTETTS, "tokenizer.json"), encoding="utf-8") as fh:
+        (tokdir / "tokenizer.json").write_text(fh.read())
+    (project / "config" / "local.json").write_text("{}")
+    (project / "config" / "train.yaml").write_text(
+        "paths:\n  tokenizer: models/tokenizer  # a directory\n  extra: local.json\n"
+        "finetuning:\n  pretrained_model: models/pretrained/missing.pt\nmodel:\n  n_vocab: 887\n"
+    )
+    config = load_training_config(str(project / "config" / "train.yaml"))
+    by_key = {n.entry.key: n for n in config.named_files}
+    assert by_key["tokenizer"].resolved == str(tokdir) and by_key["tokenizer"].tokenizer is not None
+    assert config.tokenizer is by_key["tokenizer"]
+    assert by_key["pretrained_model"].resolved is None and len(by_key["pretrained_model"].tried) == 2
+    n_vocab = config.first_int("n_vocab")
+    assert n_vocab is not None and n_vocab.value == 887 and n_vocab.line == 7
+
+
+def test_yaml_errors(tmp_path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("model:\n  n_vocab: [1, 2\n")
+    with pytest.raises(ArtifactError, match="invalid YAML"):
+        load_training_config(str(path))
+
+
+def test_source_syntax_error_and_suppressions(tmp_path) -> None:
+    path = tmp_path / "x.py"
+    path.write_text("def f(:\n")
+    with pytest.raises(ArtifactError, match="syntax error"):
+        load_source(str(path))
+    path.write_text("a = 1  # ttsdoctor: ignore[TOK002, ATT001]\nb = 2  # ttsdoctor: ignore\n")
+    source = load_source(str(path))
+    assert source.suppressions == {1: frozenset({"TOK002", "ATT001"}), 2: None}

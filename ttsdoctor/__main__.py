@@ -1,0 +1,3 @@
+from ttsdoctor.cli import main
+
+raise SystemExit(main())

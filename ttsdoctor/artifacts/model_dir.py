@@ -1,0 +1,125 @@
+"""A model directory, loaded: every artifact that is present, and what could not be read."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ttsdoctor.artifacts.errors import ArtifactError
+from ttsdoctor.artifacts.hf_config import ConfigScope, load_config, scopes
+from ttsdoctor.artifacts.jsonfile import JsonDoc
+from ttsdoctor.artifacts.special_tokens import SpecialDecl, config_decls, tokenizer_decls
+from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
+from ttsdoctor.artifacts.weights import TensorInfo, Weights, load_weights_in_dir, text_embedding, text_head
+from ttsdoctor.families import Family, detect_family
+
+
+@dataclass
+class ModelDir:
+    path: str
+    names: list[str]
+    config: JsonDoc | None = None
+    generation_config: JsonDoc | None = None
+    tokenizer: TokenizerBundle | None = None
+    weights: Weights | None = None
+    errors: list[ArtifactError] = field(default_factory=list)
+    family: Family | None = None
+
+    kind = "model_dir"
+
+    @property
+    def config_scopes(self) -> list[ConfigScope]:
+        return scopes(self.config) if self.config is not None else []
+
+    @property
+    def model_type(self) -> str | None:
+        if self.config is None:
+            return None
+        value = self.config.data.get("model_type")
+        return value if isinstance(value, str) else None
+
+    @property
+    def shares_tokenizer_space(self) -> bool:
+        """Whether top-level config ids index the tokenizer vocabulary.
+
+        Not so for codebook decoders (Parler-TTS, MusicGen) and encoder-decoder models, whose
+        top-level ids live in the decoder's own vocabulary.
+        """
+        if self.family is not None and self.family.pad_equals_eos_by_design:
+            return False
+        return not (self.config is not None and self.config.data.get("is_encoder_decoder") is True)
+
+    @property
+    def special_decls(self) -> list[SpecialDecl]:
+        out: list[SpecialDecl] = []
+        shared = self.shares_tokenizer_space
+        if self.config is not None:
+            out += config_decls(self.config, "config.json", shared)
+        if self.generation_config is not None:
+            out += config_decls(self.generation_config, "generation_config.json", shared)
+        if self.tokenizer is not None:
+            out += tokenizer_decls(self.tokenizer)
+        return out
+
+    @property
+    def tensors(self) -> dict[str, TensorInfo]:
+        return self.weights.tensors if self.weights is not None else {}
+
+    @property
+    def embedding(self) -> TensorInfo | None:
+        return text_embedding(self.tensors)
+
+    @property
+    def head(self) -> TensorInfo | None:
+        return text_head(self.tensors)
+
+
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+
+def is_model_dir(names: list[str]) -> bool:
+    return any(n in MODEL_FILES or n.endswith((".safetensors", ".safetensors.index.json")) for n in names)
+
+
+def load_model_dir(path: str) -> ModelDir:
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as exc:
+        return ModelDir(path=path, names=[], errors=[ArtifactError(path, f"cannot list directory: {exc.strerror}")])
+    model = ModelDir(path=path, names=names)
+    for name, attr in (("config.json", "config"), ("generation_config.json", "generation_config")):
+        if name in names:
+            try:
+                setattr(model, attr, load_config(os.path.join(path, name)))
+            except ArtifactError as exc:
+                model.errors.append(exc)
+    if any(
+        n in names
+        for n in (
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "added_tokens.json",
+            "vocab.json",
+        )
+    ):
+        bundle = load_tokenizer_bundle(path)
+        model.errors += bundle.errors
+        if bundle.present or bundle.file is not None:
+            model.tokenizer = bundle
+    model.weights = load_weights_in_dir(path, names)
+    if model.weights is not None:
+        model.errors += model.weights.errors
+    architectures: tuple[str, ...] = ()
+    if model.config is not None and isinstance(model.config.data.get("architectures"), list):
+        architectures = tuple(a for a in model.config.data["architectures"] if isinstance(a, str))
+    vocab = model.tokenizer.file.vocab if model.tokenizer is not None and model.tokenizer.file is not None else None
+    model.family = detect_family(model.model_type, architectures, vocab, tuple(model.tensors))
+    return model

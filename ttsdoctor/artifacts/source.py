@@ -1,0 +1,57 @@
+"""Python source files: text, AST (with lines and columns) and inline suppressions."""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from dataclasses import dataclass, field
+
+from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
+
+MAX_SOURCE_BYTES = 8 << 20
+_SUPPRESS = re.compile(r"#\s*ttsdoctor:\s*ignore(?:\[([A-Za-z0-9_, ]+)\])?")
+
+
+@dataclass
+class SourceFile:
+    path: str
+    text: str
+    tree: ast.Module
+    suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # line -> codes (None: all)
+    errors: list[ArtifactError] = field(default_factory=list)
+
+    kind = "source"
+
+    def line_offsets(self) -> list[int]:
+        offsets = [0]
+        for line in self.text.splitlines(keepends=True):
+            offsets.append(offsets[-1] + len(line))
+        return offsets
+
+
+def parse_suppressions(text: str) -> dict[int, frozenset[str] | None]:
+    out: dict[int, frozenset[str] | None] = {}
+    if "ttsdoctor" not in text:
+        return out
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _SUPPRESS.search(line)
+        if match:
+            codes = match.group(1)
+            out[number] = frozenset(c.strip() for c in codes.split(",") if c.strip()) if codes else None
+    return out
+
+
+def load_source(path: str) -> SourceFile:
+    text = decode_utf8(path, read_bytes(path, MAX_SOURCE_BYTES))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences and the like are not ours to report
+            tree = ast.parse(text, filename=path)
+    except SyntaxError as exc:
+        raise ArtifactError(
+            path, f"Python syntax error: {exc.msg} at line {exc.lineno}", exc.lineno, exc.offset
+        ) from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise ArtifactError(path, f"cannot parse Python source ({type(exc).__name__})") from None
+    return SourceFile(path=path, text=text, tree=tree, suppressions=parse_suppressions(text))

@@ -1,0 +1,81 @@
+"""Special-token declarations gathered from every level of a model directory.
+
+The same role (pad, eos, bos, unk) is declared in config.json (and its sub-configs),
+generation_config.json, tokenizer_config.json and special_tokens_map.json. Each declaration becomes
+a `SpecialDecl` with the ids it resolves to and where it was written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ttsdoctor.artifacts.hf_config import ConfigScope, scopes
+from ttsdoctor.artifacts.jsonfile import JsonDoc, escape_pointer_part
+from ttsdoctor.artifacts.tokenizer import TokenizerBundle
+
+ROLES = ("pad", "eos", "bos", "unk")
+
+
+@dataclass(frozen=True)
+class SpecialDecl:
+    role: str
+    ids: tuple[int, ...]  # () when a named token is not in the tokenizer
+    token: str | None  # the token string when the level names one
+    level: str  # human name of the level: "config.json", "config.json (decoder)", "tokenizer_config.json"
+    path: str
+    pointer: str
+    line: int | None
+    column: int | None
+    text_space: bool  # the ids index the tokenizer's vocabulary (not a codebook sub-vocabulary)
+    scope: str = ""  # sub-config name, "" at the top level
+
+
+def _token_content(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    return None
+
+
+def config_decls(doc: JsonDoc, level: str, text_space_top: bool) -> list[SpecialDecl]:
+    out = []
+    for scope in scopes(doc):
+        for role in ROLES:
+            key = f"{role}_token_id"
+            ids = scope.get_ids(key)
+            if not ids:
+                continue
+            out.append(_decl_from_scope(scope, role, key, ids, level, text_space_top and not scope.name))
+    return out
+
+
+def _decl_from_scope(
+    scope: ConfigScope, role: str, key: str, ids: tuple[int, ...], level: str, text_space: bool
+) -> SpecialDecl:
+    pointer = scope.pointer(key)
+    line, column = scope.doc.position(pointer)
+    name = f"{level} ({scope.name})" if scope.name else level
+    return SpecialDecl(role, ids, None, name, scope.doc.path, pointer, line, column, text_space, scope.name)
+
+
+def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
+    out = []
+    for doc, level in ((bundle.config, "tokenizer_config.json"), (bundle.special_map, "special_tokens_map.json")):
+        if doc is None:
+            continue
+        for role in ROLES:
+            key = f"{role}_token"
+            content = _token_content(doc.data.get(key))
+            if content is None:
+                continue
+            resolved = bundle.resolve(content)
+            pointer = "/" + escape_pointer_part(key)
+            line, column = doc.position(pointer)
+            out.append(
+                SpecialDecl(
+                    role, () if resolved is None else (resolved,), content, level, doc.path, pointer, line, column, True
+                )
+            )
+    return out

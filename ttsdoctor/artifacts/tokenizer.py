@@ -1,0 +1,193 @@
+"""Tokenizers: tokenizer.json through the `tokenizers` library, plus the files around it.
+
+What rules need from a tokenizer: the effective id of every token (added tokens included, as the
+library assigns them, not as the file declares them), which tokens are special, the max id, and
+the special tokens that tokenizer_config.json / special_tokens_map.json name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
+from ttsdoctor.artifacts.jsonfile import JsonDoc, load_json
+
+MAX_TOKENIZER_BYTES = 1 << 30
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+)
+
+
+@dataclass(frozen=True)
+class DeclaredAddedToken:
+    index: int  # position in tokenizer.json added_tokens[]
+    declared_id: Any
+    content: str
+    special: bool
+
+
+@dataclass
+class TokenizerFile:
+    """tokenizer.json (or a plain vocab.json) loaded with effective ids."""
+
+    path: str
+    kind: str  # model type: BPE, WordPiece, Unigram, WordLevel, or "vocab.json"
+    vocab: dict[str, int]  # effective ids, added tokens included
+    special: frozenset[int]  # ids of tokens flagged special
+    declared_added: tuple[DeclaredAddedToken, ...] = ()
+    _by_id: dict[int, str] | None = None
+
+    @property
+    def max_id(self) -> int:
+        return max(self.vocab.values(), default=-1)
+
+    @property
+    def id_count(self) -> int:
+        """The number of embedding rows the tokenizer needs: max id + 1."""
+        return self.max_id + 1
+
+    def token(self, token_id: int) -> str | None:
+        if self._by_id is None:
+            self._by_id = {i: t for t, i in self.vocab.items()}
+        return self._by_id.get(token_id)
+
+    def token_id(self, content: str) -> int | None:
+        return self.vocab.get(content)
+
+
+@dataclass
+class TokenizerBundle:
+    """All tokenizer files of one directory (or one named tokenizer file)."""
+
+    directory: str
+    file: TokenizerFile | None = None
+    config: JsonDoc | None = None  # tokenizer_config.json
+    special_map: JsonDoc | None = None  # special_tokens_map.json
+    added_tokens: JsonDoc | None = None  # added_tokens.json
+    errors: list[ArtifactError] = field(default_factory=list)
+
+    @property
+    def present(self) -> bool:
+        return any((self.file, self.config, self.special_map, self.added_tokens))
+
+    def resolve(self, content: str) -> int | None:
+        """The id a token string gets: tokenizer.json first, then the declarations around it."""
+        if self.file is not None:
+            found = self.file.token_id(content)
+            if found is not None:
+                return found
+        if self.added_tokens is not None and isinstance(self.added_tokens.data, dict):
+            value = self.added_tokens.data.get(content)
+            if isinstance(value, int):
+                return value
+        if self.config is not None:
+            decoder = self.config.data.get("added_tokens_decoder")
+            if isinstance(decoder, dict):
+                for key, entry in decoder.items():
+                    if isinstance(entry, dict) and entry.get("content") == content and str(key).isdigit():
+                        return int(key)
+        return None
+
+    def is_special(self, token_id: int) -> bool | None:
+        if self.file is not None and self.file.token(token_id) is not None and token_id in self.file.special:
+            return True
+        if self.config is not None:
+            decoder = self.config.data.get("added_tokens_decoder")
+            if isinstance(decoder, dict):
+                entry = decoder.get(str(token_id))
+                if isinstance(entry, dict) and entry.get("special") is True:
+                    return True
+        if self.file is not None and self.file.token(token_id) is not None:
+            return False
+        return None
+
+
+def _declared_added_tokens(path: str, text: str) -> tuple[DeclaredAddedToken, ...]:
+    """Read only the top-level `added_tokens` array, without parsing the whole (large) file again."""
+    key = text.find('"added_tokens"')
+    if key < 0:
+        return ()
+    start = text.find("[", key)
+    if start < 0 or text[key + len('"added_tokens"') : start].strip() != ":":
+        return ()
+    try:
+        entries, _ = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        return ()
+    out = []
+    if isinstance(entries, list):
+        for index, entry in enumerate(entries):
+            if isinstance(entry, dict) and isinstance(entry.get("content"), str):
+                out.append(DeclaredAddedToken(index, entry.get("id"), entry["content"], entry.get("special") is True))
+    return tuple(out)
+
+
+def load_tokenizer_json(path: str) -> TokenizerFile:
+    from tokenizers import Tokenizer  # ~30 ms, only when a tokenizer is present
+
+    text = decode_utf8(path, read_bytes(path, MAX_TOKENIZER_BYTES))
+    if not text.strip():
+        raise ArtifactError(path, "file is empty")
+    try:
+        tok = Tokenizer.from_str(text)
+    except Exception as exc:  # the library raises plain Exception with its own message
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # Prefer the JSON parser's message when the file is not JSON at all.
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as jexc:
+            raise ArtifactError(
+                path, f"invalid JSON: {jexc.msg} (line {jexc.lineno}, column {jexc.colno})", jexc.lineno, jexc.colno
+            ) from None
+        except RecursionError:
+            raise ArtifactError(path, "invalid JSON: nested too deeply to read") from None
+        raise ArtifactError(path, f"the tokenizers library cannot load it: {detail}") from None
+    vocab = tok.get_vocab(with_added_tokens=True)
+    special = frozenset(i for i, added in tok.get_added_tokens_decoder().items() if added.special)
+    kind = type(tok.model).__name__
+    return TokenizerFile(
+        path=path, kind=kind, vocab=vocab, special=special, declared_added=_declared_added_tokens(path, text)
+    )
+
+
+def load_vocab_json(path: str) -> TokenizerFile:
+    doc = load_json(path)
+    vocab: dict[str, int] = {}
+    for token, token_id in doc.data.items():
+        if not isinstance(token_id, int) or isinstance(token_id, bool):
+            raise ArtifactError(path, f"vocab entry {token!r} has id {token_id!r}, expected an integer")
+        vocab[token] = token_id
+    return TokenizerFile(path=path, kind="vocab.json", vocab=vocab, special=frozenset())
+
+
+def load_tokenizer_bundle(directory: str, tokenizer_file: str | None = None) -> TokenizerBundle:
+    """Load the tokenizer files of `directory`; `tokenizer_file` names a specific tokenizer JSON."""
+    bundle = TokenizerBundle(directory=directory)
+    main = tokenizer_file or os.path.join(directory, "tokenizer.json")
+    try:
+        if os.path.lexists(main):
+            bundle.file = load_tokenizer_json(main)
+        elif tokenizer_file is None and os.path.lexists(os.path.join(directory, "vocab.json")):
+            bundle.file = load_vocab_json(os.path.join(directory, "vocab.json"))
+    except ArtifactError as exc:
+        bundle.errors.append(exc)
+    if tokenizer_file is None:
+        for name, attr in (
+            ("tokenizer_config.json", "config"),
+            ("special_tokens_map.json", "special_map"),
+            ("added_tokens.json", "added_tokens"),
+        ):
+            path = os.path.join(directory, name)
+            if os.path.lexists(path):
+                try:
+                    setattr(bundle, attr, load_json(path))
+                except ArtifactError as exc:
+                    bundle.errors.append(exc)
+    return bundle

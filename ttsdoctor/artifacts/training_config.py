@@ -1,0 +1,298 @@
+"""Training configs (YAML or JSON) and the files they name.
+
+Every scalar is flattened to an `Entry` with its JSON pointer and line. String values that name a
+file (tokenizer, checkpoint, extended embeddings...) are resolved the way real projects run them:
+first against the config's own directory, then against the enclosing project root (the nearest
+ancestor holding .git, pyproject.toml or setup.py), since training scripts usually run from there.
+A directory is accepted where it holds tokenizer or weight files. The files found are loaded with the
+same loaders as model directories.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
+from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text
+from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
+from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, Weights, load_weight_file, load_weights_in_dir
+
+MAX_CONFIG_BYTES = 16 << 20
+PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
+FILE_KEY_HINTS = (
+    "path",
+    "file",
+    "dir",
+    "tokenizer",
+    "checkpoint",
+    "ckpt",
+    "pretrained",
+    "embedding",
+    "vocab",
+    "weights",
+    "model",
+    "resume",
+    "init_from",
+    "load",
+)
+FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".yaml", ".yml", ".txt", ".model", ".gguf")
+
+
+@dataclass(frozen=True)
+class Entry:
+    pointer: str
+    key: str  # the last key (or index) of the pointer
+    value: Any
+    line: int | None
+    column: int | None
+
+
+@dataclass
+class NamedFile:
+    entry: Entry
+    role: str  # "tokenizer" | "base_tokenizer" | "weights" | "other"
+    resolved: str | None  # the path that exists, as used
+    tried: tuple[str, ...]  # every path tried, in order
+    tokenizer: TokenizerBundle | None = None
+    weights: Weights | None = None
+
+
+@dataclass
+class TrainingConfig:
+    path: str
+    format: str  # "yaml" | "json"
+    data: Any
+    entries: list[Entry]
+    named_files: list[NamedFile] = field(default_factory=list)
+    project_root: str | None = None
+    errors: list[ArtifactError] = field(default_factory=list)
+
+    kind = "training_config"
+
+    def find(self, *keys: str) -> list[Entry]:
+        """Entries whose last key is one of `keys` (any depth), in file order."""
+        wanted = set(keys)
+        return [e for e in self.entries if e.key in wanted]
+
+    def first_int(self, *keys: str) -> Entry | None:
+        for entry in self.find(*keys):
+            if isinstance(entry.value, int) and not isinstance(entry.value, bool):
+                return entry
+        return None
+
+    def named(self, role: str) -> list[NamedFile]:
+        return [n for n in self.named_files if n.role == role]
+
+    @property
+    def tokenizer(self) -> NamedFile | None:
+        found = [n for n in self.named("tokenizer") if n.tokenizer is not None and n.tokenizer.file is not None]
+        return found[0] if found else None
+
+    @property
+    def base_tokenizer(self) -> NamedFile | None:
+        found = [n for n in self.named("base_tokenizer") if n.tokenizer is not None and n.tokenizer.file is not None]
+        return found[0] if found else None
+
+
+def _flatten(node: Any, pointer: str, key: str, out: list[Entry], depth: int = 0) -> None:
+    if depth > 64:
+        return
+    line = column = None
+    if isinstance(node, dict):
+        lc = getattr(node, "lc", None)
+        for k, v in node.items():
+            child = f"{pointer}/{escape_pointer_part(str(k))}"
+            if lc is not None:
+                try:
+                    line, column = lc.key(k)
+                    line, column = line + 1, column + 1
+                except (KeyError, TypeError, AttributeError):
+                    line = column = None
+            if isinstance(v, (dict, list)):
+                out.append(Entry(child, str(k), v, line, column))
+                _flatten(v, child, str(k), out, depth + 1)
+            else:
+                out.append(Entry(child, str(k), v, line, column))
+    elif isinstance(node, list):
+        lc = getattr(node, "lc", None)
+        for i, v in enumerate(node):
+            child = f"{pointer}/{i}"
+            if lc is not None:
+                try:
+                    line, column = lc.item(i)
+                    line, column = line + 1, column + 1
+                except (KeyError, TypeError, AttributeError, IndexError):
+                    line = column = None
+            if isinstance(v, (dict, list)):
+                _flatten(v, child, key, out, depth + 1)
+            else:
+                out.append(Entry(child, key, v, line, column))
+
+
+def _json_positions(doc: Any, entries: list[Entry]) -> list[Entry]:
+    return [Entry(e.pointer, e.key, e.value, *doc.position(e.pointer)) for e in entries]
+
+
+def parse_training_config(path: str) -> TrainingConfig:
+    text = decode_utf8(path, read_bytes(path, MAX_CONFIG_BYTES))
+    entries: list[Entry] = []
+    if path.endswith(".json"):
+        doc = parse_json_text(path, text)
+        _flatten(doc.data, "", "", entries)
+        return TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    if not text.strip():
+        raise ArtifactError(path, "file is empty")
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" at line {line} column {column}" if line else ""
+        raise ArtifactError(path, f"invalid YAML: {problem}{where}", line, column) from None
+    except RecursionError:
+        raise ArtifactError(path, "invalid YAML: nested too deeply to read") from None
+    _flatten(data, "", "", entries)
+    return TrainingConfig(path, "yaml", data, entries)
+
+
+def project_root(start: str) -> str | None:
+    current = os.path.abspath(start)
+    while True:
+        if any(os.path.lexists(os.path.join(current, marker)) for marker in PROJECT_MARKERS):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def _role(entry: Entry) -> str | None:
+    key = entry.key.lower()
+    value = entry.value
+    if not isinstance(value, str) or not value or "\n" in value or len(value) > 4096:
+        return None
+    if value.startswith(("http://", "https://", "hf://")) or "{" in value or value.startswith("lambda"):
+        return None
+    looks_like_file = "/" in value or "\\" in value or value.lower().endswith(FILE_SUFFIXES)
+    if not looks_like_file or not any(h in key for h in FILE_KEY_HINTS):
+        return None
+    if "tokenizer" in key or "vocab" in key:
+        return "base_tokenizer" if any(w in key for w in ("base", "original", "orig", "source")) else "tokenizer"
+    if value.lower().endswith(WEIGHT_SUFFIXES) or any(
+        w in key for w in ("checkpoint", "ckpt", "pretrained", "embedding", "weights")
+    ):
+        return "weights"
+    return "other"
+
+
+def _candidates(config_path: str, value: str, root: str | None) -> list[str]:
+    display_dir = os.path.dirname(config_path)
+    if os.path.isabs(value):
+        return [value]
+    out = [os.path.normpath(os.path.join(display_dir, value))]
+    if root is not None:
+        # Keep the display form relative when the config path was given relatively.
+        rel_root = os.path.relpath(root) if not os.path.isabs(config_path) else root
+        candidate = os.path.normpath(os.path.join(rel_root, value))
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
+def _load_named(named: NamedFile) -> list[ArtifactError]:
+    path = named.resolved
+    assert path is not None
+    errors: list[ArtifactError] = []
+    if named.role in ("tokenizer", "base_tokenizer"):
+        if os.path.isdir(path):
+            bundle = load_tokenizer_bundle(path)
+        elif path.endswith(".json") and os.path.basename(path) not in (
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ):
+            if os.path.basename(path) == "vocab.json":
+                bundle = load_tokenizer_bundle(os.path.dirname(path) or ".")
+            else:
+                bundle = load_tokenizer_bundle(os.path.dirname(path) or ".", tokenizer_file=path)
+        else:
+            return errors
+        named.tokenizer = bundle
+        errors += bundle.errors
+    elif named.role == "weights":
+        if os.path.isdir(path):
+            try:
+                names = sorted(os.listdir(path))
+            except OSError as exc:
+                return [ArtifactError(path, f"cannot list directory: {exc.strerror}")]
+            named.weights = load_weights_in_dir(path, names)
+            if named.weights is not None:
+                errors += named.weights.errors
+        elif path.endswith(WEIGHT_SUFFIXES):
+            try:
+                named.weights = Weights(files=[load_weight_file(path)])
+            except ArtifactError as exc:
+                errors.append(exc)
+    return errors
+
+
+def load_training_config(path: str) -> TrainingConfig:
+    config = parse_training_config(path)
+    config.project_root = project_root(os.path.dirname(os.path.abspath(path)))
+    for entry in config.entries:
+        role = _role(entry)
+        if role is None:
+            continue
+        tried = _candidates(path, entry.value, config.project_root)
+        resolved = next((c for c in tried if os.path.exists(c)), None)
+        named = NamedFile(entry, role, resolved, tuple(tried))
+        config.named_files.append(named)
+        if resolved is not None:
+            config.errors += _load_named(named)
+    return config
+
+
+TRAINING_KEYS = frozenset(
+    {
+        "n_vocab",
+        "vocab_size",
+        "text_vocab_size",
+        "freeze_until_index",
+        "trainable_token_indices",
+        "original_vocab_size",
+        "base_vocab_size",
+        "tokenizer",
+        "tokenizer_path",
+        "pretrained_model",
+        "resp_levels",
+        "audio_backend",
+        "generation_config",
+        "max_text_tokens",
+        "max_speech_tokens",
+        "learning_rate",
+        "batch_size",
+        "epochs",
+        "num_epochs",
+        "max_steps",
+        "gradient_accumulation_steps",
+        "output_attentions",
+        "attn_implementation",
+    }
+)
+
+
+def looks_like_training_config(path: str) -> bool:
+    """Cheap content sniff for files found while walking a tree (explicit paths skip this)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(f"{key}:" in head or f'"{key}"' in head for key in TRAINING_KEYS)

@@ -1,0 +1,462 @@
+"""Weights, read from headers only: tensor names, dtypes, shapes and byte ranges.
+
+- safetensors: the 8-byte length, the JSON header, every offset validated against the file size;
+- sharded checkpoints through `*.safetensors.index.json`;
+- pickle checkpoints (.pt/.pth/.bin/.ckpt, torch zip or raw pickle) through a restricted unpickler
+  that never imports or calls anything: every global becomes an inert stub, so a `__reduce__` that
+  would run a shell command is recorded, not run.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import pickle
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttsdoctor.artifacts.errors import ArtifactError, regular_file_size
+from ttsdoctor.artifacts.jsonfile import load_json
+
+MAX_HEADER_BYTES = 100 << 20  # the safetensors library refuses larger headers too
+MAX_PICKLE_BYTES = 256 << 20
+
+DTYPE_SIZES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "F8_E8M0": 1,
+    "F4": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+    "C64": 8,
+}
+
+TORCH_STORAGE_DTYPES = {
+    "FloatStorage": "F32",
+    "DoubleStorage": "F64",
+    "HalfStorage": "F16",
+    "BFloat16Storage": "BF16",
+    "LongStorage": "I64",
+    "IntStorage": "I32",
+    "ShortStorage": "I16",
+    "CharStorage": "I8",
+    "ByteStorage": "U8",
+    "BoolStorage": "BOOL",
+    "ComplexFloatStorage": "C64",
+}
+
+# Globals that only rebuild tensors and containers. Anything else in a pickle is reported.
+SAFE_PICKLE_GLOBALS = frozenset(
+    {
+        ("collections", "OrderedDict"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("torch._utils", "_rebuild_parameter_with_state"),
+        ("torch", "Size"),
+        ("torch", "device"),
+        ("torch._tensor", "_rebuild_from_type_v2"),
+        ("torch.nn.parameter", "Parameter"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "slice"),
+        ("torch", "dtype"),
+    }
+    | {("torch", name) for name in TORCH_STORAGE_DTYPES}
+    | {("torch", name) for name in ("float32", "float16", "bfloat16", "int64", "int32", "bool", "uint8")}
+)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    path: str
+    data_start: int | None = None  # absolute byte offset in `path` (safetensors only)
+    data_end: int | None = None
+
+    @property
+    def rows(self) -> int | None:
+        return self.shape[0] if self.shape else None
+
+
+@dataclass
+class WeightFile:
+    path: str
+    format: str  # "safetensors" | "torch-zip" | "pickle"
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    pickle_globals: tuple[tuple[str, str], ...] = ()  # every global a pickle names, in order
+
+
+@dataclass
+class Weights:
+    files: list[WeightFile] = field(default_factory=list)
+    index_path: str | None = None
+    errors: list[ArtifactError] = field(default_factory=list)
+
+    @property
+    def tensors(self) -> dict[str, TensorInfo]:
+        out: dict[str, TensorInfo] = {}
+        for wf in self.files:
+            out.update(wf.tensors)
+        return out
+
+
+# --- safetensors ---------------------------------------------------------------------------------
+
+
+def read_safetensors_header(path: str) -> WeightFile:
+    size = regular_file_size(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ArtifactError(
+                    path, f"truncated safetensors file: {size} bytes, not even the 8-byte header length"
+                )
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_HEADER_BYTES:
+                raise ArtifactError(path, f"safetensors header length {n} is above the {MAX_HEADER_BYTES}-byte limit")
+            if 8 + n > size:
+                raise ArtifactError(
+                    path, f"safetensors header length {n} points past the end of the file ({size} bytes)"
+                )
+            raw = fh.read(n)
+    except PermissionError:
+        raise ArtifactError(path, "permission denied") from None
+    except FileNotFoundError:
+        raise ArtifactError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ArtifactError(path, "is a directory where a file is expected") from None
+    except OSError as exc:
+        raise ArtifactError(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ArtifactError(path, f"safetensors header is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise ArtifactError(path, "safetensors header is not a JSON object")
+    data_size = size - 8 - n
+    base = 8 + n
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise ArtifactError(path, "safetensors __metadata__ is not an object")
+    tensors: dict[str, TensorInfo] = {}
+    spans: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict):
+            raise ArtifactError(path, f"tensor {name!r}: header entry is not an object")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in DTYPE_SIZES:
+            raise ArtifactError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
+        if not (
+            isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
+            raise ArtifactError(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise ArtifactError(path, f"tensor {name!r}: data_offsets {offsets!r} is not a pair of integers")
+        begin, end = offsets
+        numel = 1
+        for d in shape:
+            numel *= d
+        expected = numel * DTYPE_SIZES[dtype]
+        if not 0 <= begin <= end:
+            raise ArtifactError(path, f"tensor {name!r}: data_offsets {offsets} are out of order")
+        if end > data_size:
+            raise ArtifactError(
+                path,
+                f"tensor {name!r}: data_offsets end {end} is past the end of the data "
+                f"({data_size} bytes): the file is truncated",
+            )
+        if end - begin != expected:
+            raise ArtifactError(
+                path, f"tensor {name!r}: {end - begin} bytes for shape {shape} {dtype}, expected {expected}"
+            )
+        spans.append((begin, end, name))
+        tensors[name] = TensorInfo(name, dtype, tuple(shape), path, base + begin, base + end)
+    spans.sort()
+    for (_b1, e1, n1), (b2, _e2, n2) in itertools.pairwise(spans):
+        if b2 < e1:
+            raise ArtifactError(path, f"tensors {n1!r} and {n2!r} overlap in the data section")
+    return WeightFile(
+        path=path,
+        format="safetensors",
+        tensors=tensors,
+        metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
+    )
+
+
+def load_sharded_safetensors(index_path: str) -> Weights:
+    weights = Weights(index_path=index_path)
+    doc = load_json(index_path)
+    weight_map = doc.data.get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise ArtifactError(index_path, "has no weight_map object")
+    directory = os.path.dirname(index_path)
+    shards: dict[str, list[str]] = {}
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise ArtifactError(index_path, f"weight_map[{tensor!r}] is not a file name")
+        shards.setdefault(shard, []).append(tensor)
+    for shard, names in shards.items():
+        shard_path = os.path.join(directory, shard)
+        if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
+            weights.errors.append(ArtifactError(index_path, f"shard name {shard!r} leaves the model directory"))
+            continue
+        if not os.path.lexists(shard_path):
+            weights.errors.append(ArtifactError(index_path, f"names shard {shard!r} which does not exist"))
+            continue
+        try:
+            wf = read_safetensors_header(shard_path)
+        except ArtifactError as exc:
+            weights.errors.append(exc)
+            continue
+        missing = [n for n in names if n not in wf.tensors]
+        if missing:
+            weights.errors.append(
+                ArtifactError(
+                    index_path, f"{len(missing)} tensors mapped to {shard!r} are not in it, for example {missing[0]!r}"
+                )
+            )
+        weights.files.append(wf)
+    return weights
+
+
+# --- pickle checkpoints -------------------------------------------------------------------------
+
+
+class _Opaque:
+    """What any call inside the pickle returns: inert, accepts anything, does nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class _Storage:
+    dtype: str
+    key: str
+    numel: int
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Global:
+    module: str
+    name: str
+
+
+class _InertUnpickler(pickle.Unpickler):
+    """Builds only dicts, lists, tuples, scalars and tensor descriptions. Imports nothing."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self.globals_seen: list[tuple[str, str]] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.globals_seen.append((module, name))
+        if module == "torch" and name in TORCH_STORAGE_DTYPES:
+            return _Global(module, name)
+        if (module, name) == ("collections", "OrderedDict"):
+            return dict
+        if (module, name) in {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")}:
+            return _rebuild_tensor
+        if (module, name) == ("torch._utils", "_rebuild_parameter"):
+            return _rebuild_parameter
+        if (module, name) == ("torch._utils", "_rebuild_parameter_with_state"):
+            return _rebuild_parameter
+        return type(f"stub_{module}_{name}".replace(".", "_"), (_Opaque,), {})
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            storage_type, key, numel = pid[1], pid[2], pid[4]
+            dtype = TORCH_STORAGE_DTYPES.get(storage_type.name, "?") if isinstance(storage_type, _Global) else "?"
+            return _Storage(dtype, str(key), numel if isinstance(numel, int) else -1)
+        return _Opaque()
+
+
+def _rebuild_tensor(storage: Any, offset: Any = 0, size: Any = (), *args: Any) -> Any:
+    dtype = storage.dtype if isinstance(storage, _Storage) else "?"
+    shape = tuple(int(d) for d in size) if isinstance(size, (tuple, list)) else ()
+    return _Tensor(dtype, shape)
+
+
+def _rebuild_parameter(data: Any, *args: Any) -> Any:
+    return data
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, _Tensor], depth: int = 0) -> None:
+    if depth > 12:
+        return
+    if isinstance(obj, _Tensor):
+        out[prefix] = obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out, depth + 1)
+
+
+def read_pickle_checkpoint(path: str) -> WeightFile:
+    regular_file_size(path)
+    fmt = "pickle"
+    if zipfile.is_zipfile(path):
+        fmt = "torch-zip"
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    raise ArtifactError(path, "zip checkpoint without a data.pkl record")
+                info = zf.getinfo(names[0])
+                if info.file_size > MAX_PICKLE_BYTES:
+                    raise ArtifactError(path, f"data.pkl is {info.file_size} bytes, above the limit")
+                payload = zf.read(names[0])
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ArtifactError(path, f"damaged zip checkpoint: {exc}") from None
+    else:
+        try:
+            with open(path, "rb") as fh:
+                payload = fh.read(MAX_PICKLE_BYTES)
+        except OSError as exc:
+            raise ArtifactError(path, f"cannot read: {exc.strerror or exc}") from None
+    unpickler = _InertUnpickler(payload)
+    try:
+        obj = unpickler.load()
+    except RecursionError:
+        raise ArtifactError(path, "pickle nested too deeply to read") from None
+    except Exception as exc:  # a hostile or damaged stream can raise nearly anything
+        if not unpickler.globals_seen:
+            raise ArtifactError(path, f"not a readable pickle checkpoint ({type(exc).__name__}: {exc})"[:300]) from None
+        obj = None
+    tensors_raw: dict[str, _Tensor] = {}
+    _flatten(obj, "", tensors_raw)
+    tensors = {name: TensorInfo(name, t.dtype, t.shape, path) for name, t in tensors_raw.items()}
+    return WeightFile(path=path, format=fmt, tensors=tensors, pickle_globals=tuple(unpickler.globals_seen))
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def load_weight_file(path: str) -> WeightFile:
+    if path.endswith(".safetensors"):
+        return read_safetensors_header(path)
+    return read_pickle_checkpoint(path)
+
+
+def load_weights_in_dir(directory: str, names: list[str]) -> Weights | None:
+    """The weights of a model directory: the sharded index if any, else every weight file."""
+    index = [n for n in names if n.endswith(".safetensors.index.json")]
+    if index:
+        path = os.path.join(directory, sorted(index)[0])
+        try:
+            return load_sharded_safetensors(path)
+        except ArtifactError as exc:
+            return Weights(index_path=path, errors=[exc])
+    files = sorted(n for n in names if n.endswith(WEIGHT_SUFFIXES) and not n.startswith("training_args"))
+    safes = [n for n in files if n.endswith(".safetensors")]
+    chosen = safes or files  # transformers prefers safetensors when both exist
+    if not chosen:
+        return None
+    weights = Weights()
+    for name in chosen:
+        try:
+            weights.files.append(load_weight_file(os.path.join(directory, name)))
+        except ArtifactError as exc:
+            weights.errors.append(exc)
+    return weights
+
+
+# --- which tensors hold the text vocabulary --------------------------------------------------
+
+EMBEDDING_SUFFIXES = (
+    "embed_tokens.weight",
+    "wte.weight",
+    "word_embeddings.weight",
+    "tok_embeddings.weight",
+    "text_emb.weight",
+    "text_embedding.weight",
+    "token_embd.weight",
+    "shared.weight",
+    "embed_in.weight",
+    "text_embed.weight",
+    "embedding.weight",
+)
+HEAD_SUFFIXES = ("lm_head.weight", "text_head.weight", "embed_out.weight", "output.weight")
+NOT_TEXT_MARKERS = (
+    "speech",
+    "audio",
+    "mel_",
+    "codec",
+    "position",
+    "pos_emb",
+    "wpe",
+    "cond_",
+    "speaker",
+    "vision",
+    "decoder.embed_tokens.",
+    "embed_positions",
+    "perceiver",
+    "resps",
+)
+
+
+def _pick(tensors: dict[str, TensorInfo], suffixes: tuple[str, ...]) -> TensorInfo | None:
+    candidates = []
+    for name, info in tensors.items():
+        if len(info.shape) != 2:
+            continue
+        lowered = name.lower()
+        if any(marker in lowered for marker in NOT_TEXT_MARKERS):
+            continue
+        for rank, suffix in enumerate(suffixes):
+            if name == suffix or name.endswith("." + suffix) or name.endswith("_" + suffix):
+                candidates.append((name.count("."), rank, name, info))
+                break
+    if not candidates:
+        return None
+    return min(candidates)[3]
+
+
+def text_embedding(tensors: dict[str, TensorInfo]) -> TensorInfo | None:
+    """The input embedding of the text/main vocabulary, found by name."""
+    return _pick(tensors, EMBEDDING_SUFFIXES)
+
+
+def text_head(tensors: dict[str, TensorInfo]) -> TensorInfo | None:
+    """The output head over the same vocabulary, found by name."""
+    return _pick(tensors, HEAD_SUFFIXES)

@@ -1,0 +1,424 @@
+"""TOK: special tokens across config.json, generation_config.json, tokenizer files and source."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.artifacts.special_tokens import SpecialDecl
+from ttsdoctor.finding import AddSpecialToken, Applicability, Edit, Finding, Fix, ResizeTensor, SetJsonValue, Severity
+from ttsdoctor.rule import Rule
+
+PAD_EOS_CONSEQUENCE = (
+    "transformers cannot infer an attention mask when pad is in the eos set, and a collator that "
+    "masks pad labels masks every EOS, so a fine-tuned model never learns to stop"
+)
+_SPECIAL_LOOKING = re.compile(r"^(<[^<>\s]+>|<\|[^|]*\|>|\[[A-Za-z_0-9]+\])$")
+
+
+def describe(model: ModelDir, token_id: int) -> str:
+    tok = model.tokenizer.file if model.tokenizer is not None else None
+    token = tok.token(token_id) if tok is not None else None
+    return f"{token_id} ({token!r})" if token is not None else str(token_id)
+
+
+def _levels(decls: list[SpecialDecl]) -> dict[tuple[str, str], dict[str, SpecialDecl]]:
+    """Declarations grouped by (file, sub-config), then by role."""
+    out: dict[tuple[str, str], dict[str, SpecialDecl]] = {}
+    for decl in decls:
+        out.setdefault((decl.path, decl.scope), {})[decl.role] = decl
+    return out
+
+
+# --- choosing a pad token (shared by the pad fixes) ---------------------------------------------------
+
+
+def choose_pad(model: ModelDir) -> tuple[int, str] | None:
+    """An existing special token that can serve as pad: not eos/bos/unk, pad-like or reserved first."""
+    if model.tokenizer is None or model.tokenizer.file is None:
+        return None
+    tok = model.tokenizer.file
+    taken = {i for d in model.special_decls if d.role in ("eos", "bos", "unk") for i in d.ids}
+    rows = model.embedding.rows if model.embedding is not None else None
+    best: tuple[int, int, str] | None = None
+    for token_id in sorted(tok.special):
+        content = tok.token(token_id)
+        if content is None or token_id in taken or (rows is not None and token_id >= rows):
+            continue
+        lowered = content.lower()
+        if "pad" in lowered:
+            rank = 0
+        elif "reserved" in lowered or "unused" in lowered:
+            rank = 1
+        elif lowered in ("<|endoftext|>", "<|end_of_text|>") and token_id not in taken:
+            rank = 2
+        else:
+            continue
+        if best is None or (rank, token_id) < best[:2]:
+            best = (rank, token_id, content)
+    return (best[1], best[2]) if best else None
+
+
+def _set_pad_edits(model: ModelDir, pad_id: int, content: str) -> list[Edit]:
+    edits: list[Edit] = []
+    for doc in (model.config, model.generation_config):
+        if doc is not None:
+            edits.append(SetJsonValue(doc.path, "/pad_token_id", pad_id))
+    tokenizer = model.tokenizer
+    if tokenizer is not None:
+        for doc in (tokenizer.config, tokenizer.special_map):
+            if doc is None:
+                continue
+            current = doc.data.get("pad_token")
+            pointer = "/pad_token/content" if isinstance(current, dict) else "/pad_token"
+            edits.append(SetJsonValue(doc.path, pointer, content))
+    return edits
+
+
+def pad_fix(model: ModelDir) -> Fix | None:
+    """Use an unused special token as pad; else add `<|pad|>` (in a padding row if one is free)."""
+    chosen = choose_pad(model)
+    if chosen is not None:
+        pad_id, content = chosen
+        return Fix(
+            f"Use the existing special token {content!r} (id {pad_id}) as pad at every level",
+            Applicability.SAFE,
+            tuple(_set_pad_edits(model, pad_id, content)),
+        )
+    tokenizer = model.tokenizer
+    if tokenizer is None or tokenizer.file is None or tokenizer.file.token_id("<|pad|>") is not None:
+        return None
+    new_id = tokenizer.file.id_count
+    edits: list[Edit] = [AddSpecialToken(tokenizer.file.path, "<|pad|>", new_id)]
+    edits += _set_pad_edits(model, new_id, "<|pad|>")
+    embedding, head = model.embedding, model.head
+    if embedding is not None and embedding.rows is not None and new_id >= embedding.rows:
+        multiple = next((m for m in (128, 64) if embedding.rows % m == 0), 1)
+        rows = -(-(new_id + 1) // multiple) * multiple
+        for tensor in (embedding, head):
+            if tensor is not None and tensor.path.endswith(".safetensors"):
+                edits.append(ResizeTensor(tensor.path, tensor.name, rows, tokenizer.file.id_count))
+        if model.config is not None and "vocab_size" in model.config.data:
+            edits.append(SetJsonValue(model.config.path, "/vocab_size", rows))
+        return Fix(
+            f"Add a '<|pad|>' token (id {new_id}) and grow embedding and head to {rows} rows with the mean "
+            "of the trained rows",
+            Applicability.UNSAFE,
+            tuple(edits),
+        )
+    return Fix(
+        f"Add a '<|pad|>' token at id {new_id}, a free padding row of the embedding", Applicability.SAFE, tuple(edits)
+    )
+
+
+# --- rules --------------------------------------------------------------------------------------------
+
+
+class PadIsEos(Rule):
+    id = "TOK001"
+    name = "pad-is-eos"
+    summary = "The pad id equals the eos id (or is in the eos list) in a config or tokenizer file"
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        family = target.family
+        intentional = family is not None and family.pad_equals_eos_by_design
+        fix = None if intentional else pad_fix(target)
+        for (path, _scope), roles in _levels(target.special_decls).items():
+            pad, eos = roles.get("pad"), roles.get("eos")
+            if pad is None or eos is None or not pad.ids or not set(pad.ids) & set(eos.ids):
+                continue
+            pad_id = pad.ids[0]
+            shown = describe(target, pad_id) if pad.text_space else str(pad_id)
+            key = "pad_token" if pad.token is not None else "pad_token_id"
+            eos_key = "eos_token" if eos.token is not None else "eos_token_id"
+            if len(eos.ids) > 1:
+                equals = f"is in the {eos_key} list {list(eos.ids)}"
+            else:
+                equals = f"equals {eos_key}"
+            evidence = {
+                "pad": {"id": pad_id, "from": f"{path}#{pad.pointer}"},
+                "eos": {"ids": list(eos.ids), "from": f"{path}#{eos.pointer}"},
+            }
+            if intentional:
+                assert family is not None
+                yield self.finding(
+                    f"{key} {shown} {equals} in {pad.level}: intentional for {family.name} ({family.note})",
+                    path,
+                    pad.pointer,
+                    pad.line,
+                    pad.column,
+                    evidence,
+                    severity=Severity.INFO,
+                )
+                continue
+            yield self.finding(
+                f"{key} {shown} {equals} in {pad.level}: {PAD_EOS_CONSEQUENCE}",
+                path,
+                pad.pointer,
+                pad.line,
+                pad.column,
+                evidence,
+                fix,
+            )
+
+
+def _attr_name(node: ast.AST) -> str | None:
+    return node.attr if isinstance(node, ast.Attribute) else None
+
+
+def _const_int(node: ast.AST | None) -> int | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return node.value
+    return None
+
+
+_MASKS_PAD_LABELS = re.compile(
+    r"DataCollatorForLanguageModeling|labels\s*\[\s*labels\s*==\s*[\w.]*pad_token_id|"
+    r"==\s*[\w.]*pad_token_id\s*\]\s*=\s*-100|masked_fill\([^)]*pad_token_id"
+)
+
+
+class PadIsEosInSource(Rule):
+    id = "TOK002"
+    name = "pad-is-eos-in-source"
+    summary = "Source code that makes the pad token the eos token"
+    severity = Severity.WARNING
+    targets = ("source",)
+
+    def check(self, target: SourceFile) -> Iterator[Finding]:
+        if "pad_token" not in target.text:
+            return
+        masks_labels = _MASKS_PAD_LABELS.search(target.text) is not None
+        for node in ast.walk(target.tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                left, right = _attr_name(node.targets[0]), _attr_name(node.value)
+                pairs = {("pad_token", "eos_token"), ("pad_token_id", "eos_token_id")}
+                if (left, right) in pairs:
+                    source = ast.get_source_segment(target.text, node) or f"{left} = {right}"
+                    if masks_labels:
+                        yield self.finding(
+                            f"`{source}` and this file masks labels equal to the pad id: every EOS label is masked, "
+                            "so the fine-tuned model never learns to stop",
+                            target.path,
+                            line=node.lineno,
+                            column=node.col_offset + 1,
+                            severity=Severity.ERROR,
+                        )
+                    else:
+                        yield self.finding(
+                            f"`{source}` makes pad the eos token: {PAD_EOS_CONSEQUENCE}",
+                            target.path,
+                            line=node.lineno,
+                            column=node.col_offset + 1,
+                        )
+            pad = eos = None
+            anchor: ast.AST | None = None
+            if isinstance(node, ast.Dict):
+                for k, v in zip(node.keys, node.values):
+                    if isinstance(k, ast.Constant) and k.value == "pad_token_id":
+                        pad, anchor = _const_int(v), k
+                    elif isinstance(k, ast.Constant) and k.value == "eos_token_id":
+                        eos = _const_int(v)
+            elif isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if kw.arg == "pad_token_id":
+                        pad, anchor = _const_int(kw.value), kw
+                    elif kw.arg == "eos_token_id":
+                        eos = _const_int(kw.value)
+            if pad is not None and pad == eos and anchor is not None:
+                yield self.finding(
+                    f"pad_token_id {pad} equals eos_token_id {eos}: {PAD_EOS_CONSEQUENCE}",
+                    target.path,
+                    line=getattr(anchor, "lineno", None),
+                    column=getattr(anchor, "col_offset", -1) + 1,
+                    severity=Severity.ERROR,
+                )
+
+
+class SpecialIdOutOfRange(Rule):
+    id = "TOK003"
+    name = "special-id-out-of-range"
+    summary = "A special token id outside the embedding rows, or a special token the tokenizer does not have"
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        embedding = target.embedding
+        limit: int | None = None
+        source = ""
+        if embedding is not None and embedding.rows is not None:
+            limit, source = embedding.rows, f"the embedding {embedding.name} has {embedding.rows} rows"
+        elif target.config is not None and target.shares_tokenizer_space:
+            vocab = target.config_scopes[0].get_int("vocab_size")
+            if vocab is not None:
+                limit, source = vocab, f"config.json vocab_size is {vocab}"
+        for decl in target.special_decls:
+            if not decl.text_space:
+                continue
+            if decl.token is not None and not decl.ids:
+                yield self.finding(
+                    f"{decl.role}_token {decl.token!r} in {decl.level} is not in the tokenizer: "
+                    "transformers adds it as a new token whose id has no embedding row",
+                    decl.path,
+                    decl.pointer,
+                    decl.line,
+                    decl.column,
+                )
+                continue
+            if limit is None:
+                continue
+            for token_id in decl.ids:
+                if token_id >= limit:
+                    key = f"{decl.role}_token" if decl.token is not None else f"{decl.role}_token_id"
+                    yield self.finding(
+                        f"{key} {describe(target, token_id)} in {decl.level} is outside the embedding: {source} "
+                        "(IndexError on CPU, device-side assert on CUDA)",
+                        decl.path,
+                        decl.pointer,
+                        decl.line,
+                        decl.column,
+                        {"id": token_id, "rows": limit, "rows_from": source},
+                    )
+
+
+class SpecialIdOrdinaryToken(Rule):
+    id = "TOK004"
+    name = "special-id-ordinary-token"
+    summary = "A special token id that points at an ordinary text token"
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+    needs = ("tokenizer",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        tokenizer = target.tokenizer
+        if tokenizer is None or tokenizer.file is None:
+            return
+        for decl in target.special_decls:
+            if not decl.text_space or decl.token is not None or decl.role == "unk":
+                continue
+            for token_id in decl.ids:
+                content = tokenizer.file.token(token_id)
+                if content is None or tokenizer.is_special(token_id) or _SPECIAL_LOOKING.match(content):
+                    continue
+                consequence = {
+                    "eos": f"generation stops at every {content!r} in the output",
+                    "pad": f"every {content!r} in the text is treated as padding when masks are inferred",
+                    "bos": f"every sequence starts with the text token {content!r}",
+                }[decl.role]
+                yield self.finding(
+                    f"{decl.role}_token_id {token_id} in {decl.level} is the ordinary text token "
+                    f"{content!r}: {consequence}",
+                    decl.path,
+                    decl.pointer,
+                    decl.line,
+                    decl.column,
+                    {"id": token_id, "token": content},
+                    severity=Severity.ERROR if decl.role in ("eos", "pad") else Severity.WARNING,
+                )
+
+
+class SpecialIdInconsistent(Rule):
+    id = "TOK005"
+    name = "special-id-inconsistent"
+    summary = "The same special token has different ids in config.json, generation_config.json and tokenizer files"
+    severity = Severity.WARNING
+    targets = ("model_dir",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        decls = [d for d in target.special_decls if d.text_space and d.ids]
+        for role in ("pad", "eos", "bos"):
+            of_role = [d for d in decls if d.role == role]
+            if len(of_role) < 2:
+                continue
+            reference = next((d for d in of_role if d.token is not None), of_role[0])
+            for decl in of_role:
+                if decl is reference:
+                    continue
+                same = set(decl.ids) & set(reference.ids) if role == "eos" else decl.ids[0] == reference.ids[0]
+                if same:
+                    continue
+                ref_ids = ", ".join(describe(target, i) for i in reference.ids)
+                ids = ", ".join(describe(target, i) for i in decl.ids)
+                fix = None
+                if len(reference.ids) == 1 and decl.token is None:
+                    value: Any = reference.ids[0]
+                    fix = Fix(
+                        f"Set {role}_token_id to {reference.ids[0]} as in {reference.level}",
+                        Applicability.SAFE,
+                        (SetJsonValue(decl.path, decl.pointer, value),),
+                    )
+                yield self.finding(
+                    f"{role} is {ids} in {decl.level} but {ref_ids} in {reference.level}",
+                    decl.path,
+                    decl.pointer,
+                    decl.line,
+                    decl.column,
+                    {decl.level: list(decl.ids), reference.level: list(reference.ids)},
+                    fix,
+                )
+
+
+class MissingPad(Rule):
+    id = "TOK006"
+    name = "missing-pad"
+    summary = "No pad token at any level"
+    severity = Severity.WARNING
+    targets = ("model_dir",)
+    needs = ("tokenizer",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        decls = target.special_decls
+        if any(d.role == "pad" for d in decls):
+            return
+        eos = next((d for d in decls if d.role == "eos" and d.ids and d.text_space), None)
+        levels = [p for p in ("config.json", "generation_config.json", "tokenizer_config.json") if p in target.names]
+        where = ", ".join(levels) or "any tokenizer file"
+        fallback = (
+            f"generate() falls back to eos {describe(target, eos.ids[0])} as pad, which puts pad in the eos set"
+            if eos is not None
+            else "batches cannot be padded"
+        )
+        anchor = next((d.path for d in decls if d.level == "tokenizer_config.json"), None)
+        path = anchor or (target.config.path if target.config is not None else target.path)
+        yield self.finding(
+            f"no pad token in {where}: {fallback}", path, None, None, None, {"levels": levels}, pad_fix(target)
+        )
+
+
+class AddedTokenIdMismatch(Rule):
+    id = "TOK007"
+    name = "added-token-id-mismatch"
+    summary = "tokenizer.json declares an added token id that the tokenizers library does not assign"
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+    needs = ("tokenizer",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        tokenizer = target.tokenizer
+        if tokenizer is None or tokenizer.file is None:
+            return
+        tok = tokenizer.file
+        for added in tok.declared_added:
+            effective = tok.token_id(added.content)
+            if effective is None or added.declared_id == effective:
+                continue
+            pointer = f"/added_tokens/{added.index}/id"
+            fix = Fix(
+                f"Set the declared id of {added.content!r} to {effective}",
+                Applicability.SAFE,
+                (SetJsonValue(tok.path, pointer, effective),),
+            )
+            yield self.finding(
+                f"added token {added.content!r} declares id {added.declared_id} but the tokenizers "
+                f"library assigns {effective}: code that trusts the file uses the wrong row",
+                tok.path,
+                pointer,
+                evidence={"declared": added.declared_id, "effective": effective},
+                fix=fix,
+            )

@@ -1,0 +1,136 @@
+"""Command line: `ttsdoctor check | rule | ...`. Exit 0 clean, 1 findings, 2 usage error or unreadable input.
+
+This module must stay light: no torch, no transformers, no textual at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from ttsdoctor import __version__, engine
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"ttsdoctor: error: {message}\n")
+        raise SystemExit(EXIT_ERROR)
+
+
+def _codes(value: str) -> list[str]:
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ttsdoctor",
+        description="Lint and fix text-to-speech model directories, training configs and the code that loads them.",
+    )
+    parser.add_argument("--version", action="version", version=f"ttsdoctor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check", help="lint model directories, training configs and Python sources")
+    check.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
+    check.add_argument("--select", type=_codes, action="extend", help="rule ids or family prefixes (TOK,VOC001)")
+    check.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--output", "-o", help="write the report to this file instead of standard output")
+
+    rule = sub.add_parser("rule", help="show a rule's documentation")
+    rule.add_argument("id", nargs="?", help="rule id, for example TOK001")
+    rule.add_argument("--all", action="store_true", help="list every rule")
+    return parser
+
+
+def _write_report(result: engine.CheckResult, fmt: str, stream: TextIO, colour: bool | None = None) -> None:
+    from ttsdoctor import report
+
+    if fmt == "json":
+        report.write_json(result, stream)
+    else:
+        report.write_text(result, stream, colour)
+
+
+def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from ttsdoctor.discover import discover
+    from ttsdoctor.registry import select_rules
+
+    try:
+        rules = select_rules(args.select, args.ignore)
+    except ValueError as exc:
+        sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+        return EXIT_ERROR
+    targets = discover(args.paths)
+    if not targets:
+        sys.stderr.write(
+            "ttsdoctor: warning: no model directories, training configs or Python files found in "
+            + " ".join(args.paths)
+            + "\n"
+        )
+    result = engine.run(rules, targets)
+    if args.output:
+        buffer = io.StringIO()
+        _write_report(result, args.format, buffer, colour=False)
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(buffer.getvalue())
+        except OSError as exc:
+            sys.stderr.write(f"ttsdoctor: error: cannot write {args.output}: {exc.strerror}\n")
+            return EXIT_ERROR
+    else:
+        _write_report(result, args.format, out)
+    for problem in result.internal_errors:
+        sys.stderr.write(f"ttsdoctor: internal error (please report): {problem}\n")
+    if result.unreadable or result.internal_errors:
+        return EXIT_ERROR
+    blocking = [f for f in result.findings if f.severity.value in ("error", "warning")]
+    return EXIT_FINDINGS if blocking else EXIT_CLEAN
+
+
+def _cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
+    from ttsdoctor.registry import ALL_RULES, RULES_BY_ID
+    from ttsdoctor.ruledocs import read_doc
+
+    if args.all or not args.id:
+        width = max(len(r.name) for r in ALL_RULES)
+        for rule in ALL_RULES:
+            out.write(f"{rule.id}  {rule.name:<{width}}  {rule.severity.value:<7}  {rule.summary}\n")
+        return EXIT_CLEAN
+    rule_id = args.id.upper()
+    found = RULES_BY_ID.get(rule_id) or next((r for r in ALL_RULES if r.name == args.id), None)
+    if found is None:
+        sys.stderr.write(f"ttsdoctor: error: unknown rule {args.id!r} (see `ttsdoctor rule --all`)\n")
+        return EXIT_ERROR
+    doc = read_doc(found.id)
+    out.write(f"# {found.id} {found.name} ({found.severity.value})\n\n")
+    out.write(doc.split("\n", 1)[1].lstrip("\n") if doc and doc.startswith("# ") else (doc or found.summary + "\n"))
+    return EXIT_CLEAN
+
+
+COMMANDS = {"check": _cmd_check, "rule": _cmd_rule}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+    try:
+        return COMMANDS[args.command](args, out or sys.stdout)
+    except KeyboardInterrupt:
+        sys.stderr.write("ttsdoctor: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_CLEAN
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

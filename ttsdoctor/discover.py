@@ -1,0 +1,106 @@
+"""Paths -> targets: model directories, training configs and Python files.
+
+A path can be a model directory, one file (mapped to what it belongs to: a tokenizer_config.json
+to its model directory, so cross-file checks still run), or a whole repository tree.
+Paths stay as the user wrote them: relative stays relative.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ttsdoctor.artifacts.model_dir import MODEL_FILES, is_model_dir
+from ttsdoctor.artifacts.training_config import looks_like_training_config
+from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES
+
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        "env",
+        ".env",
+        "__pycache__",
+        "node_modules",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "site-packages",
+        "build",
+        "dist",
+        ".ttsdoctor-backups",
+        ".idea",
+        ".vscode",
+        ".eggs",
+        "wandb",
+        "runs",
+        "mlruns",
+    }
+)
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+MODEL_DIR_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".safetensors.index.json")
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    kind: str  # "model_dir" | "training_config" | "source" | "missing" | "unsupported"
+    path: str
+
+
+def _is_model_file(name: str) -> bool:
+    return name in MODEL_FILES or name == "vocab.json" or name.endswith(MODEL_DIR_FILE_SUFFIXES)
+
+
+def _file_target(path: str) -> Target:
+    name = os.path.basename(path)
+    parent = os.path.dirname(path) or "."
+    if _is_model_file(name):
+        return Target("model_dir", parent)
+    if name.endswith(".py"):
+        return Target("source", path)
+    if name.endswith(CONFIG_SUFFIXES):
+        return Target("training_config", path)
+    return Target("unsupported", path)
+
+
+def _walk(root: str) -> list[Target]:
+    found: list[Target] = []
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
+        )
+        filenames.sort()
+        if is_model_dir(filenames):
+            found.append(Target("model_dir", directory))
+        for name in filenames:
+            path = os.path.join(directory, name)
+            if name.endswith(".py"):
+                found.append(Target("source", path))
+            elif (
+                name.endswith(CONFIG_SUFFIXES)
+                and not _is_model_file(name)
+                and not name.startswith(".")
+                and "index" not in name
+                and looks_like_training_config(path)
+            ):
+                found.append(Target("training_config", path))
+    return found
+
+
+def discover(paths: list[str]) -> list[Target]:
+    targets: list[Target] = []
+    for raw in paths:
+        path = os.path.normpath(raw) if raw not in ("", ".") else "."
+        if not os.path.lexists(path):
+            targets.append(Target("missing", path))
+        elif os.path.isdir(path):
+            walked = _walk(path)
+            targets += walked
+        else:
+            targets.append(_file_target(path))
+    return list(dict.fromkeys(targets))

@@ -1,0 +1,45 @@
+"""Every rule, in one explicit tuple. Adding a rule means adding it here."""
+
+from __future__ import annotations
+
+from ttsdoctor.checks.artifacts import MalformedValue, UnreadableArtifact
+from ttsdoctor.checks.tokens import (
+    AddedTokenIdMismatch,
+    MissingPad,
+    PadIsEos,
+    PadIsEosInSource,
+    SpecialIdInconsistent,
+    SpecialIdOrdinaryToken,
+    SpecialIdOutOfRange,
+)
+from ttsdoctor.rule import Rule
+
+ALL_RULES: tuple[Rule, ...] = (
+    UnreadableArtifact(),
+    MalformedValue(),
+    PadIsEos(),
+    PadIsEosInSource(),
+    SpecialIdOutOfRange(),
+    SpecialIdOrdinaryToken(),
+    SpecialIdInconsistent(),
+    MissingPad(),
+    AddedTokenIdMismatch(),
+)
+
+RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in ALL_RULES}
+FAMILIES = tuple(sorted({rule.id.rstrip("0123456789") for rule in ALL_RULES}))
+
+
+def select_rules(select: list[str] | None, ignore: list[str] | None) -> tuple[Rule, ...]:
+    """Rules whose id starts with a selected prefix and with no ignored prefix. Raises ValueError on unknown codes."""
+    for code in (select or []) + (ignore or []):
+        if not any(rule.id.startswith(code.upper()) for rule in ALL_RULES) and code.upper() != "ALL":
+            raise ValueError(f"unknown rule or family {code!r}")
+    chosen = []
+    for rule in ALL_RULES:
+        if select and not any(code.upper() == "ALL" or rule.id.startswith(code.upper()) for code in select):
+            continue
+        if ignore and any(rule.id.startswith(code.upper()) for code in ignore):
+            continue
+        chosen.append(rule)
+    return tuple(chosen)

@@ -1,0 +1,131 @@
+"""Findings -> text or JSON. The only place (with the CLI and the TUI) that talks to the user."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, TextIO
+
+from ttsdoctor.engine import CheckResult
+from ttsdoctor.finding import Applicability, Finding, Severity
+
+JSON_VERSION = 1
+_COLOURS = {Severity.ERROR: "\033[31m", Severity.WARNING: "\033[33m", Severity.INFO: "\033[36m"}
+_BOLD, _DIM, _RESET = "\033[1m", "\033[2m", "\033[0m"
+
+
+def use_colour(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def location_text(finding: Finding) -> str:
+    loc = finding.location
+    if loc.line is not None:
+        return f"{loc.path}:{loc.line}:{loc.column or 1}"
+    if loc.pointer:
+        return f"{loc.path}#{loc.pointer}"
+    return loc.path
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else ("es" if word.endswith("ch") else "s"))
+
+
+def target_summary(result: CheckResult) -> dict[str, Any]:
+    kinds = {"model_dir": 0, "training_config": 0, "source": 0}
+    for loaded in result.loaded:
+        if loaded.kind in kinds:
+            kinds[loaded.kind] += 1
+    return kinds
+
+
+def families(result: CheckResult) -> list[tuple[str, str]]:
+    return [
+        (m.path, m.family.name)
+        for m in result.loaded
+        if getattr(m, "kind", "") == "model_dir" and getattr(m, "family", None) is not None
+    ]
+
+
+def summary(result: CheckResult) -> dict[str, Any]:
+    kinds = target_summary(result)
+    return {
+        "errors": result.count(Severity.ERROR),
+        "warnings": result.count(Severity.WARNING),
+        "infos": result.count(Severity.INFO),
+        "fixable": sum(
+            1 for f in result.findings if f.fix is not None and f.fix.applicability is not Applicability.DISPLAY_ONLY
+        ),
+        "model_dirs": kinds["model_dir"],
+        "training_configs": kinds["training_config"],
+        "sources": kinds["source"],
+    }
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    loc = finding.location
+    return {
+        "code": finding.rule_id,
+        "name": finding.rule_name,
+        "severity": finding.severity.value,
+        "message": finding.message,
+        "path": loc.path,
+        "line": loc.line,
+        "column": loc.column,
+        "pointer": loc.pointer,
+        "evidence": finding.evidence,
+        "fix": None
+        if finding.fix is None
+        else {"title": finding.fix.title, "applicability": finding.fix.applicability.value},
+    }
+
+
+def write_json(result: CheckResult, stream: TextIO) -> None:
+    payload = {
+        "version": JSON_VERSION,
+        "findings": [finding_json(f) for f in result.findings],
+        "summary": summary(result),
+        "families": [{"path": path, "family": name} for path, name in families(result)],
+    }
+    json.dump(payload, stream, indent=2, default=str)
+    stream.write("\n")
+
+
+def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) -> None:
+    colour = use_colour(stream) if colour is None else colour
+
+    def paint(text: str, code: str) -> str:
+        return f"{code}{text}{_RESET}" if colour else text
+
+    for finding in result.findings:
+        code = paint(finding.rule_id, _BOLD + _COLOURS[finding.severity])
+        where = paint(location_text(finding), _BOLD)
+        label = "" if finding.severity is Severity.ERROR else f"[{finding.severity.value}] "
+        stream.write(f"{where}: {code} {label}{finding.message}\n")
+    for path, name in families(result):
+        stream.write(paint(f"{path}: detected {name}\n", _DIM))
+    s = summary(result)
+    checked = ", ".join(
+        _plural(n, w)
+        for n, w in (
+            (s["model_dirs"], "model directory"),
+            (s["training_configs"], "training config"),
+            (s["sources"], "Python file"),
+        )
+        if n
+    )
+    checked = checked.replace("directorys", "directories")
+    if not result.findings:
+        stream.write(paint(f"All checks passed ({checked or 'nothing to check'}).\n", _BOLD))
+        return
+    parts = [_plural(s["errors"], "error"), _plural(s["warnings"], "warning")]
+    if s["infos"]:
+        parts.append(f"{s['infos']} info")
+    line = f"Found {', '.join(parts)} in {checked or 'the given paths'}."
+    if s["fixable"]:
+        line += f" {s['fixable']} fixable with `ttsdoctor fix`."
+    stream.write(paint(line, _BOLD) + "\n")
