@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ttsdoctor.checks.artifacts import MalformedValue, UnreadableArtifact
+from ttsdoctor.checks.artifacts import MalformedValue, MissingNamedFile, UnreadableArtifact
+from ttsdoctor.checks.freeze import FreezeIndexNotBase, FreezeIndexOutOfRange
 from ttsdoctor.checks.tokens import (
     AddedTokenIdMismatch,
     MissingPad,
@@ -12,11 +13,20 @@ from ttsdoctor.checks.tokens import (
     SpecialIdOrdinaryToken,
     SpecialIdOutOfRange,
 )
+from ttsdoctor.checks.vocab import (
+    EmbeddingHeadMismatch,
+    MergedTokenizerMovedIds,
+    TokenizerExceedsVocab,
+    UnexplainedSurplus,
+    UntrainedRows,
+    VocabSizeMismatch,
+)
 from ttsdoctor.rule import Rule
 
 ALL_RULES: tuple[Rule, ...] = (
     UnreadableArtifact(),
     MalformedValue(),
+    MissingNamedFile(),
     PadIsEos(),
     PadIsEosInSource(),
     SpecialIdOutOfRange(),
@@ -24,6 +34,14 @@ ALL_RULES: tuple[Rule, ...] = (
     SpecialIdInconsistent(),
     MissingPad(),
     AddedTokenIdMismatch(),
+    TokenizerExceedsVocab(),
+    VocabSizeMismatch(),
+    EmbeddingHeadMismatch(),
+    UnexplainedSurplus(),
+    MergedTokenizerMovedIds(),
+    UntrainedRows(),
+    FreezeIndexOutOfRange(),
+    FreezeIndexNotBase(),
 )
 
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in ALL_RULES}

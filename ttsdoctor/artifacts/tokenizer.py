@@ -167,10 +167,22 @@ def load_vocab_json(path: str) -> TokenizerFile:
     return TokenizerFile(path=path, kind="vocab.json", vocab=vocab, special=frozenset())
 
 
+def _other_tokenizer_json(directory: str) -> str | None:
+    """A directory that holds one tokenizer under another name (`Am_tokenizer_merged.json`)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return None
+    found = [n for n in names if n.endswith(".json") and "tokenizer" in n.lower() and n not in TOKENIZER_FILES]
+    return os.path.join(directory, found[0]) if len(found) == 1 else None
+
+
 def load_tokenizer_bundle(directory: str, tokenizer_file: str | None = None) -> TokenizerBundle:
     """Load the tokenizer files of `directory`; `tokenizer_file` names a specific tokenizer JSON."""
     bundle = TokenizerBundle(directory=directory)
     main = tokenizer_file or os.path.join(directory, "tokenizer.json")
+    if tokenizer_file is None and not os.path.lexists(main):
+        main = _other_tokenizer_json(directory) or main
     try:
         if os.path.lexists(main):
             bundle.file = load_tokenizer_json(main)

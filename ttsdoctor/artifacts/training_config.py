@@ -37,6 +37,7 @@ FILE_KEY_HINTS = (
     "init_from",
     "load",
 )
+OUTPUT_KEY_HINTS = ("output", "save", "out_dir", "log", "cache", "export", "result", "wandb", "tensorboard", "dump")
 FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".yaml", ".yml", ".txt", ".model", ".gguf")
 
 
@@ -75,6 +76,16 @@ class TrainingConfig:
         """Entries whose last key is one of `keys` (any depth), in file order."""
         wanted = set(keys)
         return [e for e in self.entries if e.key in wanted]
+
+    def under(self, *keys: str) -> list[Entry]:
+        """Scalar entries at any depth below a key named one of `keys` (list items, nested dicts)."""
+        wanted = {escape_pointer_part(k) for k in keys}
+        return [
+            e
+            for e in self.entries
+            if not isinstance(e.value, (dict, list))
+            and any(part in wanted for part in [*e.pointer.split("/")[1:-1], e.pointer.rsplit("/", 1)[-1]])
+        ]
 
     def first_int(self, *keys: str) -> Entry | None:
         for entry in self.find(*keys):
@@ -184,6 +195,8 @@ def _role(entry: Entry) -> str | None:
     looks_like_file = "/" in value or "\\" in value or value.lower().endswith(FILE_SUFFIXES)
     if not looks_like_file or not any(h in key for h in FILE_KEY_HINTS):
         return None
+    if any(h in key for h in OUTPUT_KEY_HINTS):
+        return None  # written by the run, not read
     if "tokenizer" in key or "vocab" in key:
         return "base_tokenizer" if any(w in key for w in ("base", "original", "orig", "source")) else "tokenizer"
     if value.lower().endswith(WEIGHT_SUFFIXES) or any(

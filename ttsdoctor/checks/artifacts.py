@@ -57,3 +57,27 @@ class MalformedValue(Rule):
                     column,
                     severity=Severity.WARNING if soft else Severity.ERROR,
                 )
+
+
+class MissingNamedFile(Rule):
+    id = "ART003"
+    name = "missing-named-file"
+    summary = "A training config names a tokenizer, checkpoint or other file that exists nowhere"
+    severity = Severity.WARNING
+    targets = ("training_config",)
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        for named in target.named_files:
+            if named.resolved is not None:
+                continue
+            entry = named.entry
+            tried = ", ".join(named.tried)
+            yield self.finding(
+                f"{entry.key} names {entry.value!r}, which exists nowhere (tried {tried}): the training "
+                "run will fail, or silently fall back to another file",
+                target.path,
+                entry.pointer,
+                entry.line,
+                entry.column,
+                {"value": entry.value, "tried": list(named.tried)},
+            )

@@ -1,0 +1,108 @@
+"""Vocabulary, embedding and freezing rules beyond the fixture goldens."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+from conftest import ROOT, run_main
+from safetensors.numpy import save_file
+
+from ttsdoctor.artifacts.weights import TensorInfo, read_safetensors_header, text_embedding, text_head
+from ttsdoctor.checks.row_stats import read_rows
+
+AMHARIC = "fixtures/VOC001/bad/chatterbox-amharic-887"
+
+
+def _findings(*paths: str) -> list[dict]:
+    return json.loads(run_main("check", *paths, "--format", "json")[1])["findings"]
+
+
+def test_amharic_report_names_all_three_numbers() -> None:
+    findings = [f for f in _findings(AMHARIC) if f["code"].startswith("VOC")]
+    text = " ".join(f["message"] for f in findings)
+    for number in ("887", "2535", "3000"):
+        assert number in text, number
+    voc001 = next(f for f in findings if f["code"] == "VOC001")
+    assert voc001["path"].endswith("config/training_config.yaml") and voc001["line"] == 8
+    assert voc001["evidence"]["tokenizer"].endswith("models/tokenizer/Am_tokenizer_merged.json")
+    assert voc001["fix"] == {"title": "Set n_vocab to 2535", "applicability": "safe"}
+    voc002 = next(f for f in findings if f["code"] == "VOC002")
+    assert "chatterbox_extended.pt" in voc002["message"] and "[3000, 1024]" in voc002["message"]
+
+
+def test_config_paths_resolve_from_project_root_not_cwd(tmp_path) -> None:
+    shutil.copytree(os.path.join(ROOT, AMHARIC), tmp_path / "proj")
+    os.chdir(tmp_path)
+    try:
+        findings = _findings("proj/config/training_config.yaml")
+    finally:
+        os.chdir(ROOT)
+    assert {f["code"] for f in findings} >= {"VOC001", "VOC002", "VOC004"}
+    assert all(not f["path"].startswith("/") for f in findings)
+
+
+def test_custom_tensor_names_pick_text_not_speech() -> None:
+    tensors = {
+        name: TensorInfo(name, "F16", shape, "x")
+        for name, shape in [
+            ("t3.speech_emb.weight", (8194, 16)),
+            ("t3.text_emb.weight", (704, 16)),
+            ("t3.speech_head.weight", (8194, 16)),
+            ("t3.text_head.weight", (704, 16)),
+            ("t3.text_pos_emb.emb.weight", (2050, 16)),
+        ]
+    }
+    assert text_embedding(tensors).name == "t3.text_emb.weight"
+    assert text_head(tensors).name == "t3.text_head.weight"
+
+
+def test_row_reads_for_each_dtype(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((50, 6)).astype(np.float32)
+    for dtype in ("float32", "float16"):
+        path = tmp_path / f"{dtype}.safetensors"
+        save_file({"embed_tokens.weight": values.astype(dtype)}, str(path))
+        info = read_safetensors_header(str(path)).tensors["embed_tokens.weight"]
+        np.testing.assert_allclose(read_rows(info, [3, 49]), values.astype(dtype)[[3, 49]].astype(np.float32))
+    # bf16: the fixture stores truncated float32 bits; reading gives exactly the truncated values.
+    info = read_safetensors_header("fixtures/VOC006/good/bf16-trained-rows/model.safetensors").tensors[
+        "model.embed_tokens.weight"
+    ]
+    assert info.dtype == "BF16"
+    rows = read_rows(info, [0, 1])
+    assert rows.dtype == np.float32 and np.all(np.isfinite(rows)) and 0.005 < float(np.abs(rows).mean()) < 0.1
+
+
+def test_sharded_model_dir_is_checked_like_one_file(tmp_path) -> None:
+    src = os.path.join(ROOT, "fixtures/VOC001/bad/tokenizer-above-rows")
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        shutil.copy(os.path.join(src, name), tmp_path / name)
+    save_file({"model.embed_tokens.weight": np.zeros((320, 8), "float16")}, str(tmp_path / "model-00001.safetensors"))
+    save_file({"lm_head.weight": np.zeros((320, 8), "float16")}, str(tmp_path / "model-00002.safetensors"))
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "weight_map": {
+                    "model.embed_tokens.weight": "model-00001.safetensors",
+                    "lm_head.weight": "model-00002.safetensors",
+                }
+            }
+        )
+    )
+    codes = [f["code"] for f in _findings(str(tmp_path))]
+    assert codes.count("VOC001") == 3  # vocab_size, embedding shard, head shard
+
+
+def test_peft_trainable_token_indices_and_json_configs(tmp_path) -> None:
+    shutil.copytree(os.path.join(ROOT, "fixtures/FRZ001/good/freeze-at-base"), tmp_path / "p")
+    (tmp_path / "p" / "config" / "lora.json").write_text(
+        json.dumps({"tokenizer_path": "models/tokenizer", "trainable_token_indices": {"embed_tokens": [2454, 2600]}})
+    )
+    findings = _findings(str(tmp_path / "p" / "config" / "lora.json"))
+    frz = [f for f in findings if f["code"] == "FRZ001"]
+    assert (
+        len(frz) == 1 and "2600" in frz[0]["message"] and frz[0]["pointer"] == "/trainable_token_indices/embed_tokens/1"
+    )

@@ -1,0 +1,73 @@
+"""Row statistics of an embedding read straight from a safetensors file, without torch.
+
+Only the rows asked for (at most MAX_NEW_ROWS new rows, evenly spaced) and a sample of trained rows
+are read, through a memory map, so a 150k x 4096 embedding costs a few megabytes of I/O.
+bf16 is widened to float32 by shifting the 16 bits into the high half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ttsdoctor.artifacts.weights import TensorInfo
+
+MAX_NEW_ROWS = 4096
+REFERENCE_ROWS = 1024
+NUMPY_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8"}
+
+
+@dataclass(frozen=True)
+class RowReport:
+    checked: int
+    zero: int
+    duplicates: int
+    outliers: int
+    median_norm: float
+    examples: list[int]
+
+
+def _spaced(ids: list[int], limit: int) -> list[int]:
+    if len(ids) <= limit:
+        return ids
+    step = len(ids) / limit
+    return [ids[int(i * step)] for i in range(limit)]
+
+
+def read_rows(tensor: TensorInfo, ids: list[int]):  # -> numpy.ndarray (float32)
+    import numpy as np
+
+    if tensor.data_start is None or len(tensor.shape) != 2:
+        raise ValueError("row reads need a 2-D safetensors tensor")
+    rows, width = tensor.shape
+    matrix = np.memmap(
+        tensor.path, dtype=NUMPY_DTYPES[tensor.dtype], mode="r", offset=tensor.data_start, shape=(rows, width)
+    )
+    picked = np.asarray(matrix[np.asarray(ids, dtype=np.int64)])
+    del matrix
+    if tensor.dtype == "BF16":
+        return (picked.astype(np.uint32) << 16).view(np.float32)
+    return picked.astype(np.float32)
+
+
+def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowReport | None:
+    import numpy as np
+
+    if tensor.dtype not in NUMPY_DTYPES or tensor.data_start is None or not new_ids or first_new <= 0:
+        return None
+    new_ids = _spaced(new_ids, MAX_NEW_ROWS)
+    reference_ids = _spaced(list(range(first_new)), REFERENCE_ROWS)
+    new = read_rows(tensor, new_ids)
+    reference = read_rows(tensor, reference_ids)
+    ref_norms = np.linalg.norm(reference, axis=1)
+    ref_norms = ref_norms[np.isfinite(ref_norms) & (ref_norms > 0)]
+    if ref_norms.size == 0:
+        return None
+    median = float(np.median(ref_norms))
+    norms = np.linalg.norm(new, axis=1)
+    zero = ~np.any(new != 0, axis=1)
+    _, inverse, counts = np.unique(new, axis=0, return_inverse=True, return_counts=True)
+    duplicate = (counts[inverse.reshape(-1)] > 1) & ~zero
+    outlier = ~zero & ((norms < 0.2 * median) | (norms > 5 * median) | ~np.isfinite(norms))
+    bad = zero | duplicate | outlier
+    examples = [new_ids[i] for i in np.flatnonzero(bad)[:5]]
+    return RowReport(len(new_ids), int(zero.sum()), int(duplicate.sum()), int(outlier.sum()), median, examples)

@@ -1,0 +1,412 @@
+"""VOC: tokenizer ids, declared vocabulary sizes and embedding / head rows, across model dirs and
+training configs (with the tokenizer and checkpoints they name)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
+from ttsdoctor.artifacts.weights import TensorInfo, Weights, text_embedding, text_head
+from ttsdoctor.finding import Applicability, Finding, Fix, SetJsonValue, SetYamlValue, Severity
+from ttsdoctor.rule import Rule
+
+DECLARED_KEYS = ("n_vocab", "vocab_size", "text_vocab_size", "num_text_tokens", "text_tokens_dict_size", "n_text_vocab")
+BASE_KEYS = ("original_vocab_size", "base_vocab_size", "orig_vocab_size", "pretrained_vocab_size")
+PADDING_MULTIPLES = (64, 128)
+OUT_OF_RANGE = "IndexError on CPU, device-side assert on CUDA"
+
+
+@dataclass(frozen=True)
+class Size:
+    value: int
+    what: str  # "n_vocab in config/train.yaml", "the embedding text_emb.weight in x.pt"
+    kind: str  # "tokenizer" | "declared" | "embedding" | "head"
+    path: str
+    pointer: str | None = None
+    line: int | None = None
+    column: int | None = None
+    tensor: TensorInfo | None = None
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True)
+class VocabView:
+    tokenizer: Size | None
+    declared: tuple[Size, ...]
+    rows: tuple[Size, ...]  # embeddings and heads, in weight-file order
+
+    @property
+    def embeddings(self) -> tuple[Size, ...]:
+        return tuple(s for s in self.rows if s.kind == "embedding")
+
+
+def _tensor_sizes(weights: Weights | None) -> list[Size]:
+    if weights is None:
+        return []
+    out = []
+    # Group by file: a sharded checkpoint is one model, a list of .pt files in a config is several.
+    groups = [weights.tensors] if weights.index_path else [wf.tensors for wf in weights.files]
+    for tensors in groups:
+        for kind, tensor in (("embedding", text_embedding(tensors)), ("head", text_head(tensors))):
+            if tensor is not None and tensor.rows is not None:
+                shape = list(tensor.shape)
+                out.append(
+                    Size(
+                        tensor.rows,
+                        f"the {kind} {tensor.name} {shape} in {tensor.path}",
+                        kind,
+                        tensor.path,
+                        "/" + tensor.name,
+                        tensor=tensor,
+                    )
+                )
+    return out
+
+
+def vocab_view(target: Any) -> VocabView:
+    if isinstance(target, ModelDir):
+        tok = None
+        if target.tokenizer is not None and target.tokenizer.file is not None:
+            f = target.tokenizer.file
+            tok = Size(f.id_count, f"the tokenizer {f.path}", "tokenizer", f.path)
+        declared = []
+        if target.config is not None and target.shares_tokenizer_space:
+            scope = target.config_scopes[0]
+            vocab = scope.get_int("vocab_size")
+            if vocab is not None:
+                line, column = target.config.position("/vocab_size")
+                declared.append(
+                    Size(
+                        vocab,
+                        f"vocab_size in {target.config.path}",
+                        "declared",
+                        target.config.path,
+                        "/vocab_size",
+                        line,
+                        column,
+                    )
+                )
+        by_design = target.family is not None and target.family.pad_equals_eos_by_design
+        return VocabView(tok, tuple(declared), () if by_design else tuple(_tensor_sizes(target.weights)))
+    assert isinstance(target, TrainingConfig)
+    tok = None
+    named = target.tokenizer
+    if named is not None and named.tokenizer is not None and named.tokenizer.file is not None:
+        f = named.tokenizer.file
+        tok = Size(f.id_count, f"the tokenizer {f.path} (named by {named.entry.key})", "tokenizer", f.path)
+    declared = []
+    entry = target.first_int(*DECLARED_KEYS)
+    if entry is not None:
+        declared.append(
+            Size(
+                entry.value,
+                f"{entry.key} in {target.path}",
+                "declared",
+                target.path,
+                entry.pointer,
+                entry.line,
+                entry.column,
+                entry=entry,
+            )
+        )
+    rows: list[Size] = []
+    for weights_file in target.named("weights"):
+        rows += _tensor_sizes(weights_file.weights)
+    return VocabView(tok, tuple(declared), tuple(rows))
+
+
+def padded_size(ids: int, multiple: int) -> int:
+    return -(-ids // multiple) * multiple
+
+
+def is_normal_padding(rows: int, ids: int) -> bool:
+    surplus = rows - ids
+    if surplus < 64:
+        return True
+    return rows % PADDING_MULTIPLES[0] == 0 and surplus <= max(1024, ids // 50)
+
+
+def _set_value_fix(target: Any, size: Size, value: int, title: str) -> Fix | None:
+    if size.pointer is None:
+        return None
+    if isinstance(target, TrainingConfig):
+        edit: Any = (SetYamlValue if target.format == "yaml" else SetJsonValue)(size.path, size.pointer, value)
+    else:
+        edit = SetJsonValue(size.path, size.pointer, value)
+    return Fix(title, Applicability.SAFE, (edit,))
+
+
+class TokenizerExceedsVocab(Rule):
+    id = "VOC001"
+    name = "tokenizer-exceeds-vocab"
+    summary = "The tokenizer produces ids at or above the declared vocabulary size or the embedding rows"
+    severity = Severity.ERROR
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        view = vocab_view(target)
+        tok = view.tokenizer
+        if tok is None:
+            return
+        for size in view.declared + view.rows:
+            if tok.value <= size.value:
+                continue
+            message = (
+                f"{tok.what} has {tok.value} ids but {size.what} is {size.value}: ids {size.value}.."
+                f"{tok.value - 1} index past the embedding ({OUT_OF_RANGE})"
+            )
+            if size.kind != "declared":
+                message = (
+                    f"{tok.what} has {tok.value} ids but {size.what} has {size.value} rows: ids "
+                    f"{size.value}..{tok.value - 1} index past it ({OUT_OF_RANGE})"
+                )
+            fix = None
+            if size.kind == "declared":
+                # A model config follows its weights; a training config builds the model for its tokenizer.
+                fitting = [r.value for r in view.embeddings if r.value >= tok.value]
+                new = fitting[0] if fitting and isinstance(target, ModelDir) else tok.value
+                fix = _set_value_fix(
+                    target, size, new, f"Set {size.entry.key if size.entry else 'vocab_size'} to {new}"
+                )
+            yield self.finding(
+                message,
+                size.path,
+                size.pointer,
+                size.line,
+                size.column,
+                {"tokenizer_ids": tok.value, "tokenizer": tok.path, "size": size.value, "size_from": size.what},
+                fix,
+            )
+
+
+class VocabSizeMismatch(Rule):
+    id = "VOC002"
+    name = "vocab-size-mismatch"
+    summary = "A declared vocabulary size (vocab_size, n_vocab) differs from the embedding rows in the weights"
+    severity = Severity.ERROR
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        view = vocab_view(target)
+        for declared in view.declared:
+            for rows in view.embeddings:
+                if declared.value == rows.value:
+                    continue
+                if isinstance(target, TrainingConfig):
+                    consequence = (
+                        "load_state_dict fails with a size mismatch, and with strict=False the model "
+                        "keeps randomly initialised embeddings"
+                    )
+                else:
+                    consequence = (
+                        "from_pretrained refuses the checkpoint with a size mismatch; "
+                        "ignore_mismatched_sizes=True would re-initialise embedding and head randomly"
+                    )
+                fix = None
+                tok = view.tokenizer
+                if tok is None or tok.value <= rows.value:
+                    key = declared.entry.key if declared.entry else "vocab_size"
+                    fix = _set_value_fix(target, declared, rows.value, f"Set {key} to {rows.value} from the weights")
+                yield self.finding(
+                    f"{declared.what} is {declared.value} but {rows.what} has {rows.value} rows: {consequence}",
+                    declared.path,
+                    declared.pointer,
+                    declared.line,
+                    declared.column,
+                    {"declared": declared.value, "rows": rows.value, "rows_from": rows.path},
+                    fix,
+                )
+
+
+class EmbeddingHeadMismatch(Rule):
+    id = "VOC003"
+    name = "embedding-head-mismatch"
+    summary = "The input embedding and the output head of the same vocabulary have different row counts"
+    severity = Severity.ERROR
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        view = vocab_view(target)
+        rows = list(view.rows)
+        for emb, head in itertools.pairwise(rows):
+            if emb.kind != "embedding" or head.kind != "head" or emb.path != head.path or emb.value == head.value:
+                continue
+            yield self.finding(
+                f"{emb.what} has {emb.value} rows but {head.what} has {head.value}: the model cannot "
+                "predict the ids it embeds (or embeds ids it cannot predict); resize both together",
+                head.path,
+                head.pointer,
+                evidence={"embedding": emb.value, "head": head.value},
+            )
+
+
+class UnexplainedSurplus(Rule):
+    id = "VOC004"
+    name = "unexplained-surplus"
+    summary = "Embedding rows far above the tokenizer's ids, beyond normal padding to a multiple of 64/128"
+    severity = Severity.WARNING
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        view = vocab_view(target)
+        tok = view.tokenizer
+        if tok is None:
+            return
+        for rows in view.embeddings:
+            if rows.value <= tok.value or is_normal_padding(rows.value, tok.value):
+                continue
+            surplus = rows.value - tok.value
+            yield self.finding(
+                f"{rows.what} has {rows.value} rows, {surplus} more than the {tok.value} ids of {tok.what}, and is "
+                f"not a padding to a multiple of 64 ({padded_size(tok.value, 64)}): the checkpoint was extended for a "
+                "different tokenizer, or rows "
+                f"{tok.value}..{rows.value - 1} are dead weight",
+                rows.path,
+                rows.pointer,
+                evidence={"rows": rows.value, "tokenizer_ids": tok.value, "surplus": surplus},
+            )
+
+
+class MergedTokenizerMovedIds(Rule):
+    id = "VOC005"
+    name = "merged-tokenizer-moved-ids"
+    summary = "A merged tokenizer changed the ids of base tokens (the base tokenizer is named by the config)"
+    severity = Severity.ERROR
+    targets = ("training_config",)
+
+    def check(self, target: TrainingConfig) -> Iterator[Finding]:
+        base, merged = target.base_tokenizer, target.tokenizer
+        if base is None or merged is None or base.tokenizer is None or merged.tokenizer is None:
+            return
+        base_file, merged_file = base.tokenizer.file, merged.tokenizer.file
+        if base_file is None or merged_file is None or base_file.path == merged_file.path:
+            return
+        moved = []
+        missing = []
+        for token, base_id in sorted(base_file.vocab.items(), key=lambda kv: kv[1]):
+            new_id = merged_file.vocab.get(token)
+            if new_id is None:
+                missing.append(token)
+            elif new_id != base_id:
+                moved.append((token, base_id, new_id))
+        if not moved and not missing:
+            return
+        examples = ", ".join(f"{t!r} {a} -> {b}" for t, a, b in moved[:3])
+        parts = []
+        if moved:
+            parts.append(f"moved {len(moved)} of {len(base_file.vocab)} base tokens (for example {examples})")
+        if missing:
+            parts.append(f"dropped {len(missing)} (for example {missing[0]!r})")
+        entry = merged.entry
+        yield self.finding(
+            f"the merged tokenizer {merged_file.path} {' and '.join(parts)} compared with the base "
+            f"tokenizer {base_file.path}: pretrained and frozen embedding rows now belong to other "
+            "tokens",
+            target.path,
+            entry.pointer,
+            entry.line,
+            entry.column,
+            {"moved": len(moved), "missing": len(missing), "base": base_file.path, "merged": merged_file.path},
+        )
+
+
+class UntrainedRows(Rule):
+    id = "VOC006"
+    name = "untrained-rows"
+    summary = "Embedding rows of new tokens that are all zeros, identical to each other, or far from trained norms"
+    severity = Severity.WARNING
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        from ttsdoctor.checks.row_stats import row_report
+
+        for tensor, new_ids, first_new, why in _new_rows(target):
+            report = row_report(tensor, new_ids, first_new)
+            if report is None:
+                continue
+            problems = []
+            if report.zero:
+                problems.append(f"{report.zero} are all zeros")
+            if report.duplicates:
+                problems.append(f"{report.duplicates} are identical to another new row")
+            if report.outliers:
+                problems.append(
+                    f"{report.outliers} have a norm far from the trained rows' median {report.median_norm:.3g}"
+                )
+            if not problems:
+                continue
+            yield self.finding(
+                f"of {report.checked} new rows ({why}) of {tensor.name} in {tensor.path}, {', '.join(problems)}: "
+                "they were never trained (fine right before fine-tuning, wrong for inference or for frozen rows)",
+                tensor.path,
+                "/" + tensor.name,
+                evidence={
+                    "checked": report.checked,
+                    "zero": report.zero,
+                    "duplicates": report.duplicates,
+                    "outliers": report.outliers,
+                    "example_ids": report.examples,
+                },
+            )
+
+
+def _new_rows(target: Any) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
+    """(embedding, ids of new rows, first new id, why they are new) for each safetensors embedding."""
+    if isinstance(target, ModelDir):
+        emb = target.embedding
+        tok = target.tokenizer.file if target.tokenizer is not None else None
+        if emb is None or tok is None or emb.data_start is None or emb.rows is None:
+            return
+        used = {i for d in target.special_decls if d.text_space for i in d.ids}
+        ids = sorted(
+            {
+                tok.vocab[a.content]
+                for a in tok.declared_added
+                if a.content in tok.vocab and (not a.special or tok.vocab[a.content] in used)
+            }
+        )
+        ids = [i for i in ids if i < emb.rows]
+        if ids:
+            yield emb, ids, ids[0], "tokens added to the base vocabulary"
+        return
+    assert isinstance(target, TrainingConfig)
+    base = _base_size(target)
+    named = target.tokenizer
+    tok_ids = named.tokenizer.file.id_count if named and named.tokenizer and named.tokenizer.file else None
+    if base is None or tok_ids is None or tok_ids <= base[0]:
+        return
+    for weights_file in target.named("weights"):
+        for size in _tensor_sizes(weights_file.weights):
+            tensor = size.tensor
+            if size.kind == "embedding" and tensor is not None and tensor.data_start is not None:
+                upper = min(tok_ids, size.value)
+                if upper > base[0]:
+                    yield tensor, list(range(base[0], upper)), base[0], f"ids {base[0]}..{upper - 1} above {base[1]}"
+
+
+KNOWN_BASES = (
+    ("chatterbox", "multilingual", 2454, "the Chatterbox multilingual base vocabulary (2454)"),
+    ("t3_mtl", "", 2454, "the Chatterbox multilingual base vocabulary (2454)"),
+    ("chatterbox", "", 704, "the Chatterbox English base vocabulary (704)"),
+)
+
+
+def _base_size(target: TrainingConfig) -> tuple[int, str, Entry | None] | None:
+    """The base vocabulary size: a base tokenizer, an original_vocab_size key, or a known base model."""
+    base = target.base_tokenizer
+    if base is not None and base.tokenizer is not None and base.tokenizer.file is not None:
+        return base.tokenizer.file.id_count, f"the base tokenizer {base.tokenizer.file.path}", base.entry
+    entry = target.first_int(*BASE_KEYS)
+    if entry is not None:
+        return entry.value, f"{entry.key} {entry.value}", entry
+    strings = " ".join(str(e.value).lower() for e in target.entries if isinstance(e.value, str))
+    strings += " " + os.path.basename(target.path).lower()
+    for marker, marker2, size, label in KNOWN_BASES:
+        if marker in strings and marker2 in strings:
+            return size, label, None
+    return None
