@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from ttsdoctor.checks.artifacts import MalformedValue, MissingNamedFile, UnreadableArtifact
+from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
 from ttsdoctor.checks.freeze import FreezeIndexNotBase, FreezeIndexOutOfRange
+from ttsdoctor.checks.generation import (
+    DictGenerationConfig,
+    GenerateWithoutAttentionMask,
+    GenerationKeysInConfig,
+    InvalidGenerationConfig,
+)
+from ttsdoctor.checks.positions import PositionOverflow
 from ttsdoctor.checks.tokens import (
     AddedTokenIdMismatch,
     MissingPad,
@@ -42,6 +50,13 @@ ALL_RULES: tuple[Rule, ...] = (
     UntrainedRows(),
     FreezeIndexOutOfRange(),
     FreezeIndexNotBase(),
+    DictGenerationConfig(),
+    GenerateWithoutAttentionMask(),
+    GenerationKeysInConfig(),
+    InvalidGenerationConfig(),
+    ForcedOutputAttentions(),
+    EagerAttentionPinned(),
+    PositionOverflow(),
 )
 
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in ALL_RULES}

@@ -1,0 +1,130 @@
+"""GEN / ATT / POS rules, checked against what the installed transformers actually does."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+
+import pytest
+from conftest import ROOT, run_main
+
+from ttsdoctor import environment
+from ttsdoctor.checks import attention
+
+transformers = pytest.importorskip("transformers")
+
+
+def _findings(*paths: str) -> list[dict]:
+    return json.loads(run_main("check", *paths, "--format", "json")[1])["findings"]
+
+
+def _transformers_rejects(data: dict) -> bool:
+    from transformers import GenerationConfig
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    try:
+        config = GenerationConfig(**data)
+        config.validate(strict=True)
+        if config.do_sample:
+            if config.temperature is not None and config.temperature != 1.0:
+                TemperatureLogitsWarper(config.temperature)
+            if config.top_k is not None and config.top_k != 0:
+                TopKLogitsWarper(config.top_k)
+        if config.top_p is not None and config.top_p != 1.0:
+            TopPLogitsWarper(config.top_p)
+    except ValueError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("case", sorted(glob.glob(os.path.join(ROOT, "fixtures/GEN004/*/*/generation_config.json"))))
+def test_gen004_agrees_with_transformers(case: str) -> None:
+    with open(case, encoding="utf-8") as fh:
+        data = json.load(fh)
+    ours = [f for f in _findings(os.path.dirname(case)) if f["code"] == "GEN004"]
+    assert bool(ours) == _transformers_rejects(data), (data, ours)
+
+
+def _tiny_model(path: str) -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(path)
+
+
+def test_gen003_dead_keys_are_really_ignored(tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    _tiny_model(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["temperature"] = 0.3
+    (tmp_path / "config.json").write_text(json.dumps(config, indent=2))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.7}))
+    finding = next(f for f in _findings(str(tmp_path)) if f["code"] == "GEN003")
+    assert "ignored" in finding["message"] and "0.7" in finding["message"]
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path))
+    assert model.generation_config.temperature == 0.7
+
+
+def test_gen001_dict_really_fails_at_load(tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    _tiny_model(str(tmp_path))
+    with pytest.raises(AttributeError, match="'dict' object has no attribute 'to_dict'"):
+        AutoModelForCausalLM.from_pretrained(str(tmp_path), generation_config={"max_length": 10})
+    messages = [f["message"] for f in _findings("fixtures/GEN001/bad/generate-and-assign-dict")]
+    assert any("'to_dict'" in m for m in messages)
+
+
+def test_att001_message_follows_installed_version(monkeypatch) -> None:
+    monkeypatch.setattr(attention, "transformers_major", lambda: 4)
+    assert "27% slower" in attention.output_attentions_effect(False)
+    monkeypatch.setattr(attention, "transformers_major", lambda: 5)
+    assert "empty attentions with at most a one-time warning" in attention.output_attentions_effect(False)
+    assert "silently" in attention.output_attentions_effect(True)
+    assert environment.transformers_major() == int(transformers.__version__.split(".")[0])
+
+
+def test_att001_sdpa_really_returns_no_attentions(tmp_path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    _tiny_model(str(tmp_path))
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path))
+    assert model.config._attn_implementation == "sdpa"
+    out = model(torch.tensor([[1, 2, 3]]), output_attentions=True)
+    assert not out.attentions
+
+
+def test_att001_loop_and_suppression(tmp_path) -> None:
+    shutil.copy(os.path.join(ROOT, "fixtures/ATT001/bad/chatterbox-inference-loop/t3_stream.py"), tmp_path / "a.py")
+    findings = [f for f in _findings(str(tmp_path / "a.py")) if f["code"] == "ATT001"]
+    assert [f["evidence"]["in_loop"] for f in findings] == [False, True]
+    text = (
+        (tmp_path / "a.py")
+        .read_text()
+        .replace(
+            "            output_attentions=True,\n",
+            "            output_attentions=True,  # ttsdoctor: ignore[ATT001]\n",
+        )
+    )
+    (tmp_path / "a.py").write_text(text)
+    findings = [f for f in _findings(str(tmp_path / "a.py")) if f["code"] == "ATT001"]
+    assert [f["evidence"]["in_loop"] for f in findings] == [False]
+
+
+def test_pos001_learned_table_is_error_rope_is_warning() -> None:
+    t3 = [f for f in _findings("fixtures/POS001/bad/t3-text-beyond-position-table") if f["code"] == "POS001"]
+    assert [f["severity"] for f in t3] == ["error"] and "2050 rows" in t3[0]["message"]
+    rope = [f for f in _findings("fixtures/POS001/bad/max-length-above-rope-positions") if f["code"] == "POS001"]
+    assert [f["severity"] for f in rope] == ["warning"]

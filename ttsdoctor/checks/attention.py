@@ -1,0 +1,174 @@
+"""ATT: forced attention outputs and eager attention, in configs and in source."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from typing import Any
+
+from ttsdoctor.artifacts.jsonfile import JsonDoc
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.artifacts.training_config import TrainingConfig
+from ttsdoctor.checks import pysource
+from ttsdoctor.environment import transformers_major
+from ttsdoctor.finding import Applicability, Finding, Fix, RemoveJsonKey, ReplaceSource, SetJsonValue, Severity
+from ttsdoctor.rule import Rule
+
+
+def output_attentions_effect(in_config: bool) -> str:
+    major = transformers_major()
+    v4 = (
+        "transformers 4.x falls back to the manual attention implementation on every call ('Falling back to the "
+        "manual attention implementation'): the Chatterbox report measured 27% slower generation"
+    )
+    v5 = (
+        "transformers 5.x with sdpa (the default) returns empty attentions "
+        + ("silently" if in_config else "with at most a one-time warning")
+        + ", and switching to eager to get them gives up the fused kernels"
+    )
+    if major is None:
+        return f"{v4}; {v5}"
+    return v4 if major < 5 else v5
+
+
+class ForcedOutputAttentions(Rule):
+    id = "ATT001"
+    name = "forced-output-attentions"
+    summary = "output_attentions=True forced in a config or in inference code"
+    severity = Severity.WARNING
+    targets = ("model_dir", "source", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        if isinstance(target, ModelDir):
+            for doc in (target.config, target.generation_config):
+                if doc is not None and doc.data.get("output_attentions") is True:
+                    line, column = doc.position("/output_attentions")
+                    name = doc.path.rsplit("/", 1)[-1]
+                    fix = Fix(
+                        f"Remove output_attentions from {name}",
+                        Applicability.SAFE,
+                        (RemoveJsonKey(doc.path, "/output_attentions"),),
+                    )
+                    yield self.finding(
+                        f"output_attentions=true in {name}: {output_attentions_effect(True)}",
+                        doc.path,
+                        "/output_attentions",
+                        line,
+                        column,
+                        fix=fix,
+                    )
+        elif isinstance(target, TrainingConfig):
+            for entry in target.find("output_attentions"):
+                if entry.value is True:
+                    yield self.finding(
+                        f"output_attentions: true in a training config: {output_attentions_effect(False)}",
+                        target.path,
+                        entry.pointer,
+                        entry.line,
+                        entry.column,
+                    )
+        else:
+            yield from self._check_source(target)
+
+    def _check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if "output_attentions" not in source.text:
+            return
+        for site in pysource.calls(source):
+            kw = pysource.keyword(site.node, "output_attentions")
+            if kw is None or not pysource.is_true(kw.value):
+                continue
+            call = ast.get_source_segment(source.text, site.node.func) or site.name
+            yield self.finding(
+                f"{call}(output_attentions=True){pysource.loop_note(site)}: {output_attentions_effect(False)}",
+                source.path,
+                line=kw.lineno,
+                column=kw.col_offset + 1,
+                evidence={"in_loop": site.in_loop},
+            )
+        for node, _scope, in_loop in pysource.nodes(source):
+            if (
+                isinstance(node, ast.Assign)
+                and pysource.is_true(node.value)
+                and any(isinstance(t, ast.Attribute) and t.attr == "output_attentions" for t in node.targets)
+            ):
+                note = " inside a loop" if in_loop else ""
+                yield self.finding(
+                    f"`{ast.get_source_segment(source.text, node)}`{note}: {output_attentions_effect(True)}",
+                    source.path,
+                    line=node.lineno,
+                    column=node.col_offset + 1,
+                )
+
+
+ATTN_KEYS = ("attn_implementation", "_attn_implementation")
+EAGER_EFFECT = (
+    "eager attention materialises the full attention matrix: slower and more memory than sdpa, which "
+    "gives the same greedy tokens"
+)
+
+
+class EagerAttentionPinned(Rule):
+    id = "ATT002"
+    name = "eager-attention-pinned"
+    summary = "attn_implementation pinned to eager"
+    severity = Severity.WARNING
+    targets = ("model_dir", "source", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        if isinstance(target, ModelDir):
+            doc: JsonDoc | None = target.config
+            if doc is None:
+                return
+            for key in ATTN_KEYS:
+                if doc.data.get(key) == "eager":
+                    line, column = doc.position(f"/{key}")
+                    fix = Fix(f"Set {key} to sdpa", Applicability.SAFE, (SetJsonValue(doc.path, f"/{key}", "sdpa"),))
+                    yield self.finding(
+                        f'{key} is pinned to "eager" in config.json: {EAGER_EFFECT}',
+                        doc.path,
+                        f"/{key}",
+                        line,
+                        column,
+                        fix=fix,
+                    )
+        elif isinstance(target, TrainingConfig):
+            for entry in target.find(*ATTN_KEYS):
+                if entry.value == "eager":
+                    yield self.finding(
+                        f"{entry.key}: eager in a training config: {EAGER_EFFECT}",
+                        target.path,
+                        entry.pointer,
+                        entry.line,
+                        entry.column,
+                    )
+        else:
+            yield from self._check_source(target)
+
+    def _check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if "eager" not in source.text:
+            return
+        for node, _scope, _loop in pysource.nodes(source):
+            value: ast.expr | None = None
+            if (isinstance(node, ast.keyword) and node.arg in ATTN_KEYS) or (isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Attribute) and t.attr in ATTN_KEYS for t in node.targets
+            )):
+                value = node.value
+            if not (isinstance(value, ast.Constant) and value.value == "eager"):
+                continue
+            fix = None
+            segment = ast.get_source_segment(source.text, value)
+            where = pysource.span(source, value)
+            if segment in ('"eager"', "'eager'") and where is not None:
+                fix = Fix(
+                    "Use sdpa attention",
+                    Applicability.SAFE,
+                    (ReplaceSource(source.path, where[0], where[1], segment[0] + "sdpa" + segment[0]),),
+                )
+            yield self.finding(
+                f'attention pinned to "eager": {EAGER_EFFECT}',
+                source.path,
+                line=value.lineno,
+                column=value.col_offset + 1,
+                fix=fix,
+            )

@@ -1,0 +1,389 @@
+"""GEN: generation configs as transformers reads them, in config files and in source."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.artifacts.training_config import TrainingConfig
+from ttsdoctor.checks import pysource
+from ttsdoctor.finding import (
+    AddImport,
+    Applicability,
+    Edit,
+    Finding,
+    Fix,
+    RemoveJsonKey,
+    ReplaceSource,
+    SetJsonValue,
+    Severity,
+)
+from ttsdoctor.rule import Rule
+
+GENERATION_KEYS = (
+    "max_length",
+    "min_length",
+    "max_new_tokens",
+    "min_new_tokens",
+    "do_sample",
+    "early_stopping",
+    "num_beams",
+    "num_beam_groups",
+    "diversity_penalty",
+    "temperature",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "min_p",
+    "repetition_penalty",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "num_return_sequences",
+    "bad_words_ids",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "remove_invalid_values",
+    "return_dict_in_generate",
+    "output_scores",
+    "guidance_scale",
+    "epsilon_cutoff",
+    "eta_cutoff",
+)
+FORWARDING_KEYS = ("model_config", "model_kwargs", "from_pretrained", "load_kwargs", "additional", "init_kwargs")
+_PAD_IS_EOS_SOURCE = re.compile(r"pad_token(_id)?\s*=\s*[\w.]*eos_token(_id)?\b")
+
+
+def _generation_config_fix(source: SourceFile, expr: ast.expr) -> Fix | None:
+    """Wrap a dict literal as GenerationConfig(**{...}), or rename dict(...) to GenerationConfig(...)."""
+    found = pysource.span(source, expr)
+    if found is None:
+        return None
+    start, end = found
+    edits: list[Edit]
+    if isinstance(expr, ast.Call):
+        func = pysource.span(source, expr.func)
+        if func is None:
+            return None
+        edits = [ReplaceSource(source.path, func[0], func[1], "GenerationConfig")]
+    elif isinstance(expr, ast.Dict):
+        edits = [
+            ReplaceSource(source.path, end, end, ")"),
+            ReplaceSource(source.path, start, start, "GenerationConfig(**"),
+        ]
+    else:
+        return None
+    edits.append(AddImport(source.path, "transformers", "GenerationConfig"))
+    return Fix("Wrap the dict in transformers.GenerationConfig", Applicability.SAFE, tuple(edits))
+
+
+class DictGenerationConfig(Rule):
+    id = "GEN001"
+    name = "dict-generation-config"
+    summary = "A plain dict where a transformers GenerationConfig is required"
+    severity = Severity.ERROR
+    targets = ("source", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        if isinstance(target, TrainingConfig):
+            yield from self._check_config(target)
+            return
+        source: SourceFile = target
+        if "generation_config" not in source.text:
+            return
+        reported: set[int] = set()
+        for site in pysource.calls(source, "generate", "from_pretrained"):
+            kw = pysource.keyword(site.node, "generation_config")
+            candidates: list[tuple[ast.expr, ast.AST]] = []
+            if kw is not None:
+                candidates.append((pysource.resolve(kw.value, site.scope, site.node.lineno), kw.value))
+            elif site.name == "from_pretrained":
+                for star in (k for k in site.node.keywords if k.arg is None):
+                    forwarded = pysource.resolve(star.value, site.scope, site.node.lineno)
+                    for key, value, _key_node in pysource.dict_items(forwarded):
+                        if key == "generation_config":
+                            candidates.append((pysource.resolve(value, site.scope, site.node.lineno), value))
+            for value, anchor in candidates:
+                if not pysource.is_dict_expr(value) or id(value) in reported:
+                    continue
+                reported.add(id(value))
+                if site.name == "from_pretrained":
+                    effect = (
+                        "from_pretrained fails at load with AttributeError: 'dict' object has no attribute 'to_dict'"
+                    )
+                else:
+                    effect = "generate() fails with AttributeError: 'dict' object has no attribute 'max_length'"
+                yield self._finding(source, value, anchor, f"{site.name}(generation_config=...) gets a dict: {effect}")
+        for node, scope, _loop in pysource.nodes(source):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Attribute) and t.attr == "generation_config" for t in node.targets
+            ):
+                value = pysource.resolve(node.value, scope, node.lineno)
+                if pysource.is_dict_expr(value) and id(value) not in reported:
+                    reported.add(id(value))
+                    yield self._finding(
+                        source,
+                        value,
+                        node.value,
+                        "model.generation_config is assigned a dict: accepted silently, then "
+                        "save_pretrained writes config.json and fails ('dict' object has no attribute "
+                        "'save_pretrained'), leaving a half-saved directory",
+                    )
+            elif isinstance(node, (ast.Dict, ast.Call)) and pysource.is_dict_expr(node):
+                for key, written, _key_node in pysource.dict_items(node):
+                    value = pysource.resolve(written, scope, getattr(node, "lineno", 0))
+                    if key == "generation_config" and pysource.is_dict_expr(value) and id(value) not in reported:
+                        reported.add(id(value))
+                        yield self._finding(
+                            source,
+                            value,
+                            written,
+                            "a dict under 'generation_config' is forwarded as from_pretrained(**...) "
+                            "keyword arguments: loading fails with AttributeError: 'dict' object has "
+                            "no attribute 'to_dict'",
+                        )
+
+    def _finding(self, source: SourceFile, value: ast.expr, written: ast.AST, message: str) -> Finding:
+        """`written` is the expression at the use site; a fix rewrites the dict only where it is written inline."""
+        fix = _generation_config_fix(source, value) if written is value else None
+        return self.finding(
+            message,
+            source.path,
+            line=getattr(written, "lineno", None),
+            column=getattr(written, "col_offset", 0) + 1,
+            fix=fix,
+        )
+
+    def _check_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        for entry in target.find("generation_config"):
+            if not isinstance(entry.value, dict):
+                continue
+            parents = entry.pointer.lower().split("/")[1:-1]
+            if not any(hint in part for part in parents for hint in FORWARDING_KEYS):
+                continue
+            yield self.finding(
+                f"{entry.pointer[1:]} is a mapping forwarded to from_pretrained(**...): transformers "
+                "needs a GenerationConfig there ('dict' object has no attribute 'to_dict'); build one "
+                "with GenerationConfig(**mapping) in the loader",
+                target.path,
+                entry.pointer,
+                entry.line,
+                entry.column,
+                severity=Severity.WARNING,
+            )
+
+
+class GenerateWithoutAttentionMask(Rule):
+    id = "GEN002"
+    name = "generate-without-attention-mask"
+    summary = "generate() called without an attention_mask"
+    severity = Severity.WARNING
+    targets = ("source",)
+
+    def check(self, target: SourceFile) -> Iterator[Finding]:
+        if "generate" not in target.text:
+            return
+        pad_is_eos = _PAD_IS_EOS_SOURCE.search(target.text) is not None
+        for site in pysource.calls(target, "generate"):
+            call = site.node
+            if not isinstance(call.func, ast.Attribute) or pysource.has_star_kwargs(call):
+                continue
+            if pysource.keyword(call, "attention_mask") is not None:
+                continue
+            if (
+                not call.args
+                and pysource.keyword(call, "input_ids") is None
+                and pysource.keyword(call, "inputs") is None
+            ):
+                continue
+            if pad_is_eos:
+                yield self.finding(
+                    "generate() without attention_mask while this file makes pad the eos token: "
+                    "transformers cannot infer the mask, so padded prompts attend to their padding "
+                    "and the output changes with the batch",
+                    target.path,
+                    line=call.lineno,
+                    column=call.col_offset + 1,
+                    severity=Severity.ERROR,
+                )
+            else:
+                yield self.finding(
+                    "generate() without attention_mask: transformers infers the mask from the pad id, "
+                    "which fails silently when pad is unset or equals eos; pass the tokenizer's "
+                    "attention_mask",
+                    target.path,
+                    line=call.lineno,
+                    column=call.col_offset + 1,
+                )
+
+
+class GenerationKeysInConfig(Rule):
+    id = "GEN003"
+    name = "generation-keys-in-config"
+    summary = "Generation settings (max_length, do_sample, temperature, ...) in config.json"
+    severity = Severity.WARNING
+    targets = ("model_dir",)
+    needs = ("config",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        config = target.config
+        assert config is not None
+        keys = [k for k in GENERATION_KEYS if k in config.data]
+        if not keys:
+            return
+        gen = target.generation_config
+        import os
+
+        gen_path = gen.path if gen is not None else os.path.join(target.path, "generation_config.json")
+        for key in keys:
+            value = config.data[key]
+            line, column = config.position(f"/{key}")
+            if gen is not None:
+                if key in gen.data and gen.data[key] == value:
+                    fix = Fix(
+                        f"Remove {key} from config.json (generation_config.json has the same value)",
+                        Applicability.SAFE,
+                        (RemoveJsonKey(config.path, f"/{key}"),),
+                    )
+                    note = f"generation_config.json has the same value ({gen.data[key]!r})"
+                elif key in gen.data:
+                    fix = Fix(
+                        f"Remove {key} from config.json (generation_config.json sets {gen.data[key]!r})",
+                        Applicability.SAFE,
+                        (RemoveJsonKey(config.path, f"/{key}"),),
+                    )
+                    note = f"generation_config.json sets {gen.data[key]!r}, which wins"
+                else:
+                    fix = Fix(
+                        f"Move {key} to generation_config.json",
+                        Applicability.UNSAFE,
+                        (SetJsonValue(gen_path, f"/{key}", value), RemoveJsonKey(config.path, f"/{key}")),
+                    )
+                    note = "generation uses the default instead"
+                yield self.finding(
+                    f"{key}={value!r} in config.json is ignored because generation_config.json exists: {note}",
+                    config.path,
+                    f"/{key}",
+                    line,
+                    column,
+                    fix=fix,
+                )
+            else:
+                fix = Fix(
+                    f"Move {key} to a new generation_config.json",
+                    Applicability.SAFE,
+                    (SetJsonValue(gen_path, f"/{key}", value), RemoveJsonKey(config.path, f"/{key}")),
+                )
+                yield self.finding(
+                    f"{key}={value!r} belongs in generation_config.json: transformers reads it from "
+                    "config.json only while no generation_config.json exists, and the first saved one "
+                    "drops it",
+                    config.path,
+                    f"/{key}",
+                    line,
+                    column,
+                    fix=fix,
+                )
+
+
+SAMPLING_FLAGS = (
+    ("temperature", 1.0),
+    ("top_p", 1.0),
+    ("top_k", 50),
+    ("typical_p", 1.0),
+    ("min_p", None),
+    ("epsilon_cutoff", 0.0),
+    ("eta_cutoff", 0.0),
+)
+BEAM_FLAGS = (("early_stopping", False), ("length_penalty", 1.0))
+
+
+class InvalidGenerationConfig(Rule):
+    id = "GEN004"
+    name = "invalid-generation-config"
+    summary = "generation_config.json values that transformers rejects or silently ignores"
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+    needs = ("generation_config",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        doc = target.generation_config
+        assert doc is not None
+        data = doc.data
+
+        def num(key: str) -> float | None:
+            value = data.get(key)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        def emit(key: str, message: str, severity: Severity, fix: Fix | None = None) -> Finding:
+            line, column = doc.position(f"/{key}")
+            return self.finding(
+                message, doc.path, f"/{key}", line, column, {key: data.get(key)}, fix, severity=severity
+            )
+
+        sampling = data.get("do_sample") is True
+        if not sampling:
+            for key, default in SAMPLING_FLAGS:
+                if key in data and data[key] is not None and data[key] != default:
+                    yield emit(
+                        key,
+                        f"{key}={data[key]!r} without do_sample=true is ignored: decoding is greedy "
+                        "(GenerationConfig.validate(strict=True) rejects it)",
+                        Severity.WARNING,
+                    )
+        else:
+            temperature = num("temperature")
+            if temperature is not None and temperature <= 0:
+                yield emit(
+                    "temperature",
+                    f"temperature={data['temperature']!r} with do_sample=true: generate() "
+                    "raises ValueError (temperature has to be strictly positive); use "
+                    "do_sample=false for greedy decoding",
+                    Severity.ERROR,
+                )
+            top_k = num("top_k")
+            if top_k is not None and top_k < 0:
+                yield emit(
+                    "top_k",
+                    f"top_k={data['top_k']!r}: generate() raises ValueError (top_k has to be a "
+                    "strictly positive integer, or 0 to disable)",
+                    Severity.ERROR,
+                )
+        top_p = num("top_p")
+        if top_p is not None and (top_p < 0 or top_p > 1):
+            yield emit(
+                "top_p", f"top_p={data['top_p']!r} is outside (0, 1]: generate() raises ValueError", Severity.ERROR
+            )
+        elif top_p == 0 and sampling:
+            yield emit(
+                "top_p", "top_p=0 keeps only the most likely token: sampling is greedy in disguise", Severity.WARNING
+            )
+        num_beams = data.get("num_beams")
+        if num_beams in (None, 1):
+            for key, default in BEAM_FLAGS:
+                if key in data and data[key] is not None and data[key] != default:
+                    yield emit(
+                        key,
+                        f"{key}={data[key]!r} with num_beams={num_beams!r} is ignored: it only applies to "
+                        "beam search (GenerationConfig.validate(strict=True) rejects it)",
+                        Severity.WARNING,
+                    )
+            returns = num("num_return_sequences")
+            if returns is not None and returns > 1 and not sampling:
+                yield emit(
+                    "num_return_sequences",
+                    f"num_return_sequences={data['num_return_sequences']!r} with "
+                    "greedy decoding: GenerationConfig raises ValueError",
+                    Severity.ERROR,
+                )
+        for key in ("max_new_tokens", "max_length"):
+            value = num(key)
+            if value is not None and value <= 0:
+                yield emit(
+                    key,
+                    f"{key}={data[key]!r} must be greater than 0: GenerationConfig raises ValueError",
+                    Severity.ERROR,
+                )

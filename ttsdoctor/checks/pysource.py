@@ -1,0 +1,136 @@
+"""What source rules ask of a Python AST: calls by name, keyword values, dict literals, loops.
+
+Deliberately shallow: a name is followed to its last plain assignment in the same function (or module),
+which is how these bugs are written in practice (`gen_cfg = {...}` a few lines above the call).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ttsdoctor.artifacts.source import SourceFile
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module, ast.Lambda)
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+
+@dataclass(frozen=True)
+class CallSite:
+    node: ast.Call
+    name: str  # the called attribute or function name: "generate", "from_pretrained"
+    scope: ast.AST  # enclosing function or module
+    in_loop: bool  # inside a for/while loop of its own function
+
+
+def _walk(node: ast.AST, scope: ast.AST, in_loop: bool) -> Iterator[tuple[ast.AST, ast.AST, bool]]:
+    for child in ast.iter_child_nodes(node):
+        yield child, scope, in_loop
+        if isinstance(child, _SCOPES):
+            yield from _walk(child, child, False)
+        else:
+            yield from _walk(child, scope, in_loop or isinstance(child, _LOOPS))
+
+
+def nodes(source: SourceFile) -> Iterator[tuple[ast.AST, ast.AST, bool]]:
+    """Every node with its enclosing scope and whether it sits in a loop."""
+    yield from _walk(source.tree, source.tree, False)
+
+
+def called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    return None
+
+
+def calls(source: SourceFile, *names: str) -> Iterator[CallSite]:
+    wanted = set(names)
+    for node, scope, in_loop in nodes(source):
+        if isinstance(node, ast.Call):
+            name = called_name(node)
+            if name is not None and (not wanted or name in wanted):
+                yield CallSite(node, name, scope, in_loop)
+
+
+def keyword(call: ast.Call, name: str) -> ast.keyword | None:
+    return next((kw for kw in call.keywords if kw.arg == name), None)
+
+
+def has_star_kwargs(call: ast.Call) -> bool:
+    return any(kw.arg is None for kw in call.keywords)
+
+
+def assigned_value(scope: ast.AST, name: str, before_line: int) -> ast.expr | None:
+    """The value of the last `name = value` in `scope` before `before_line` (not descending into functions)."""
+    found: ast.expr | None = None
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, ast.Assign) and node.lineno < before_line:
+            for target in node.targets:
+                if (
+                    isinstance(target, ast.Name)
+                    and target.id == name
+                    and (found is None or node.lineno >= getattr(found, "lineno", 0))
+                ):
+                    found = node.value
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def resolve(expr: ast.expr, scope: ast.AST, line: int) -> ast.expr:
+    """Follow a bare name to its last assignment; anything else is returned as is."""
+    if isinstance(expr, ast.Name):
+        value = assigned_value(scope, expr.id, line)
+        if value is not None:
+            return value
+    return expr
+
+
+def is_dict_expr(expr: ast.expr) -> bool:
+    """A dict literal, a dict comprehension or a `dict(...)` call."""
+    if isinstance(expr, (ast.Dict, ast.DictComp)):
+        return True
+    return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "dict"
+
+
+def dict_items(expr: ast.expr) -> Iterator[tuple[str, ast.expr, ast.AST]]:
+    """(key, value, key node) of a dict literal or a dict(...) call with string keys."""
+    if isinstance(expr, ast.Dict):
+        for key, value in zip(expr.keys, expr.values):
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                yield key.value, value, key
+    elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "dict":
+        for kw in expr.keywords:
+            if kw.arg is not None:
+                yield kw.arg, kw.value, kw
+
+
+def is_true(expr: ast.expr | None) -> bool:
+    return isinstance(expr, ast.Constant) and expr.value is True
+
+
+def loop_note(site: CallSite) -> str:
+    return " inside a loop (paid on every decoding step)" if site.in_loop else ""
+
+
+def char_offset(source: SourceFile, line: int, col: int) -> int:
+    """Character offset in source.text of an AST (line, col); AST columns count UTF-8 bytes."""
+    offsets = source.line_offsets()
+    start = offsets[line - 1]
+    end = offsets[line] if line < len(offsets) else len(source.text)
+    return start + len(source.text[start:end].encode("utf-8")[:col].decode("utf-8", errors="ignore"))
+
+
+def span(source: SourceFile, node: ast.AST) -> tuple[int, int] | None:
+    """Character range [start, end) of a node in source.text."""
+    line, col = getattr(node, "lineno", None), getattr(node, "col_offset", None)
+    end_line, end_col = getattr(node, "end_lineno", None), getattr(node, "end_col_offset", None)
+    if line is None or col is None or end_line is None or end_col is None:
+        return None
+    return char_offset(source, line, col), char_offset(source, end_line, end_col)
