@@ -81,6 +81,61 @@ def actual_findings(case: Case) -> list[dict]:
     return out
 
 
+def fixable(case: Case) -> bool:
+    """A bad case whose findings of its rule all carry a fix: it gets a <case>.fixed directory."""
+    findings = actual_findings(case)
+    return case.kind == "bad" and bool(findings) and all(f["fix"] for f in findings)
+
+
+def apply_fixes(case: Case, workdir: str) -> tuple[int, str]:
+    """Copy the case into workdir and run `ttsdoctor fix --apply --unsafe-fixes --select <ID>` on it."""
+    import io
+    import shutil
+
+    from ttsdoctor.cli import main
+
+    copy = os.path.join(workdir, case.name)
+    shutil.copytree(case.path, copy)
+    out = io.StringIO()
+    code = main(["fix", copy, "--apply", "--unsafe-fixes", "--select", case.rule_id], out=out)
+    return code, copy
+
+
+def changed_files(original: str, fixed: str) -> dict[str, bytes]:
+    out = {}
+    for directory, dirnames, filenames in os.walk(fixed):
+        dirnames[:] = [d for d in dirnames if d != ".ttsdoctor-backups"]
+        for name in filenames:
+            path = os.path.join(directory, name)
+            rel = os.path.relpath(path, fixed)
+            with open(path, "rb") as fh:
+                data = fh.read()
+            before = os.path.join(original, rel)
+            if not os.path.exists(before) or open(before, "rb").read() != data:
+                out[rel] = data
+    return out
+
+
+def write_fixed() -> None:
+    import shutil
+    import tempfile
+
+    for case in all_cases():
+        if os.path.isdir(case.fixed_path):
+            shutil.rmtree(case.fixed_path)
+        if not fixable(case):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            _code, copy = apply_fixes(case, tmp)
+            for rel, data in changed_files(case.path, copy).items():
+                if rel.endswith((".safetensors", ".pt", ".pth", ".bin")):
+                    continue  # weights are checked by re-check, not stored twice
+                target = os.path.join(case.fixed_path, rel)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as fh:
+                    fh.write(data)
+
+
 def write_expected() -> None:
     for case in all_cases():
         findings = actual_findings(case)
@@ -96,5 +151,6 @@ def write_expected() -> None:
 if __name__ == "__main__":
     if "--write" in sys.argv:
         write_expected()
+        write_fixed()
     for case in all_cases():
         print(case, len(actual_findings(case)))

@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--output", "-o", help="write the report to this file instead of standard output")
 
+    fix = sub.add_parser("fix", help="show (default) or apply the fixes of the findings")
+    fix.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
+    mode = fix.add_mutually_exclusive_group()
+    mode.add_argument("--diff", action="store_true", help="print the planned changes and exit 1 if any (default)")
+    mode.add_argument("--apply", action="store_true", help="write the changes (backups first, re-check after)")
+    fix.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change weights or outputs")
+    fix.add_argument("--select", type=_codes, action="extend", help="rule ids or family prefixes")
+    fix.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
+
     rule = sub.add_parser("rule", help="show a rule's documentation")
     rule.add_argument("id", nargs="?", help="rule id, for example TOK001")
     rule.add_argument("--all", action="store_true", help="list every rule")
@@ -113,7 +122,64 @@ def _cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_CLEAN
 
 
-COMMANDS = {"check": _cmd_check, "rule": _cmd_rule}
+def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
+    from ttsdoctor import fixer, report
+    from ttsdoctor.discover import discover
+    from ttsdoctor.registry import select_rules
+
+    try:
+        rules = select_rules(args.select, args.ignore)
+    except ValueError as exc:
+        sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+        return EXIT_ERROR
+    targets = discover(args.paths)
+    if not args.apply:
+        result = engine.run(rules, targets)
+        if result.unreadable:
+            report.write_text(
+                engine.CheckResult([f for f in result.findings if f.rule_id == "ART001"], result.loaded), out
+            )
+            return EXIT_ERROR
+        planned = fixer.plan(result.findings, args.unsafe_fixes)
+        out.write(fixer.diff(planned))
+        for finding, reason in planned.skipped:
+            if reason.startswith("unsafe"):
+                out.write(
+                    f"{report.location_text(finding)}: {finding.rule_id} fix not planned ({reason}): "
+                    f"{finding.fix.title if finding.fix else ''}\n"
+                )
+        count = len(planned.fixes)
+        if planned.empty:
+            out.write("No fixes to apply.\n")
+            return EXIT_CLEAN
+        out.write(
+            f"{count} fix{'es' if count != 1 else ''} would change {len(planned.paths)} "
+            f"file{'s' if len(planned.paths) != 1 else ''}; run with --apply to write them.\n"
+        )
+        return EXIT_FINDINGS
+    outcome = fixer.fix_and_verify(rules, targets, args.unsafe_fixes)
+    for fix, findings in outcome.applied:
+        where = ", ".join(sorted({report.location_text(f) for f in findings}))
+        out.write(f"fixed {findings[0].rule_id} ({fix.title}) at {where}\n")
+    backups = {p: b for p, b in outcome.backups.items() if b}
+    if backups:
+        out.write("backups:\n" + "".join(f"  {p} -> {b}\n" for p, b in sorted(backups.items())))
+    if outcome.failure:
+        sys.stderr.write(f"ttsdoctor: error: {outcome.failure}\n")
+        return EXIT_ERROR
+    remaining = outcome.result.findings if outcome.result is not None else []
+    blocking = [f for f in remaining if f.severity.value in ("error", "warning")]
+    n = len(outcome.applied)
+    out.write(
+        f"Applied {n} fix{'es' if n != 1 else ''}; {len(blocking)} finding"
+        f"{'s' if len(blocking) != 1 else ''} remain{'s' if len(blocking) == 1 else ''}"
+        + (" (`ttsdoctor check` lists them)." if blocking else ".")
+        + "\n"
+    )
+    return EXIT_FINDINGS if blocking else EXIT_CLEAN
+
+
+COMMANDS = {"check": _cmd_check, "fix": _cmd_fix, "rule": _cmd_rule}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

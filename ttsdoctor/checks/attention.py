@@ -150,9 +150,10 @@ class EagerAttentionPinned(Rule):
             return
         for node, _scope, _loop in pysource.nodes(source):
             value: ast.expr | None = None
-            if (isinstance(node, ast.keyword) and node.arg in ATTN_KEYS) or (isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Attribute) and t.attr in ATTN_KEYS for t in node.targets
-            )):
+            if (isinstance(node, ast.keyword) and node.arg in ATTN_KEYS) or (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Attribute) and t.attr in ATTN_KEYS for t in node.targets)
+            ):
                 value = node.value
             if not (isinstance(value, ast.Constant) and value.value == "eager"):
                 continue

@@ -94,6 +94,16 @@ def pad_fix(model: ModelDir) -> Fix | None:
         return None
     new_id = tokenizer.file.id_count
     edits: list[Edit] = [AddSpecialToken(tokenizer.file.path, "<|pad|>", new_id)]
+    if tokenizer.config is not None and isinstance(tokenizer.config.data.get("added_tokens_decoder"), dict):
+        entry = {
+            "content": "<|pad|>",
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        edits.append(SetJsonValue(tokenizer.config.path, f"/added_tokens_decoder/{new_id}", entry))
     edits += _set_pad_edits(model, new_id, "<|pad|>")
     embedding, head = model.embedding, model.head
     if embedding is not None and embedding.rows is not None and new_id >= embedding.rows:

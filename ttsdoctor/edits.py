@@ -1,0 +1,362 @@
+"""Appliers for each kind of edit: text in, text out (weights: a new file streamed beside the old one).
+
+Every applier keeps what it does not change byte for byte: JSON and YAML values are spliced into the
+original text (key order, indentation, comments, trailing newline stay), Python edits are character
+ranges plus libcst for imports. Each result is parsed again; an edit that would break parsing raises
+EditError and its fix is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ttsdoctor.artifacts.jsonfile import escape_pointer_part
+from ttsdoctor.finding import (
+    AddImport,
+    AddSpecialToken,
+    Edit,
+    RemoveJsonKey,
+    ReplaceSource,
+    ResizeTensor,
+    SetJsonValue,
+    SetYamlValue,
+)
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
+
+
+class EditError(Exception):
+    pass
+
+
+@dataclass
+class Span:
+    key_start: int | None  # offset of the key string (object members)
+    value_start: int
+    value_end: int
+    kind: str  # "object" | "array" | "scalar"
+    children: int = 0
+
+
+def json_spans(text: str) -> dict[str, Span]:
+    """Pointer -> span of every value (and its key) in a JSON text."""
+    spans: dict[str, Span] = {}
+    stack: list[list[Any]] = []  # [pointer, kind, next_index, pending_key, pending_key_start]
+    expect_key = False
+    root_seen = False
+
+    def child_pointer() -> tuple[str, int | None]:
+        if not stack:
+            return "", None
+        frame = stack[-1]
+        if frame[1] == "array":
+            ptr = f"{frame[0]}/{frame[2]}"
+            frame[2] += 1
+            return ptr, None
+        return f"{frame[0]}/{escape_pointer_part(frame[3])}", frame[4]
+
+    for match in _TOKEN.finditer(text):
+        tok, start = match.group(), match.start()
+        if tok in "{[":
+            if not stack and root_seen:
+                raise EditError("trailing data after the JSON document")
+            root_seen = True
+            ptr, key_start = child_pointer()
+            spans[ptr] = Span(key_start, start, -1, "object" if tok == "{" else "array")
+            if len(stack) and spans.get(stack[-1][0]):
+                spans[stack[-1][0]].children += 1
+            stack.append([ptr, "object" if tok == "{" else "array", 0, None, None])
+            expect_key = tok == "{"
+        elif tok in "}]":
+            frame = stack.pop()
+            spans[frame[0]].value_end = match.end()
+            expect_key = False
+        elif tok == ",":
+            expect_key = bool(stack) and stack[-1][1] == "object"
+        elif tok == ":":
+            expect_key = False
+        elif stack and stack[-1][1] == "object" and expect_key:
+            stack[-1][3] = json.loads(tok)
+            stack[-1][4] = start
+        else:
+            ptr, key_start = child_pointer()
+            spans[ptr] = Span(key_start, start, match.end(), "scalar")
+            if stack:
+                spans[stack[-1][0]].children += 1
+    return spans
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _line_indent(text: str, offset: int) -> str:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return re.match(r"[ \t]*", text[line_start:]).group()  # type: ignore[union-attr]
+
+
+def set_json_value(text: str, pointer: str, value: Any) -> str:
+    if not text.strip():
+        text = "{}\n"
+    spans = json_spans(text)
+    if pointer in spans:
+        span = spans[pointer]
+        return text[: span.value_start] + _dump(value) + text[span.value_end :]
+    parent_ptr, _, key = pointer.rpartition("/")
+    parent = spans.get(parent_ptr)
+    if parent is None:
+        raise EditError(f"no JSON value at {parent_ptr or '/'} to add {key!r} to")
+    close = parent.value_end - 1
+    if parent.kind not in ("array", "object"):
+        raise EditError(f"{parent_ptr} is not a container")
+    if parent.kind == "array" and key != "-":
+        raise EditError(f"array insert needs '-', got {key!r}")
+    members = [s for p, s in spans.items() if p.rpartition("/")[0] == parent_ptr and p != parent_ptr]
+    if members:
+        last = max(members, key=lambda s: s.value_end)
+        first = min(members, key=lambda s: s.key_start if s.key_start is not None else s.value_start)
+        anchor = first.key_start if first.key_start is not None else first.value_start
+        multiline = "\n" in text[parent.value_start : anchor]
+        indent = _line_indent(text, anchor)
+        sep = ",\n" + indent if multiline else ", "
+    else:
+        indent = _line_indent(text, parent.value_start) + "  "
+        multiline = True
+    rendered = _dump(value)
+    if multiline and isinstance(value, (dict, list)) and value:
+        rendered = json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + indent)
+    entry = rendered if parent.kind == "array" else f"{_dump(key.replace('~1', '/').replace('~0', '~'))}: {rendered}"
+    if members:
+        return text[: last.value_end] + sep + entry + text[last.value_end :]
+    outer = _line_indent(text, parent.value_start)
+    return text[:close] + f"\n{indent}{entry}\n{outer}" + text[close:]
+
+
+def remove_json_key(text: str, pointer: str) -> str:
+    spans = json_spans(text)
+    span = spans.get(pointer)
+    if span is None:
+        raise EditError(f"no JSON value at {pointer}")
+    start = span.key_start if span.key_start is not None else span.value_start
+    after = re.compile(r"\s*,\s*").match(text, span.value_end)
+    if after:  # not the last member: drop it with the comma and the space up to the next member
+        return text[:start] + text[after.end() :]
+    head = text[:start].rstrip()
+    if head.endswith(","):
+        return head[:-1] + text[span.value_end :]
+    return head + text[span.value_end :]
+
+
+def apply_json(text: str, edits: list[Edit]) -> str:
+    for edit in edits:
+        if isinstance(edit, SetJsonValue):
+            text = set_json_value(text, edit.pointer, edit.value)
+        elif isinstance(edit, RemoveJsonKey):
+            text = remove_json_key(text, edit.pointer)
+        elif isinstance(edit, AddSpecialToken):
+            entry = {
+                "id": edit.token_id,
+                "content": edit.content,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+            text = set_json_value(text, "/added_tokens/-", entry)
+        else:
+            raise EditError(f"{type(edit).__name__} does not apply to JSON")
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise EditError(f"the edited JSON does not parse: {exc}") from None
+    return text
+
+
+# --- YAML ---------------------------------------------------------------------------------------
+
+_YAML_SCALAR_END = re.compile(r"\s+#|\s*$")
+
+
+def set_yaml_value(text: str, pointer: str, value: Any) -> str:
+    """Replace a scalar in place using ruamel's positions; comments and layout stay untouched."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    data = yaml.load(text)
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    node = data
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    last = parts[-1]
+    key: Any = int(last) if isinstance(node, list) else last
+    if isinstance(value, (dict, list)) or key not in (range(len(node)) if isinstance(node, list) else node):
+        raise EditError(f"only existing scalars are edited in YAML ({pointer})")
+    lc = getattr(node, "lc")  # noqa: B009 - ruamel's position info, not in the list type
+    line, col = lc.item(key) if isinstance(node, list) else lc.value(key)
+    lines = text.splitlines(keepends=True)
+    current = lines[line]
+    end_match = _YAML_SCALAR_END.search(current, col)
+    end = end_match.start() if end_match else len(current.rstrip("\r\n"))
+    rendered = (
+        json.dumps(value)
+        if isinstance(value, str)
+        else ("true" if value is True else "false" if value is False else str(value))
+    )
+    lines[line] = current[:col] + rendered + current[end:]
+    new_text = "".join(lines)
+    check = yaml.load(new_text)
+    for part in parts[:-1]:
+        check = check[int(part)] if isinstance(check, list) else check[part]
+    if check[key] != value:
+        raise EditError(f"YAML edit at {pointer} did not produce {value!r}")
+    return new_text
+
+
+def apply_yaml(text: str, edits: list[Edit]) -> str:
+    for edit in edits:
+        if not isinstance(edit, SetYamlValue):
+            raise EditError(f"{type(edit).__name__} does not apply to YAML")
+        text = set_yaml_value(text, edit.pointer, edit.value)
+    return text
+
+
+# --- Python -------------------------------------------------------------------------------------
+
+
+def add_import(text: str, module: str, name: str) -> str:
+    import libcst as cst
+    from libcst.codemod import CodemodContext
+    from libcst.codemod.visitors import AddImportsVisitor
+
+    tree = cst.parse_module(text)
+    context = CodemodContext()
+    AddImportsVisitor.add_needed_import(context, module, name)
+    return AddImportsVisitor(context).transform_module(tree).code
+
+
+def apply_python(text: str, edits: list[Edit]) -> str:
+    import ast
+
+    ranges = sorted((e for e in edits if isinstance(e, ReplaceSource)), key=lambda e: (e.start, e.end), reverse=True)
+    for replace in ranges:
+        text = text[: replace.start] + replace.text + text[replace.end :]
+    for edit in edits:
+        if isinstance(edit, AddImport):
+            text = add_import(text, edit.module, edit.name)
+        elif not isinstance(edit, ReplaceSource):
+            raise EditError(f"{type(edit).__name__} does not apply to Python")
+    try:
+        ast.parse(text)
+    except SyntaxError as exc:
+        raise EditError(f"the edited Python does not parse: {exc.msg} at line {exc.lineno}") from None
+    return text
+
+
+def apply_text(path: str, text: str, edits: list[Edit]) -> str:
+    if path.endswith(".json"):
+        return apply_json(text, edits)
+    if path.endswith((".yaml", ".yml")):
+        return apply_yaml(text, edits)
+    if path.endswith(".py"):
+        return apply_python(text, edits)
+    raise EditError(f"no applier for {path}")
+
+
+def is_tensor_edit(edit: Edit) -> bool:
+    return isinstance(edit, ResizeTensor)
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+
+def _to_dtype_bytes(values, dtype: str) -> bytes:  # values: float32 numpy array
+    import numpy as np
+
+    if dtype == "BF16":
+        bits = values.astype(np.float32).view(np.uint32)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16  # round to nearest even
+        return rounded.astype("<u2").tobytes()
+    return values.astype({"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]).tobytes()
+
+
+def resize_plan(path: str, resizes: list[ResizeTensor]) -> list[str]:
+    """Human summary of what a resize does, for the dry run."""
+    from ttsdoctor.artifacts.weights import read_safetensors_header
+
+    tensors = read_safetensors_header(path).tensors
+    out = []
+    for edit in resizes:
+        info = tensors.get(edit.tensor)
+        if info is None:
+            raise EditError(f"{path} has no tensor {edit.tensor!r}")
+        old = list(info.shape)
+        new = [edit.rows, *old[1:]]
+        grow = edit.rows - old[0]
+        how = f"{grow} new rows = mean of rows 0..{edit.mean_of_rows - 1}" if grow > 0 else f"{-grow} rows dropped"
+        out.append(f"{edit.tensor} {old} -> {new} ({how})")
+    return out
+
+
+def resize_writer(path: str, resizes: list[ResizeTensor]):
+    """A `write(fh)` that streams a copy of a safetensors file with some tensors resized (first dimension)."""
+    import struct
+
+    import numpy as np
+
+    from ttsdoctor.artifacts.weights import DTYPE_SIZES, read_safetensors_header
+    from ttsdoctor.checks.row_stats import read_rows
+
+    source = read_safetensors_header(path)
+    by_name = {r.tensor: r for r in resizes}
+    for name in by_name:
+        info = source.tensors.get(name)
+        if info is None or len(info.shape) != 2 or info.dtype not in ("F32", "F16", "BF16", "F64"):
+            raise EditError(f"cannot resize {name!r} in {path}")
+    order = sorted(source.tensors.values(), key=lambda t: t.data_start or 0)
+    header: dict[str, Any] = {"__metadata__": source.metadata} if source.metadata else {}
+    offset = 0
+    layout = []
+    for info in order:
+        shape = list(info.shape)
+        if info.name in by_name:
+            shape[0] = by_name[info.name].rows
+        numel = 1
+        for d in shape:
+            numel *= d
+        size = numel * DTYPE_SIZES[info.dtype]
+        header[info.name] = {"dtype": info.dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        layout.append((info, shape))
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+
+    def write(fh: Any) -> None:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+        with open(path, "rb") as src:
+            for info, shape in layout:
+                assert info.data_start is not None and info.data_end is not None
+                row_bytes = (info.data_end - info.data_start) // max(info.shape[0], 1) if info.shape else 0
+                keep = info.data_end - info.data_start
+                if info.name in by_name:
+                    keep = min(info.shape[0], shape[0]) * row_bytes
+                src.seek(info.data_start)
+                remaining = keep
+                while remaining:
+                    chunk = src.read(min(remaining, 1 << 24))
+                    if not chunk:
+                        raise EditError(f"{path} ended while copying {info.name}")
+                    fh.write(chunk)
+                    remaining -= len(chunk)
+                edit = by_name.get(info.name)
+                if edit is not None and shape[0] > info.shape[0]:
+                    base = read_rows(info, list(range(min(edit.mean_of_rows, info.shape[0]))))
+                    mean = np.asarray(base, dtype=np.float64).mean(axis=0).astype(np.float32)
+                    row = _to_dtype_bytes(mean, info.dtype)
+                    for _ in range(shape[0] - info.shape[0]):
+                        fh.write(row)
+
+    return write

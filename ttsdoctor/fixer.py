@@ -1,0 +1,259 @@
+"""plan -> diff | apply -> re-check. Fixes are data; one careful loop applies them.
+
+- plan: take each finding's fix in order; skip display-only fixes, unsafe ones without
+  --unsafe-fixes, fixes whose edits conflict with an accepted fix (overlapping source ranges, the same
+  JSON key set to two values, the same tensor resized twice) and fixes whose result would not parse.
+- apply: every file of the plan is written in one Transaction (backups first, atomic replace);
+  any failure restores them all.
+- verify: re-check; a fixed finding that remains or a new error rolls the transaction back.
+- the loop repeats until no fix applies (a fix can unlock another); it gives up loudly after
+  MAX_ITERATIONS.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttsdoctor import engine
+from ttsdoctor.discover import Target
+from ttsdoctor.edits import EditError, apply_text, resize_plan, resize_writer
+from ttsdoctor.finding import (
+    AddImport,
+    Applicability,
+    Edit,
+    Finding,
+    Fix,
+    RemoveJsonKey,
+    ReplaceSource,
+    ResizeTensor,
+    SetJsonValue,
+    SetYamlValue,
+    Severity,
+)
+from ttsdoctor.fsio import Transaction, write_bytes
+from ttsdoctor.rule import Rule
+
+MAX_ITERATIONS = 10
+
+
+@dataclass
+class Plan:
+    fixes: list[tuple[Fix, list[Finding]]] = field(default_factory=list)
+    skipped: list[tuple[Finding, str]] = field(default_factory=list)
+    originals: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # path -> new text
+    tensors: dict[str, list[ResizeTensor]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not self.fixes
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(set(self.texts) | set(self.tensors))
+
+
+def _read_text(path: str) -> str:
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return fh.read()
+
+
+def _conflicts(a: Edit, b: Edit) -> bool:
+    if a.path != b.path or a == b:
+        return False
+    if isinstance(a, ReplaceSource) and isinstance(b, ReplaceSource):
+        return (a.start < b.end and b.start < a.end) or (a.start == a.end == b.start == b.end)
+    pointer_edits = (SetJsonValue, RemoveJsonKey, SetYamlValue)
+    if isinstance(a, pointer_edits) and isinstance(b, pointer_edits):
+        pa, pb = a.pointer, b.pointer
+        return pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")
+    if isinstance(a, ResizeTensor) and isinstance(b, ResizeTensor):
+        return a.tensor == b.tensor
+    return False
+
+
+def plan(findings: Iterable[Finding], unsafe: bool = False) -> Plan:
+    result = Plan()
+    accepted: dict[str, list[Edit]] = {}
+    by_fix: dict[str, list[Finding]] = {}
+    for finding in findings:
+        fix = finding.fix
+        if fix is None:
+            continue
+        if fix_key(fix) in by_fix:
+            by_fix[fix_key(fix)].append(finding)
+            continue
+        if fix.applicability is Applicability.DISPLAY_ONLY:
+            result.skipped.append((finding, "display-only"))
+            continue
+        if fix.applicability is Applicability.UNSAFE and not unsafe:
+            result.skipped.append((finding, "unsafe: needs --unsafe-fixes"))
+            continue
+        if any(_conflicts(e, other) for e in fix.edits for edits in accepted.values() for other in edits):
+            result.skipped.append((finding, "overlaps another fix: applied on a later pass"))
+            continue
+        trial: dict[str, str] = {}
+        try:
+            for path in fix.paths:
+                edits = [e for e in accepted.get(path, []) + list(fix.edits) if e.path == path]
+                text_edits = [e for e in edits if not isinstance(e, ResizeTensor)]
+                if text_edits:
+                    if path not in result.originals:
+                        result.originals[path] = _read_text(path)
+                    trial[path] = apply_text(path, result.originals[path], _ordered(text_edits))
+                resizes = [e for e in edits if isinstance(e, ResizeTensor)]
+                if resizes:
+                    resize_plan(path, resizes)
+        except (EditError, OSError, UnicodeDecodeError, ValueError) as exc:
+            result.skipped.append((finding, f"not applied: {exc}"))
+            continue
+        for edit in fix.edits:
+            accepted.setdefault(edit.path, [])
+            if edit not in accepted[edit.path]:
+                accepted[edit.path].append(edit)
+        result.texts.update(trial)
+        for path in fix.paths:
+            resizes = [e for e in accepted.get(path, []) if isinstance(e, ResizeTensor)]
+            if resizes:
+                result.tensors[path] = resizes
+        by_fix[fix_key(fix)] = [finding]
+        result.fixes.append((fix, by_fix[fix_key(fix)]))
+    result.texts = {p: t for p, t in result.texts.items() if t != result.originals.get(p)}
+    return result
+
+
+def fix_key(fix: Fix) -> str:
+    """Identity of a fix: the same edits (values may be unhashable dicts) are the same fix."""
+    return repr((fix.applicability, fix.edits))
+
+
+def _ordered(edits: Sequence[Edit]) -> list[Edit]:
+    """Token additions before the values that name the new token; imports after range edits."""
+    return sorted(
+        edits, key=lambda e: 0 if type(e).__name__ == "AddSpecialToken" else (2 if isinstance(e, AddImport) else 1)
+    )
+
+
+def diff(p: Plan) -> str:
+    out: list[str] = []
+    for path in p.paths:
+        if path in p.texts:
+            old = p.originals.get(path, "")
+            lines = difflib.unified_diff(
+                old.splitlines(keepends=True),
+                p.texts[path].splitlines(keepends=True),
+                fromfile=path if old else "/dev/null",
+                tofile=path,
+                n=2,
+            )
+            chunk = "".join(
+                line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+            )
+            out.append(chunk)
+        if path in p.tensors:
+            out.append(
+                f"--- {path} (weights)\n" + "".join(f"    {line}\n" for line in resize_plan(path, p.tensors[path]))
+            )
+    return "".join(out)
+
+
+class FixFailed(Exception):
+    def __init__(self, message: str, restored: list[str]):
+        super().__init__(message)
+        self.restored = restored
+
+
+def write(p: Plan, tx: Transaction) -> None:
+    """Write every file of the plan inside the transaction; on any failure restore them all."""
+    try:
+        for path in p.paths:
+            if path in p.tensors:
+                writer = resize_writer(path, p.tensors[path])
+                tx.write(path, writer)
+            if path in p.texts:
+                data = p.texts[path].encode("utf-8")
+                tx.write(path, functools.partial(write_bytes, data))
+    except BaseException as exc:
+        restored = tx.rollback()
+        if isinstance(exc, (OSError, EditError, ValueError)):
+            raise FixFailed(f"writing failed ({exc}); every file was restored", restored) from exc
+        raise
+
+
+def verify(before: list[Finding], after: list[Finding], fixed: list[Finding]) -> list[str]:
+    """Problems that make a fix pass unacceptable: a fixed finding remains, or a new error appears."""
+    problems = []
+    key: Callable[[Finding], tuple[str, str, str]] = lambda f: (f.rule_id, f.location.path, f.message)  # noqa: E731
+    remaining = Counter(key(f) for f in after)
+    expected = Counter(key(f) for f in before)
+    expected.subtract(Counter(key(f) for f in fixed))
+    for item, count in remaining.items():
+        if count > max(expected.get(item, 0), 0) and any(key(f) == item for f in fixed):
+            problems.append(f"{item[0]} is still reported at {item[1]} after its fix")
+    before_errors = {key(f) for f in before if f.severity is Severity.ERROR}
+    for f in after:
+        if f.severity is Severity.ERROR and key(f) not in before_errors:
+            problems.append(f"the fix introduced {f.rule_id} at {f.location.path}: {f.message}")
+    return problems
+
+
+@dataclass
+class FixReport:
+    applied: list[tuple[Fix, list[Finding]]] = field(default_factory=list)
+    backups: dict[str, str | None] = field(default_factory=dict)
+    skipped: list[tuple[Finding, str]] = field(default_factory=list)
+    result: engine.CheckResult | None = None
+    failure: str | None = None
+    restored: list[str] = field(default_factory=list)
+
+
+def fix_and_verify(
+    rules: tuple[Rule, ...], targets: list[Target], unsafe: bool, check: Callable[[], engine.CheckResult] | None = None
+) -> FixReport:
+    """Apply fixes until none is left, re-checking after each pass; roll a failing pass back."""
+    run = check or (lambda: engine.run(rules, targets))
+    report = FixReport()
+    result = run()
+    seen: set[tuple[Any, ...]] = set()
+    for _ in range(MAX_ITERATIONS):
+        current = plan(result.findings, unsafe)
+        report.skipped = current.skipped
+        if current.empty or not current.paths:
+            report.result = result
+            return report
+        signature = tuple(sorted(current.paths)) + tuple(fix_key(fix) for fix, _ in current.fixes)
+        if signature in seen:
+            report.failure = "fixes did not converge: the same changes were planned twice"
+            report.result = result
+            return report
+        seen.add(signature)
+        tx = Transaction()
+        try:
+            write(current, tx)
+        except FixFailed as exc:
+            report.failure, report.restored = str(exc), exc.restored
+            report.result = result
+            return report
+        after = run()
+        fixed = [f for _, findings in current.fixes for f in findings]
+        problems = verify(result.findings, after.findings, fixed)
+        if problems:
+            report.restored = tx.rollback()
+            report.failure = "re-check failed, every file was restored: " + "; ".join(problems[:3])
+            report.result = run()
+            return report
+        report.applied += current.fixes
+        for path, backup in tx.backups.items():
+            report.backups.setdefault(path, backup)
+        result = after
+    report.failure = f"fixes did not converge in {MAX_ITERATIONS} passes"
+    report.result = result
+    return report
