@@ -12,7 +12,7 @@ from typing import Any
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
 from ttsdoctor.artifacts.weights import TensorInfo, Weights, text_embedding, text_head
-from ttsdoctor.finding import Applicability, Finding, Fix, SetJsonValue, SetYamlValue, Severity
+from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
 DECLARED_KEYS = ("n_vocab", "vocab_size", "text_vocab_size", "num_text_tokens", "text_tokens_dict_size", "n_text_vocab")
@@ -141,6 +141,26 @@ def _set_value_fix(target: Any, size: Size, value: int, title: str) -> Fix | Non
     return Fix(title, Applicability.SAFE, (edit,))
 
 
+def _resize_fix(target: Any, view: VocabView, ids: int) -> Fix | None:
+    """Grow embedding and head (safetensors) to the tokenizer, keeping their padding multiple."""
+    if not isinstance(target, ModelDir):
+        return None
+    tensors = [s.tensor for s in view.rows if s.tensor is not None and s.tensor.path.endswith(".safetensors")]
+    if not tensors or len(tensors) != len(view.rows):
+        return None
+    current = max(t.rows or 0 for t in tensors)
+    multiple = next((m for m in (128, 64) if current % m == 0), 1)
+    rows = padded_size(ids, multiple)
+    edits: list[Any] = [ResizeTensor(t.path, t.name, rows, min(t.rows or 0, ids)) for t in tensors]
+    if target.config is not None and "vocab_size" in target.config.data:
+        edits.append(SetJsonValue(target.config.path, "/vocab_size", rows))
+    return Fix(
+        f"Grow embedding and head to {rows} rows (new rows = mean of the trained rows) and set vocab_size",
+        Applicability.UNSAFE,
+        tuple(edits),
+    )
+
+
 class TokenizerExceedsVocab(Rule):
     id = "VOC001"
     name = "tokenizer-exceeds-vocab"
@@ -165,14 +185,15 @@ class TokenizerExceedsVocab(Rule):
                     f"{tok.what} has {tok.value} ids but {size.what} has {size.value} rows: ids "
                     f"{size.value}..{tok.value - 1} index past it ({OUT_OF_RANGE})"
                 )
-            fix = None
-            if size.kind == "declared":
-                # A model config follows its weights; a training config builds the model for its tokenizer.
-                fitting = [r.value for r in view.embeddings if r.value >= tok.value]
-                new = fitting[0] if fitting and isinstance(target, ModelDir) else tok.value
-                fix = _set_value_fix(
-                    target, size, new, f"Set {size.entry.key if size.entry else 'vocab_size'} to {new}"
-                )
+            fix = _resize_fix(target, view, tok.value)
+            fitting = [r.value for r in view.embeddings if r.value >= tok.value]
+            if size.kind == "declared" and isinstance(target, TrainingConfig):
+                # A training config builds the model for its tokenizer.
+                key = size.entry.key if size.entry else "n_vocab"
+                fix = _set_value_fix(target, size, tok.value, f"Set {key} to {tok.value}")
+            elif size.kind == "declared" and fitting:
+                # A model config follows weights that already fit the tokenizer.
+                fix = _set_value_fix(target, size, fitting[0], f"Set vocab_size to {fitting[0]}")
             yield self.finding(
                 message,
                 size.path,
