@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -48,8 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--diff", action="store_true", help="print the planned changes and exit 1 if any (default)")
     mode.add_argument("--apply", action="store_true", help="write the changes (backups first, re-check after)")
     fix.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change weights or outputs")
+    fix.add_argument(
+        "--prove",
+        action="store_true",
+        help="with --apply: run the smoke proof before and after; roll back when the proof after the fix fails",
+    )
+    fix.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for --prove")
     fix.add_argument("--select", type=_codes, action="extend", help="rule ids or family prefixes")
     fix.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
+
+    smoke = sub.add_parser("smoke", help="load the model with transformers and prove it generates correctly")
+    smoke.add_argument("path", help="a model directory")
+    smoke.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    smoke.add_argument("--format", choices=("text", "json"), default="text")
+    smoke.add_argument("--output", "-o", help="also write the JSON report to this file")
+    smoke.add_argument("--max-new-tokens", type=int, default=8)
+    smoke.add_argument(
+        "--with-mask",
+        action="store_true",
+        help="pass attention_mask in the batch check (default: let transformers infer it, as code "
+        "that passes none does)",
+    )
+    smoke.add_argument("--trust-remote-code", action="store_true", help="allow custom code from the model dir")
 
     rule = sub.add_parser("rule", help="show a rule's documentation")
     rule.add_argument("id", nargs="?", help="rule id, for example TOK001")
@@ -157,6 +178,8 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
             f"file{'s' if len(planned.paths) != 1 else ''}; run with --apply to write them.\n"
         )
         return EXIT_FINDINGS
+    if args.prove:
+        return _fix_with_proof(args, rules, targets, out)
     outcome = fixer.fix_and_verify(rules, targets, args.unsafe_fixes)
     for fix, findings in outcome.applied:
         where = ", ".join(sorted({report.location_text(f) for f in findings}))
@@ -179,7 +202,94 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FINDINGS if blocking else EXIT_CLEAN
 
 
-COMMANDS = {"check": _cmd_check, "fix": _cmd_fix, "rule": _cmd_rule}
+def _fix_with_proof(args: argparse.Namespace, rules: tuple, targets: list, out: TextIO) -> int:
+    """fix --apply --prove: smoke before, fix, smoke after; roll the fix back when the proof after fails."""
+    from ttsdoctor import fixer, smoke
+
+    models = [t.path for t in targets if t.kind == "model_dir"]
+    if not models:
+        sys.stderr.write("ttsdoctor: error: --prove needs a model directory among the paths\n")
+        return EXIT_ERROR
+    try:
+        smoke.ensure_available()
+    except smoke.SmokeUnavailable as exc:
+        sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+        return EXIT_ERROR
+    before = {path: _run_smoke(path, args.device) for path in models}
+    outcome = fixer.fix_and_verify(rules, targets, args.unsafe_fixes)
+    if outcome.failure:
+        sys.stderr.write(f"ttsdoctor: error: {outcome.failure}\n")
+        return EXIT_ERROR
+    after = {path: _run_smoke(path, args.device) for path in models}
+    for path in models:
+        out.write(smoke.format_report(before[path], after[path]))  # type: ignore[arg-type]
+    failed = [path for path in models if not after[path].passed]  # type: ignore[attr-defined]
+    if failed and outcome.applied:
+        restored = outcome.rollback()
+        out.write(f"the proof after the fix failed for {', '.join(failed)}: rolled back {len(restored)} file(s)\n")
+        return EXIT_ERROR
+    for fix, findings in outcome.applied:
+        out.write(f"fixed {findings[0].rule_id} ({fix.title})\n")
+    if outcome.applied:
+        out.write(f"Applied {len(outcome.applied)} fix(es), proven by the smoke run.\n")
+    else:
+        out.write("No fixes to apply.\n")
+    return EXIT_FINDINGS if failed else EXIT_CLEAN
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[2K  {message}...")
+        sys.stderr.flush()
+
+
+def _progress_done() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[2K")
+
+
+def _run_smoke(path: str, device: str, **kwargs: object) -> object:
+    from ttsdoctor import smoke
+
+    try:
+        return smoke.run_smoke(path, device=device, progress=_progress, **kwargs)  # type: ignore[arg-type]
+    finally:
+        _progress_done()
+
+
+def _cmd_smoke(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from ttsdoctor import smoke
+
+    if not os.path.isdir(args.path):
+        sys.stderr.write(f"ttsdoctor: error: {args.path}: not a model directory\n")
+        return EXIT_ERROR
+    try:
+        report = _run_smoke(
+            args.path,
+            args.device,
+            trust_remote_code=args.trust_remote_code,
+            max_new_tokens=args.max_new_tokens,
+            explicit_mask=args.with_mask,
+        )
+    except smoke.SmokeUnavailable as exc:
+        sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+        return EXIT_ERROR
+    assert isinstance(report, smoke.SmokeReport)
+    payload = json.dumps(report.to_json(), indent=2, default=str) + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(payload)
+        except OSError as exc:
+            sys.stderr.write(f"ttsdoctor: error: cannot write {args.output}: {exc.strerror}\n")
+            return EXIT_ERROR
+    out.write(payload if args.format == "json" else smoke.format_report(report))
+    return EXIT_CLEAN if report.passed else EXIT_FINDINGS
+
+
+COMMANDS = {"check": _cmd_check, "fix": _cmd_fix, "smoke": _cmd_smoke, "rule": _cmd_rule}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -213,6 +213,14 @@ class FixReport:
     result: engine.CheckResult | None = None
     failure: str | None = None
     restored: list[str] = field(default_factory=list)
+    transactions: list[Transaction] = field(default_factory=list)
+
+    def rollback(self) -> list[str]:
+        """Undo every applied pass, newest first (used when a later proof fails)."""
+        restored: list[str] = []
+        for tx in reversed(self.transactions):
+            restored += tx.rollback()
+        return sorted(set(restored))
 
 
 def fix_and_verify(
@@ -251,6 +259,7 @@ def fix_and_verify(
             report.result = run()
             return report
         report.applied += current.fixes
+        report.transactions.append(tx)
         for path, backup in tx.backups.items():
             report.backups.setdefault(path, backup)
         result = after

@@ -1,0 +1,193 @@
+"""The smoke proof on tiny random-weight Qwen2 models built here: every check fails on the bug and passes on the fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import FIXTURES, ROOT, run_main
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from ttsdoctor import smoke  # noqa: E402
+
+sys.path.insert(0, FIXTURES)
+from _make import OUTETTS_SPECIALS, QWEN_SPECIALS, byte_level_tokenizer, qwen_tokenizer_config, write_tokenizer  # noqa: E402
+
+TOK = byte_level_tokenizer(QWEN_SPECIALS + OUTETTS_SPECIALS, audio_codes=64)
+EOT, IM_START, IM_END = (TOK.token_to_id(s) for s in QWEN_SPECIALS)
+
+
+def build(
+    path,
+    pad: int,
+    eos: int,
+    rows: int = 384,
+    generation: dict | None = None,
+    config: dict | None = None,
+    tokenizer_config: dict | None = None,
+) -> str:
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(
+        vocab_size=rows,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(cfg)
+    model.generation_config = GenerationConfig(pad_token_id=pad, eos_token_id=eos)
+    model.save_pretrained(str(path))
+    names = {EOT: "<|endoftext|>", IM_START: "<|im_start|>", IM_END: "<|im_end|>"}
+    write_tokenizer(
+        str(path),
+        TOK,
+        qwen_tokenizer_config(
+            pad_token=names.get(pad, "<|endoftext|>"),
+            eos_token=names.get(eos, "<|im_end|>"),
+            **(tokenizer_config or {}),
+        ),
+    )
+    for name, extra in (("generation_config.json", generation), ("config.json", config)):
+        if extra:
+            data = json.loads((path / name).read_text())
+            data.update(extra)
+            (path / name).write_text(json.dumps(data, indent=2) + "\n")
+    return str(path)
+
+
+def status(report: smoke.SmokeReport, name: str) -> bool | None:
+    check = report.check(name)
+    assert check is not None, [c.name for c in report.checks]
+    return check.passed
+
+
+def test_pad_equals_eos_fails_batch_consistency_and_fix_prove_repairs_it(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=IM_END, eos=IM_END)
+    before = smoke.run_smoke(model)
+    assert status(before, "batch-consistency") is False and status(before, "warnings") is False
+    assert "pad == eos" in before.check("batch-consistency").detail
+    code, out = run_main("fix", model, "--apply", "--prove", "--select", "TOK001")
+    assert code == 0, out
+    assert "batch-consistency  FAIL   pass" in out and "before: FAILED, after: passed" in out
+    after = smoke.run_smoke(model)
+    assert after.passed and status(after, "batch-consistency") is True
+
+
+def test_explicit_mask_passes_even_with_pad_equal_eos(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=IM_END, eos=IM_END)
+    assert status(smoke.run_smoke(model, explicit_mask=True), "batch-consistency") is True
+
+
+def test_vocab_mismatch_fails_highest_id_and_resize_fix_repairs_it(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=EOT, eos=IM_END, rows=320)
+    before = smoke.run_smoke(model)
+    assert status(before, "highest-id") is False and "345" in before.check("highest-id").detail
+    _, out = run_main("fix", model, "--apply", "--unsafe-fixes", "--select", "VOC001")
+    assert "fixed VOC001" in out, out
+    assert status(smoke.run_smoke(model), "highest-id") is True
+
+
+def test_generation_eos_on_ordinary_token_fails_eos_stops(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=EOT, eos=IM_END, generation={"eos_token_id": 2})
+    before = smoke.run_smoke(model)
+    assert status(before, "eos-stops") is False
+    _, out = run_main("fix", model, "--apply", "--select", "TOK005")
+    assert "fixed TOK005" in out, out
+    assert status(smoke.run_smoke(model), "eos-stops") is True
+
+
+def test_eager_pinned_fails_attention_and_fix_repairs_it(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=EOT, eos=IM_END, config={"attn_implementation": "eager"})
+    before = smoke.run_smoke(model)
+    check = before.check("attention")
+    assert check is not None and check.passed is False and "'eager'" in check.detail
+    assert check.data["sdpa_seconds"] > 0 and check.data["eager_seconds"] > 0 and check.data["eager_over_sdpa"] > 0
+    _, out = run_main("fix", model, "--apply", "--select", "ATT002")
+    assert "fixed ATT002" in out, out
+    assert status(smoke.run_smoke(model), "attention") is True
+
+
+def test_ignored_sampling_flags_fail_warnings(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=EOT, eos=IM_END, generation={"temperature": 0.7})
+    report = smoke.run_smoke(model)
+    assert status(report, "warnings") is False
+    assert any("temperature" in w for w in report.check("warnings").data["predicted"])
+    data = json.loads((tmp_path / "m" / "generation_config.json").read_text())
+    data["do_sample"] = True
+    (tmp_path / "m" / "generation_config.json").write_text(json.dumps(data))
+    assert status(smoke.run_smoke(model), "warnings") is True
+
+
+def test_proof_failure_after_fix_rolls_back(tmp_path, monkeypatch) -> None:
+    model = build(tmp_path / "m", pad=IM_END, eos=IM_END)
+    original = {n: (tmp_path / "m" / n).read_bytes() for n in ("config.json", "generation_config.json")}
+    real = smoke.run_smoke
+    calls = []
+
+    def failing_after(path, **kwargs):
+        report = real(path, **kwargs)
+        calls.append(path)
+        if len(calls) == 2:
+            report.checks.append(smoke.Check("highest-id", False, "injected failure"))
+        return report
+
+    monkeypatch.setattr(smoke, "run_smoke", failing_after)
+    code, out = run_main("fix", model, "--apply", "--prove", "--select", "TOK001")
+    assert code == 2 and "rolled back" in out
+    assert {n: (tmp_path / "m" / n).read_bytes() for n in original} == original
+
+
+def test_smoke_cli_json_report(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=EOT, eos=IM_END)
+    code, out = run_main("smoke", model, "--format", "json", "-o", str(tmp_path / "r.json"))
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["passed"] is True and payload["device"] == "cpu" and payload["dtype"] == "float32"
+    assert {c["name"] for c in payload["checks"]} == {
+        "load",
+        "highest-id",
+        "batch-consistency",
+        "eos-stops",
+        "attention",
+        "warnings",
+    }
+    assert json.loads((tmp_path / "r.json").read_text()) == payload
+
+
+def test_device_and_dtype_choice_and_synchronised_timers(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert smoke.choose_device("auto") == ("cuda", torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert smoke.choose_device("auto") == ("cuda", torch.float16)
+    assert smoke.choose_device("cpu") == ("cpu", torch.float32)
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: events.append("sync"))
+    value, seconds = smoke._timed("cuda", lambda: events.append("work") or 7)
+    assert value == 7 and events == ["sync", "work", "sync"] and seconds >= 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(smoke.SmokeUnavailable, match="no CUDA"):
+        smoke.choose_device("cuda")
+
+
+def test_missing_extra_names_it(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=EOT, eos=IM_END)
+    probe = (
+        "import sys; sys.modules['torch'] = None; from ttsdoctor.cli import main; "
+        f"raise SystemExit(main(['smoke', {model!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert "pip install 'ttsdoctor[smoke]'" in proc.stderr and "Traceback" not in proc.stderr
