@@ -74,7 +74,7 @@ def actual_findings(case: Case) -> list[dict]:
                 "path": os.path.relpath(f.location.path, case.path),
                 "pointer": f.location.pointer,
                 "line": f.location.line,
-                "message": f.message,
+                "message": f.message.replace(case.path + os.sep, ""),
                 "fix": None if f.fix is None else f.fix.applicability.value,
             }
         )
