@@ -53,7 +53,7 @@ def test_rule_metadata_is_well_formed() -> None:
     for rule in ALL_RULES:
         assert rule.name == rule.name.lower() and " " not in rule.name
         assert not rule.summary.endswith(".")
-        assert rule.targets
+        assert rule.targets or rule.id == "SUP001"  # SUP001 is reported by the engine itself
 
 
 def test_messages_have_no_trailing_period() -> None:

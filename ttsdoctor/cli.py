@@ -10,9 +10,15 @@ import io
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ttsdoctor import __version__, engine
+
+if TYPE_CHECKING:
+    from ttsdoctor.discover import Target
+    from ttsdoctor.rule import Rule
+    from ttsdoctor.settings import Settings
+    from ttsdoctor.smoke import SmokeReport
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -40,8 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
     check.add_argument("--select", type=_codes, action="extend", help="rule ids or family prefixes (TOK,VOC001)")
     check.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
-    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
     check.add_argument("--output", "-o", help="write the report to this file instead of standard output")
+    check.add_argument(
+        "--config",
+        help="settings file (default: the nearest ttsdoctor.toml or pyproject.toml "
+        "with [tool.ttsdoctor], from the first path upwards)",
+    )
+    check.add_argument("--baseline", help="report only findings that are not in this baseline file")
+    check.add_argument("--write-baseline", metavar="FILE", help="record today's findings in FILE and exit 0")
+    check.add_argument("--hook", action="store_true", help=argparse.SUPPRESS)
 
     fix = sub.add_parser("fix", help="show (default) or apply the fixes of the findings")
     fix.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
@@ -57,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for --prove")
     fix.add_argument("--select", type=_codes, action="extend", help="rule ids or family prefixes")
     fix.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
+    fix.add_argument("--config", help="settings file (default: found from the first path upwards)")
+    fix.add_argument("--hook", action="store_true", help=argparse.SUPPRESS)
 
     smoke = sub.add_parser("smoke", help="load the model with transformers and prove it generates correctly")
     smoke.add_argument("path", help="a model directory")
@@ -83,27 +99,76 @@ def _write_report(result: engine.CheckResult, fmt: str, stream: TextIO, colour: 
 
     if fmt == "json":
         report.write_json(result, stream)
+    elif fmt == "github":
+        report.write_github(result, stream)
+    elif fmt == "sarif":
+        report.write_sarif(result, stream)
     else:
         report.write_text(result, stream, colour)
 
 
-def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+class _Usage(Exception):
+    """A usage or settings problem: exit 2 with the message."""
+
+
+def _prepare(args: argparse.Namespace) -> tuple[tuple[Rule, ...], list[Target], Settings]:
+    """(rules, targets, settings) from the command line and the settings file."""
     from ttsdoctor.discover import discover
     from ttsdoctor.registry import select_rules
+    from ttsdoctor.settings import SettingsError, find_settings, load_settings
 
     try:
-        rules = select_rules(args.select, args.ignore)
-    except ValueError as exc:
+        settings_path = args.config or find_settings(args.paths[0] if args.paths else ".")
+        if args.config and not os.path.isfile(args.config):
+            raise _Usage(f"{args.config}: settings file not found")
+        settings = load_settings(settings_path)
+        select = args.select or settings.select
+        ignore = (args.ignore or []) + settings.ignore
+        rules = select_rules(select, ignore)
+    except (SettingsError, ValueError) as exc:
+        raise _Usage(str(exc)) from None
+    return rules, discover(args.paths, hook=args.hook), settings
+
+
+def _progress_bar(index: int, total: int, path: str) -> None:
+    if sys.stderr.isatty() and total > 1:
+        width = 24
+        done = int(width * index / total)
+        sys.stderr.write(f"\r\033[2K[{'#' * done}{'.' * (width - done)}] {index}/{total} {path[-60:]}")
+        sys.stderr.flush()
+
+
+def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from ttsdoctor.baseline import BaselineError, filter_new, write_baseline
+
+    try:
+        rules, targets, settings = _prepare(args)
+    except _Usage as exc:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
-    targets = discover(args.paths)
-    if not targets:
+    if not targets and not args.hook:
         sys.stderr.write(
             "ttsdoctor: warning: no model directories, training configs or Python files found in "
             + " ".join(args.paths)
             + "\n"
         )
-    result = engine.run(rules, targets)
+    result = engine.run(rules, targets, settings, progress=_progress_bar)
+    _progress_done()
+    if args.write_baseline:
+        count = write_baseline(result.findings, args.write_baseline)
+        out.write(f"Recorded {count} finding{'s' if count != 1 else ''} in {args.write_baseline}.\n")
+        return EXIT_CLEAN
+    baseline = args.baseline or settings.baseline
+    if baseline:
+        try:
+            result.findings, matched = filter_new(result.findings, baseline)
+        except BaselineError as exc:
+            sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+            return EXIT_ERROR
+        if matched and args.format == "text":
+            sys.stderr.write(
+                f"ttsdoctor: {matched} finding{'s' if matched != 1 else ''} in the baseline {baseline} not shown\n"
+            )
     if args.output:
         buffer = io.StringIO()
         _write_report(result, args.format, buffer, colour=False)
@@ -145,17 +210,15 @@ def _cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
     from ttsdoctor import fixer, report
-    from ttsdoctor.discover import discover
-    from ttsdoctor.registry import select_rules
 
     try:
-        rules = select_rules(args.select, args.ignore)
-    except ValueError as exc:
+        rules, targets, settings = _prepare(args)
+    except _Usage as exc:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
-    targets = discover(args.paths)
+    args.unsafe_fixes = args.unsafe_fixes or settings.unsafe_fixes
     if not args.apply:
-        result = engine.run(rules, targets)
+        result = engine.run(rules, targets, settings)
         if result.unreadable:
             report.write_text(
                 engine.CheckResult([f for f in result.findings if f.rule_id == "ART001"], result.loaded), out
@@ -179,8 +242,10 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         )
         return EXIT_FINDINGS
     if args.prove:
-        return _fix_with_proof(args, rules, targets, out)
-    outcome = fixer.fix_and_verify(rules, targets, args.unsafe_fixes)
+        return _fix_with_proof(args, rules, targets, settings, out)
+    outcome = fixer.fix_and_verify(
+        rules, targets, args.unsafe_fixes, check=lambda: engine.run(rules, targets, settings)
+    )
     for fix, findings in outcome.applied:
         where = ", ".join(sorted({report.location_text(f) for f in findings}))
         out.write(f"fixed {findings[0].rule_id} ({fix.title}) at {where}\n")
@@ -202,7 +267,9 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FINDINGS if blocking else EXIT_CLEAN
 
 
-def _fix_with_proof(args: argparse.Namespace, rules: tuple, targets: list, out: TextIO) -> int:
+def _fix_with_proof(
+    args: argparse.Namespace, rules: tuple[Rule, ...], targets: list[Target], settings: Settings, out: TextIO
+) -> int:
     """fix --apply --prove: smoke before, fix, smoke after; roll the fix back when the proof after fails."""
     from ttsdoctor import fixer, smoke
 
@@ -216,14 +283,16 @@ def _fix_with_proof(args: argparse.Namespace, rules: tuple, targets: list, out: 
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
     before = {path: _run_smoke(path, args.device) for path in models}
-    outcome = fixer.fix_and_verify(rules, targets, args.unsafe_fixes)
+    outcome = fixer.fix_and_verify(
+        rules, targets, args.unsafe_fixes, check=lambda: engine.run(rules, targets, settings)
+    )
     if outcome.failure:
         sys.stderr.write(f"ttsdoctor: error: {outcome.failure}\n")
         return EXIT_ERROR
     after = {path: _run_smoke(path, args.device) for path in models}
     for path in models:
-        out.write(smoke.format_report(before[path], after[path]))  # type: ignore[arg-type]
-    failed = [path for path in models if not after[path].passed]  # type: ignore[attr-defined]
+        out.write(smoke.format_report(before[path], after[path]))
+    failed = [path for path in models if not after[path].passed]
     if failed and outcome.applied:
         restored = outcome.rollback()
         out.write(f"the proof after the fix failed for {', '.join(failed)}: rolled back {len(restored)} file(s)\n")
@@ -248,11 +317,11 @@ def _progress_done() -> None:
         sys.stderr.write("\r\033[2K")
 
 
-def _run_smoke(path: str, device: str, **kwargs: object) -> object:
+def _run_smoke(path: str, device: str, **kwargs: Any) -> SmokeReport:
     from ttsdoctor import smoke
 
     try:
-        return smoke.run_smoke(path, device=device, progress=_progress, **kwargs)  # type: ignore[arg-type]
+        return smoke.run_smoke(path, device=device, progress=_progress, **kwargs)
     finally:
         _progress_done()
 
@@ -276,7 +345,6 @@ def _cmd_smoke(args: argparse.Namespace, out: TextIO) -> int:
     except smoke.SmokeUnavailable as exc:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
-    assert isinstance(report, smoke.SmokeReport)
     payload = json.dumps(report.to_json(), indent=2, default=str) + "\n"
     if args.output:
         try:

@@ -92,15 +92,23 @@ def _walk(root: str) -> list[Target]:
     return found
 
 
-def discover(paths: list[str]) -> list[Target]:
+def discover(paths: list[str], hook: bool = False) -> list[Target]:
+    """Targets for the given paths. `hook`: the paths are files a pre-commit hook passes; files that are not
+    ours (a package.json, a workflow YAML) are skipped silently instead of reported as unsupported."""
     targets: list[Target] = []
     for raw in paths:
         path = os.path.normpath(raw) if raw not in ("", ".") else "."
         if not os.path.lexists(path):
-            targets.append(Target("missing", path))
+            if not hook:  # a file deleted by the commit is not an error
+                targets.append(Target("missing", path))
         elif os.path.isdir(path):
-            walked = _walk(path)
-            targets += walked
+            targets += _walk(path)
         else:
-            targets.append(_file_target(path))
+            target = _file_target(path)
+            if hook and (
+                target.kind == "unsupported"
+                or (target.kind == "training_config" and not looks_like_training_config(path))
+            ):
+                continue
+            targets.append(target)
     return list(dict.fromkeys(targets))

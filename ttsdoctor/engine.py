@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.checks.artifacts import BrokenTarget
+from ttsdoctor.checks.suppressions import UnusedSuppression
 from ttsdoctor.discover import Target
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
+from ttsdoctor.settings import Settings, Suppression
+
+UNUSED = UnusedSuppression()
 
 
 @dataclass
@@ -59,43 +63,100 @@ def load(target: Target) -> Any:
         return BrokenTarget(target.path, [exc])
 
 
-def _suppressed(finding: Finding, loaded: Any) -> bool:
+def _suppressed(finding: Finding, loaded: Any, used: set[tuple[int, str]]) -> bool:
+    """Inline `# ttsdoctor: ignore[CODE]` on the finding's line (sources and YAML)."""
     suppressions = getattr(loaded, "suppressions", None)
     if not suppressions or finding.location.line is None or finding.location.path != loaded.path:
         return False
-    codes = suppressions.get(finding.location.line, ())
+    line = finding.location.line
+    if line not in suppressions:
+        return False
+    codes = suppressions[line]
     if codes is None:
+        used.add((line, "*"))
         return True
-    return any(finding.rule_id.startswith(code) for code in codes)
+    for code in codes:
+        if finding.rule_id.startswith(code):
+            used.add((line, code))
+            return True
+    return False
 
 
-def check_loaded(rules: Iterable[Rule], loaded: Any, internal_errors: list[str] | None = None) -> list[Finding]:
+def _unused_inline(loaded: Any, used: set[tuple[int, str]], rules: tuple[Rule, ...]) -> list[Finding]:
+    active = {rule.id for rule in rules}
+    if UNUSED.id not in active:
+        return []
+    out = []
+    for line, codes in (getattr(loaded, "suppressions", None) or {}).items():
+        if codes is None:
+            if (line, "*") not in used:
+                out.append(UNUSED.unused(loaded.path, line, "every rule"))
+            continue
+        for code in sorted(codes):
+            # a code of a rule that did not run (deselected) cannot be judged
+            if (line, code) not in used and any(r.startswith(code) for r in active):
+                out.append(UNUSED.unused(loaded.path, line, code))
+    return out
+
+
+def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str] | None = None) -> list[Finding]:
     """Run every applicable rule. A crashing rule is a bug of ours: recorded, the other rules still run
     (set TTSDOCTOR_DEBUG=1 to raise instead)."""
     findings: list[Finding] = []
+    used: set[tuple[int, str]] = set()
     for rule in rules:
         if not rule.applies(loaded):
             continue
         try:
-            findings.extend(f for f in rule.check(loaded) if not _suppressed(f, loaded))
+            findings.extend(f for f in rule.check(loaded) if not _suppressed(f, loaded, used))
         except Exception as exc:
             if os.environ.get("TTSDOCTOR_DEBUG"):
                 raise
             if internal_errors is not None:
                 internal_errors.append(f"{rule.id} crashed on {loaded.path}: {type(exc).__name__}: {exc}")
-    return findings
+    return findings + _unused_inline(loaded, used, rules)
 
 
-def run(rules: Iterable[Rule], targets: Iterable[Target]) -> CheckResult:
+def run(
+    rules: Iterable[Rule],
+    targets: Iterable[Target],
+    settings: Settings | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> CheckResult:
     rules = tuple(rules)
+    targets = list(targets)
     result = CheckResult(findings=[])
     seen: set[Finding] = set()
-    for target in targets:
+    for index, target in enumerate(targets):
+        if progress is not None:
+            progress(index, len(targets), target.path)
         loaded = load(target)
         result.loaded.append(loaded)
         for finding in check_loaded(rules, loaded, result.internal_errors):
             if finding not in seen:  # a file shared by two targets reports once
                 seen.add(finding)
                 result.findings.append(finding)
+    if settings is not None:
+        result.findings = apply_settings(result.findings, settings, rules)
     result.findings.sort(key=Finding.sort_key)
     return result
+
+
+def apply_settings(findings: list[Finding], settings: Settings, rules: tuple[Rule, ...]) -> list[Finding]:
+    """Drop per-path ignores and settings suppressions; report suppressions that matched nothing."""
+    kept = []
+    used: set[Suppression] = set()
+    for finding in findings:
+        if settings.ignored(finding):
+            continue
+        suppression = settings.suppression_for(finding)
+        if suppression is not None:
+            used.add(suppression)
+            continue
+        kept.append(finding)
+    active = {rule.id for rule in rules}
+    if UNUSED.id in active and settings.path is not None:
+        for item in settings.suppress:
+            if item not in used and any(r.startswith(item.code) for r in active):
+                kept.append(UNUSED.unused(settings.path, None, f"{item.code} at {item.path}"))
+    return kept

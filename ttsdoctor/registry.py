@@ -12,6 +12,7 @@ from ttsdoctor.checks.generation import (
     InvalidGenerationConfig,
 )
 from ttsdoctor.checks.positions import PositionOverflow
+from ttsdoctor.checks.suppressions import UnusedSuppression
 from ttsdoctor.checks.tokens import (
     AddedTokenIdMismatch,
     MissingPad,
@@ -57,6 +58,7 @@ ALL_RULES: tuple[Rule, ...] = (
     ForcedOutputAttentions(),
     EagerAttentionPinned(),
     PositionOverflow(),
+    UnusedSuppression(),
 )
 
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in ALL_RULES}

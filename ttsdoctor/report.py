@@ -129,3 +129,99 @@ def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) 
     if s["fixable"]:
         line += f" {s['fixable']} fixable with `ttsdoctor fix`."
     stream.write(paint(line, _BOLD) + "\n")
+
+
+# --- CI formats ---------------------------------------------------------------------------------
+
+_GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def _gh_escape(text: str, property_value: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property_value:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def write_github(result: CheckResult, stream: TextIO) -> None:
+    """GitHub Actions workflow commands: one annotation per finding."""
+    for f in result.findings:
+        props = [f"file={_gh_escape(f.location.path, True)}"]
+        if f.location.line is not None:
+            props += [f"line={f.location.line}", f"col={f.location.column or 1}"]
+        props.append(f"title={_gh_escape(f'{f.rule_id} {f.rule_name}', True)}")
+        stream.write(f"::{_GITHUB_LEVEL[f.severity]} {','.join(props)}::{_gh_escape(f.message)}\n")
+
+
+_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+def sarif_payload(result: CheckResult) -> dict[str, Any]:
+    from ttsdoctor import __version__
+    from ttsdoctor.registry import ALL_RULES
+    from ttsdoctor.ruledocs import read_doc, section
+
+    rules = []
+    index = {}
+    for i, rule in enumerate(ALL_RULES):
+        doc = read_doc(rule.id) or ""
+        index[rule.id] = i
+        rules.append(
+            {
+                "id": rule.id,
+                "name": rule.name,
+                "shortDescription": {"text": rule.summary},
+                "fullDescription": {"text": section(doc, "What it does") or rule.summary},
+                "help": {"text": section(doc, "Why is this bad?") or rule.summary, "markdown": doc or rule.summary},
+                "defaultConfiguration": {"level": _SARIF_LEVEL[rule.severity]},
+                "properties": {"tags": [rule.id.rstrip("0123456789")]},
+            }
+        )
+    results = []
+    for f in result.findings:
+        region: dict[str, Any] = {"startLine": f.location.line or 1}
+        if f.location.column:
+            region["startColumn"] = f.location.column
+        entry: dict[str, Any] = {
+            "ruleId": f.rule_id,
+            "ruleIndex": index.get(f.rule_id, 0),
+            "level": _SARIF_LEVEL[f.severity],
+            "message": {"text": f.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": f.location.path.replace(os.sep, "/")},
+                        "region": region,
+                    }
+                }
+            ],
+            "partialFingerprints": {
+                "ttsdoctor/v1": f"{f.rule_id}:{f.location.path}:{f.location.pointer or ''}:{f.message}"
+            },
+        }
+        if f.location.pointer:
+            entry["properties"] = {"pointer": f.location.pointer}
+        results.append(entry)
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "ttsdoctor",
+                        "version": __version__,
+                        "informationUri": "https://pypi.org/project/ttsdoctor/",
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+
+
+def write_sarif(result: CheckResult, stream: TextIO) -> None:
+    json.dump(sarif_payload(result), stream, indent=2, default=str)
+    stream.write("\n")

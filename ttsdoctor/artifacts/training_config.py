@@ -16,6 +16,7 @@ from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text
+from ttsdoctor.artifacts.source import parse_suppressions
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
 from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, Weights, load_weight_file, load_weights_in_dir
 
@@ -69,6 +70,7 @@ class TrainingConfig:
     named_files: list[NamedFile] = field(default_factory=list)
     project_root: str | None = None
     errors: list[ArtifactError] = field(default_factory=list)
+    suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # YAML comments
 
     kind = "training_config"
 
@@ -171,7 +173,7 @@ def parse_training_config(path: str) -> TrainingConfig:
     except RecursionError:
         raise ArtifactError(path, "invalid YAML: nested too deeply to read") from None
     _flatten(data, "", "", entries)
-    return TrainingConfig(path, "yaml", data, entries)
+    return TrainingConfig(path, "yaml", data, entries, suppressions=parse_suppressions(text))
 
 
 def project_root(start: str) -> str | None:

@@ -1,0 +1,197 @@
+"""Developer workflows: pre-commit hooks, CI formats, settings, suppressions, baselines."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli, run_main
+
+OUTETTS = os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0")
+CLEAN = os.path.join(ROOT, "fixtures/TOK001/good/outetts-distinct-pad")
+
+
+def _codes(out: str) -> list[str]:
+    return [f["code"] for f in json.loads(out)["findings"]]
+
+
+def test_github_annotations() -> None:
+    code, out = run_main("check", OUTETTS, "--format", "github", "--select", "TOK001")
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("::error file=") for line in lines)
+    assert ",line=25,col=3,title=TOK001 pad-is-eos::pad_token_id 0 ('!') equals eos_token_id" in lines[0]
+
+
+def test_sarif_is_valid_and_carries_rule_docs() -> None:
+    from sarif_pydantic import Sarif
+
+    _, out = run_main("check", OUTETTS, "--format", "sarif")
+    payload = json.loads(out)
+    Sarif.model_validate(payload)  # the SARIF 2.1.0 object model
+    assert payload["version"] == "2.1.0"
+    run = payload["runs"][0]
+    rules = {r["id"]: r for r in run["tool"]["driver"]["rules"]}
+    assert "transformers 5 never infers an attention mask" in rules["TOK001"]["help"]["markdown"]
+    assert rules["TOK001"]["defaultConfiguration"]["level"] == "error"
+    result = next(r for r in run["results"] if r["ruleId"] == "TOK001")
+    assert run["tool"]["driver"]["rules"][result["ruleIndex"]]["id"] == "TOK001"
+    location = result["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"].endswith("config.json") and location["region"]["startLine"] == 25
+
+
+def _project(tmp_path, settings: str) -> str:
+    project = tmp_path / "proj"
+    shutil.copytree(OUTETTS, project / "models" / "outetts")
+    (project / "pyproject.toml").write_text(settings)
+    return str(project)
+
+
+def test_settings_select_ignore_per_path_and_suppress(tmp_path) -> None:
+    project = _project(
+        tmp_path,
+        """
+[tool.ttsdoctor]
+select = ["TOK", "SUP"]
+ignore = ["TOK005"]
+
+[tool.ttsdoctor.per-path-ignores]
+"models/outetts/generation_config.json" = ["TOK001"]
+
+[[tool.ttsdoctor.suppress]]
+path = "models/outetts/config.json"
+code = "TOK004"
+pointer = "/eos_token_id"
+
+[[tool.ttsdoctor.suppress]]
+path = "models/other/*"
+code = "TOK001"
+""",
+    )
+    _, out = run_main("check", project, "--format", "json")
+    findings = json.loads(out)["findings"]
+    codes = [f["code"] for f in findings]
+    assert "TOK005" not in codes and not any(c.startswith(("GEN", "VOC")) for c in codes)
+    tok001 = [f for f in findings if f["code"] == "TOK001"]
+    assert [f["path"].endswith("config.json") and "generation" not in f["path"] for f in tok001] == [True]
+    tok004 = {f["pointer"] for f in findings if f["code"] == "TOK004" and f["path"].endswith("/config.json")}
+    assert tok004 == {"/pad_token_id"}
+    unused = [f for f in findings if f["code"] == "SUP001"]
+    assert len(unused) == 1 and "models/other/*" in unused[0]["message"]
+    assert unused[0]["path"].endswith("pyproject.toml")
+
+
+def test_bad_settings_exit_2(tmp_path) -> None:
+    project = _project(tmp_path, "[tool.ttsdoctor]\nselct = ['TOK']\n")
+    code, _, err = run_cli("check", project)
+    assert code == 2 and "unknown setting 'selct'" in err
+    (tmp_path / "proj" / "pyproject.toml").write_text("[tool.ttsdoctor\n")
+    code, _, err = run_cli("check", project)
+    assert code == 2 and "invalid TOML" in err and "Traceback" not in err
+
+
+def test_explicit_config_and_unsafe_setting(tmp_path) -> None:
+    config = tmp_path / "ttsdoctor.toml"
+    config.write_text('select = ["ATT"]\n')
+    code, out = run_main("check", OUTETTS, "--config", str(config), "--format", "json")
+    assert code == 0 and _codes(out) == []
+
+
+def test_yaml_inline_suppression(tmp_path) -> None:
+    shutil.copytree(os.path.join(ROOT, "fixtures/FRZ002/bad/freeze-below-base"), tmp_path / "p")
+    path = tmp_path / "p" / "config" / "training_config.yaml"
+    path.write_text(
+        path.read_text().replace("freeze_until_index: 2000", "freeze_until_index: 2000  # ttsdoctor: ignore[FRZ002]")
+    )
+    codes = _codes(run_main("check", str(path), "--format", "json")[1])
+    assert "FRZ002" not in codes and "SUP001" not in codes
+
+
+def test_baseline_reports_only_new_findings(tmp_path) -> None:
+    shutil.copytree(OUTETTS, tmp_path / "m")
+    baseline = tmp_path / "baseline.json"
+    code, out = run_main("check", str(tmp_path / "m"), "--write-baseline", str(baseline))
+    assert code == 0 and "Recorded 10 findings" in out
+    code, out = run_main("check", str(tmp_path / "m"), "--baseline", str(baseline), "--format", "json")
+    assert code == 0 and _codes(out) == []
+    gen = tmp_path / "m" / "generation_config.json"
+    gen.write_text(gen.read_text().replace('"do_sample": true', '"do_sample": true,\n  "output_attentions": true'))
+    code, out = run_main("check", str(tmp_path / "m"), "--baseline", str(baseline), "--format", "json")
+    assert code == 1 and _codes(out) == ["ATT001"]
+    assert run_cli("check", str(tmp_path / "m"), "--baseline", str(tmp_path / "nope.json"))[0] == 2
+
+
+def test_hook_mode_maps_files_and_skips_foreign_ones(tmp_path) -> None:
+    (tmp_path / "package.json").write_text('{"name": "x"}')
+    (tmp_path / "ci.yaml").write_text("on: push\njobs: {}\n")
+    code, out = run_main(
+        "check",
+        "--hook",
+        str(tmp_path / "package.json"),
+        str(tmp_path / "ci.yaml"),
+        os.path.join(OUTETTS, "tokenizer_config.json"),
+        "--format",
+        "json",
+        "--select",
+        "TOK001",
+    )
+    assert code == 1 and set(_codes(out)) == {"TOK001"}
+
+
+def test_pre_commit_hooks_file_lists_both_hooks_and_docs_name_them() -> None:
+    from ruamel.yaml import YAML
+
+    with open(os.path.join(ROOT, ".pre-commit-hooks.yaml"), encoding="utf-8") as fh:
+        hooks = YAML(typ="safe").load(fh)
+    assert [h["id"] for h in hooks] == ["ttsdoctor", "ttsdoctor-fix"]
+    assert all(h["language"] == "python" and "additional_dependencies" not in h for h in hooks)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    for hook in hooks:
+        assert f"id: {hook['id']}" in readme
+
+
+def _git(repo, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is part of the CI machine")
+def test_real_pre_commit_try_repo_fails_broken_commit_and_passes_fixed(tmp_path) -> None:
+    pre_commit = [sys.executable, "-m", "pre_commit"]
+    repo = tmp_path / "repo"
+    shutil.copytree(OUTETTS, repo / "model", ignore=shutil.ignore_patterns("model.safetensors"))
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "NO_COLOR": "1"}
+    env.pop("TTSDOCTOR_DEBUG", None)
+
+    def try_repo() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*pre_commit, "try-repo", ROOT, "ttsdoctor", "--verbose"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+
+    broken = try_repo()
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "TOK001" in broken.stdout
+    code, out = run_main("fix", str(repo / "model"), "--apply")
+    assert code == 0, out
+    shutil.rmtree(repo / "model" / ".ttsdoctor-backups")
+    _git(repo, "add", "-A")
+    fixed = try_repo()
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
