@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     smoke.add_argument("--trust-remote-code", action="store_true", help="allow custom code from the model dir")
 
+    tui = sub.add_parser("tui", help="the interactive interface")
+    tui.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
+    tui.add_argument("--select", type=_codes, action="extend", help="rule ids or family prefixes")
+    tui.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
+    tui.add_argument("--config", help="settings file (default: found from the first path upwards)")
+    tui.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for the smoke proof")
+    tui.set_defaults(hook=False)
+
     rule = sub.add_parser("rule", help="show a rule's documentation")
     rule.add_argument("id", nargs="?", help="rule id, for example TOK001")
     rule.add_argument("--all", action="store_true", help="list every rule")
@@ -357,7 +365,19 @@ def _cmd_smoke(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_CLEAN if report.passed else EXIT_FINDINGS
 
 
-COMMANDS = {"check": _cmd_check, "fix": _cmd_fix, "smoke": _cmd_smoke, "rule": _cmd_rule}
+def _cmd_tui(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        rules, _targets, settings = _prepare(args)
+    except _Usage as exc:
+        sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+        return EXIT_ERROR
+    from ttsdoctor.tui.app import run_tui
+
+    run_tui(args.paths, rules, settings, settings.unsafe_fixes, args.device)
+    return EXIT_CLEAN
+
+
+COMMANDS = {"check": _cmd_check, "fix": _cmd_fix, "smoke": _cmd_smoke, "tui": _cmd_tui, "rule": _cmd_rule}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -23,6 +23,7 @@ class CheckResult:
     findings: list[Finding]
     loaded: list[Any] = field(default_factory=list)  # loaded targets, in discovery order
     internal_errors: list[str] = field(default_factory=list)  # rule crashes: bugs of ours, never the user's
+    target_of: dict[Finding, str] = field(default_factory=dict)  # finding -> path of the target that found it
 
     @property
     def unreadable(self) -> bool:
@@ -136,6 +137,7 @@ def run(
             if finding not in seen:  # a file shared by two targets reports once
                 seen.add(finding)
                 result.findings.append(finding)
+                result.target_of[finding] = target.path
     if settings is not None:
         result.findings = apply_settings(result.findings, settings, rules)
     result.findings.sort(key=Finding.sort_key)

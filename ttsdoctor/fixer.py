@@ -224,15 +224,22 @@ class FixReport:
 
 
 def fix_and_verify(
-    rules: tuple[Rule, ...], targets: list[Target], unsafe: bool, check: Callable[[], engine.CheckResult] | None = None
+    rules: tuple[Rule, ...],
+    targets: list[Target],
+    unsafe: bool,
+    check: Callable[[], engine.CheckResult] | None = None,
+    only: Callable[[Finding], bool] | None = None,
 ) -> FixReport:
-    """Apply fixes until none is left, re-checking after each pass; roll a failing pass back."""
+    """Apply fixes until none is left, re-checking after each pass; roll a failing pass back.
+
+    `only` limits which findings' fixes are applied (the TUI's "apply this fix"); the re-check still
+    looks at every finding."""
     run = check or (lambda: engine.run(rules, targets))
     report = FixReport()
     result = run()
     seen: set[tuple[Any, ...]] = set()
     for _ in range(MAX_ITERATIONS):
-        current = plan(result.findings, unsafe)
+        current = plan([f for f in result.findings if only is None or only(f)], unsafe)
         report.skipped = current.skipped
         if current.empty or not current.paths:
             report.result = result
