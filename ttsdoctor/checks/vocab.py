@@ -383,7 +383,9 @@ def _new_rows(target: Any) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
         tok = target.tokenizer.file if target.tokenizer is not None else None
         if emb is None or tok is None or emb.data_start is None or emb.rows is None:
             return
-        used = {i for d in target.special_decls if d.text_space for i in d.ids}
+        # eos and bos rows must be trained; a pad row is zero by design (nn.Embedding padding_idx)
+        used = {i for d in target.special_decls if d.text_space and d.role in ("eos", "bos") for i in d.ids}
+        pads = {i for d in target.special_decls if d.role == "pad" for i in d.ids}
         ids = sorted(
             {
                 tok.vocab[a.content]
@@ -391,7 +393,7 @@ def _new_rows(target: Any) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
                 if a.content in tok.vocab and (not a.special or tok.vocab[a.content] in used)
             }
         )
-        ids = [i for i in ids if i < emb.rows]
+        ids = [i for i in ids if i < emb.rows and i not in pads]
         if ids:
             yield emb, ids, ids[0], "tokens added to the base vocabulary"
         return
