@@ -9,6 +9,7 @@ read the diff: every changed line is a changed message a user will see.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -56,7 +57,36 @@ def all_cases() -> list[Case]:
     return out
 
 
+@contextlib.contextmanager
+def case_env(case: Case):
+    """Environment facts a case is checked under (<case>.env.json), e.g. the GPU it targets."""
+    from ttsdoctor.checks.environment import gpu_compute_capabilities
+
+    env_path = case.path + ".env.json"
+    values = {}
+    if os.path.exists(env_path):
+        with open(env_path, encoding="utf-8") as fh:
+            values = json.load(fh)
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    gpu_compute_capabilities.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        gpu_compute_capabilities.cache_clear()
+
+
 def actual_findings(case: Case) -> list[dict]:
+    with case_env(case):
+        return _actual_findings(case)
+
+
+def _actual_findings(case: Case) -> list[dict]:
     from ttsdoctor import engine
     from ttsdoctor.discover import discover
     from ttsdoctor.registry import ALL_RULES

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for the smoke proof")
     tui.set_defaults(hook=False)
 
+    doctor = sub.add_parser("doctor", help="report the environment: Python, torch, CUDA, transformers, attention")
+    doctor.add_argument("--format", choices=("text", "json"), default="text")
+
     rule = sub.add_parser("rule", help="show a rule's documentation")
     rule.add_argument("id", nargs="?", help="rule id, for example TOK001")
     rule.add_argument("--all", action="store_true", help="list every rule")
@@ -377,7 +380,27 @@ def _cmd_tui(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_CLEAN
 
 
-COMMANDS = {"check": _cmd_check, "fix": _cmd_fix, "smoke": _cmd_smoke, "tui": _cmd_tui, "rule": _cmd_rule}
+def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from ttsdoctor import doctor
+
+    items = doctor.diagnose()
+    if args.format == "json":
+        out.write(json.dumps(doctor.as_json(items), indent=2) + "\n")
+    else:
+        out.write(doctor.format_items(items))
+    return EXIT_FINDINGS if any(i.status == doctor.FAIL for i in items) else EXIT_CLEAN
+
+
+COMMANDS = {
+    "check": _cmd_check,
+    "fix": _cmd_fix,
+    "smoke": _cmd_smoke,
+    "tui": _cmd_tui,
+    "doctor": _cmd_doctor,
+    "rule": _cmd_rule,
+}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ttsdoctor.checks.artifacts import MalformedValue, MissingNamedFile, UnreadableArtifact
 from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
+from ttsdoctor.checks.environment import Bf16Unsupported, TransformersTooOld
 from ttsdoctor.checks.freeze import FreezeIndexNotBase, FreezeIndexOutOfRange
 from ttsdoctor.checks.generation import (
     DictGenerationConfig,
@@ -12,6 +13,7 @@ from ttsdoctor.checks.generation import (
     InvalidGenerationConfig,
 )
 from ttsdoctor.checks.positions import PositionOverflow
+from ttsdoctor.checks.security import EvaluatedString, PathEscape, RemoteCode, UnsafePickle
 from ttsdoctor.checks.suppressions import UnusedSuppression
 from ttsdoctor.checks.tokens import (
     AddedTokenIdMismatch,
@@ -58,6 +60,12 @@ ALL_RULES: tuple[Rule, ...] = (
     ForcedOutputAttentions(),
     EagerAttentionPinned(),
     PositionOverflow(),
+    UnsafePickle(),
+    RemoteCode(),
+    EvaluatedString(),
+    PathEscape(),
+    TransformersTooOld(),
+    Bf16Unsupported(),
     UnusedSuppression(),
 )
 

@@ -59,6 +59,7 @@ class NamedFile:
     tried: tuple[str, ...]  # every path tried, in order
     tokenizer: TokenizerBundle | None = None
     weights: Weights | None = None
+    outside_project: bool = False  # a relative path climbing out of the project: reported, never read
 
 
 @dataclass
@@ -222,6 +223,11 @@ def _candidates(config_path: str, value: str, root: str | None) -> list[str]:
     return out
 
 
+def _inside(path: str, root: str) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
 def _load_named(named: NamedFile) -> list[ArtifactError]:
     path = named.resolved
     assert path is not None
@@ -269,7 +275,10 @@ def load_training_config(path: str) -> TrainingConfig:
         resolved = next((c for c in tried if os.path.exists(c)), None)
         named = NamedFile(entry, role, resolved, tuple(tried))
         config.named_files.append(named)
-        if resolved is not None:
+        base = config.project_root or os.path.dirname(os.path.abspath(path))
+        if resolved is not None and not os.path.isabs(entry.value) and not _inside(resolved, base):
+            named.outside_project = True
+        elif resolved is not None:
             config.errors += _load_named(named)
     return config
 

@@ -1,0 +1,160 @@
+"""ENV: the installed environment against what the model directory asks for."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+from packaging.version import InvalidVersion, Version
+
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.environment import installed_version
+from ttsdoctor.finding import Finding, Severity
+from ttsdoctor.rule import Rule
+
+# Families loaded by their own libraries, not by transformers' auto classes.
+OWN_LIBRARY_TYPES = frozenset({"parler_tts", "xtts", "t3", "cosyvoice", "cosyvoice2", "valle", "vall_e", "f5_tts"})
+
+
+@functools.cache
+def transformers_registry_text() -> str | None:
+    """The source of transformers' auto mappings, read as text (importing transformers costs ~1 s)."""
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or spec.origin is None:
+        return None
+    auto = os.path.join(os.path.dirname(spec.origin), "models", "auto")
+    text = []
+    for name in ("auto_mappings.py", "configuration_auto.py"):
+        try:
+            with open(os.path.join(auto, name), encoding="utf-8") as fh:
+                text.append(fh.read())
+        except OSError:
+            continue
+    return "\n".join(text) or None
+
+
+def knows_model_type(model_type: str) -> bool | None:
+    text = transformers_registry_text()
+    if text is None:
+        return None
+    spec = importlib.util.find_spec("transformers")
+    assert spec is not None and spec.origin is not None
+    folder = os.path.join(os.path.dirname(spec.origin), "models", model_type.replace("-", "_"))
+    return f'"{model_type}"' in text or os.path.isdir(folder)
+
+
+class TransformersTooOld(Rule):
+    id = "ENV001"
+    name = "transformers-too-old"
+    summary = (
+        "The installed transformers is older than the model's transformers_version or does not know its model_type"
+    )
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+    needs = ("config",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        config = target.config
+        assert config is not None
+        installed = installed_version("transformers")
+        if installed is None:
+            return
+        model_type = target.model_type
+        judged = model_type and model_type not in OWN_LIBRARY_TYPES and "auto_map" not in config.data
+        if judged and knows_model_type(model_type) is False:
+            line, column = config.position("/model_type")
+            yield self.finding(
+                f"model_type {model_type!r} is unknown to the installed transformers {installed}: "
+                "AutoConfig / AutoModel fail with 'Unrecognized model'; upgrade transformers",
+                config.path,
+                "/model_type",
+                line,
+                column,
+            )
+        wanted = config.data.get("transformers_version")
+        if isinstance(wanted, str):
+            try:
+                version = Version(wanted)
+            except InvalidVersion:
+                return
+            if (version.major, version.minor) > (installed.major, installed.minor):
+                line, column = config.position("/transformers_version")
+                yield self.finding(
+                    f"saved with transformers {wanted}, newer than the installed {installed}: config "
+                    "keys and weight names it introduced are ignored or fail to load; upgrade",
+                    config.path,
+                    "/transformers_version",
+                    line,
+                    column,
+                    severity=Severity.WARNING,
+                )
+
+
+@functools.cache
+def gpu_compute_capabilities() -> tuple[tuple[str, float], ...] | None:
+    """(name, compute capability) of each NVIDIA GPU, from nvidia-smi (no torch import); None without one.
+
+    TTSDOCTOR_GPU="Tesla T4:7.5" checks against that GPU instead (preparing a model for another server)."""
+    override = os.environ.get("TTSDOCTOR_GPU")
+    if override:
+        name, _, cap = override.rpartition(":")
+        try:
+            return ((name or "GPU", float(cap)),)
+        except ValueError:
+            return None
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = []
+    for line in out.splitlines():
+        name, _, cap = line.rpartition(",")
+        try:
+            gpus.append((name.strip(), float(cap)))
+        except ValueError:
+            continue
+    return tuple(gpus) or None
+
+
+class Bf16Unsupported(Rule):
+    id = "ENV002"
+    name = "bf16-unsupported"
+    summary = "The model asks for bfloat16 on a GPU without bfloat16 support (compute capability below 8.0)"
+    severity = Severity.WARNING
+    targets = ("model_dir",)
+    needs = ("config",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        config = target.config
+        assert config is not None
+        for key in ("torch_dtype", "dtype"):
+            if config.data.get(key) != "bfloat16":
+                continue
+            gpus = gpu_compute_capabilities()
+            old = [(name, cap) for name, cap in gpus or () if cap < 8.0]
+            if not old:
+                return
+            name, cap = old[0]
+            line, column = config.position(f"/{key}")
+            yield self.finding(
+                f"{key} is bfloat16 but the GPU {name} (compute capability {cap}) has no bfloat16: "
+                "torch emulates it slowly or fails; load with dtype=torch.float16",
+                config.path,
+                f"/{key}",
+                line,
+                column,
+                {"gpu": name, "compute_capability": cap},
+            )
