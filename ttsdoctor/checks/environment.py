@@ -64,8 +64,8 @@ class TransformersTooOld(Rule):
         if installed is None:
             return
         model_type = target.model_type
-        judged = model_type and model_type not in OWN_LIBRARY_TYPES and "auto_map" not in config.data
-        if judged and knows_model_type(model_type) is False:
+        judged = model_type is not None and model_type not in OWN_LIBRARY_TYPES and "auto_map" not in config.data
+        if judged and model_type is not None and knows_model_type(model_type) is False:
             line, column = config.position("/model_type")
             yield self.finding(
                 f"model_type {model_type!r} is unknown to the installed transformers {installed}: "
