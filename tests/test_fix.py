@@ -92,7 +92,7 @@ def _exact_rows_model(tmp_path) -> str:
     from safetensors.numpy import load_file, save_file
 
     weights = load_file(os.path.join(model, "model.safetensors"))
-    ids = 346
+    ids = 339
     save_file(
         {
             "model.embed_tokens.weight": weights["model.embed_tokens.weight"][:ids],
@@ -115,20 +115,20 @@ def test_unsafe_resize_needs_flag_and_grows_with_mean_rows(tmp_path) -> None:
     assert "fix not planned (unsafe: needs --unsafe-fixes)" in out
     weights_path = os.path.join(model, "model.safetensors")
     old = read_safetensors_header(weights_path).tensors
-    old_rows = read_rows(old["model.embed_tokens.weight"], list(range(346)))
+    old_rows = read_rows(old["model.embed_tokens.weight"], list(range(339)))
     inode = os.stat(weights_path).st_ino
     code, out = run_main("fix", model, "--unsafe-fixes")
-    assert "model.embed_tokens.weight [346, 8] -> [347, 8] (1 new rows = mean of rows 0..345)" in out
+    assert "model.embed_tokens.weight [339, 8] -> [340, 8] (1 new rows = mean of rows 0..338)" in out
     code, out = run_main("fix", model, "--apply", "--unsafe-fixes", "--select", "TOK001")
     assert code in (0, 1), out
     new = read_safetensors_header(weights_path).tensors
-    assert new["model.embed_tokens.weight"].shape == (347, 8) and new["lm_head.weight"].shape == (347, 8)
-    rows = read_rows(new["model.embed_tokens.weight"], list(range(347)))
-    np.testing.assert_array_equal(rows[:346], old_rows)
-    np.testing.assert_allclose(rows[346], old_rows.mean(axis=0), atol=1e-3)
-    assert json.loads(open(os.path.join(model, "config.json")).read())["vocab_size"] == 347
+    assert new["model.embed_tokens.weight"].shape == (340, 8) and new["lm_head.weight"].shape == (340, 8)
+    rows = read_rows(new["model.embed_tokens.weight"], list(range(340)))
+    np.testing.assert_array_equal(rows[:339], old_rows)
+    np.testing.assert_allclose(rows[339], old_rows.mean(axis=0), atol=1e-3)
+    assert json.loads(open(os.path.join(model, "config.json")).read())["vocab_size"] == 340
     tok = json.loads(open(os.path.join(model, "tokenizer.json")).read())
-    assert tok["added_tokens"][-1]["content"] == "<|pad|>" and tok["added_tokens"][-1]["id"] == 346
+    assert tok["added_tokens"][-1]["content"] == "<|pad|>" and tok["added_tokens"][-1]["id"] == 339
     # the original weights are kept as a hard link in the backup directory
     backups = [line.split(" -> ")[1] for line in out.splitlines() if "model.safetensors ->" in line]
     assert backups and os.stat(backups[0]).st_ino == inode
@@ -262,4 +262,4 @@ def test_sigkill_mid_weights_rewrite_leaves_original_intact(tmp_path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert hashlib.sha256(open(weights, "rb").read()).hexdigest() == digest
-    assert read_safetensors_header(weights).tensors["model.embed_tokens.weight"].shape == (346, 8)
+    assert read_safetensors_header(weights).tensors["model.embed_tokens.weight"].shape == (339, 8)

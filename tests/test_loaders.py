@@ -85,7 +85,7 @@ def test_tokenizer_effective_ids() -> None:
     assert tok.token(0) == "!" and tok.token(1) == '"' and tok.token(2) == "#"
     eot = tok.token_id("<|endoftext|>")
     assert eot in tok.special and bundle.is_special(eot) and not bundle.is_special(1)
-    assert tok.token_id("<|63|>") == tok.max_id and tok.id_count == tok.max_id + 1
+    assert tok.token_id("<|4099|>") == tok.max_id == 4381 and tok.id_count == tok.max_id + 1
     assert bundle.resolve("<|im_end|>") == eot + 2
 
 
@@ -100,9 +100,9 @@ def test_safetensors_header_and_tensor_roles() -> None:
     wf = read_safetensors_header(os.path.join(OUTETTS, "model.safetensors"))
     emb = text_embedding(wf.tensors)
     head = text_head(wf.tensors)
-    assert emb is not None and emb.name == "model.embed_tokens.weight" and emb.shape == (384, 8)
+    assert emb is not None and emb.name == "model.embed_tokens.weight" and emb.shape == (4416, 8)
     assert head is not None and head.name == "lm_head.weight" and head.dtype == "F16"
-    assert emb.data_end is not None and emb.data_start is not None and emb.data_end - emb.data_start == 384 * 8 * 2
+    assert emb.data_end is not None and emb.data_start is not None and emb.data_end - emb.data_start == 4416 * 8 * 2
 
 
 def _write_header(path, header: dict, data_len: int, declared_len: int | None = None) -> None:

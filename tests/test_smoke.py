@@ -43,7 +43,7 @@ def test_explicit_mask_passes_even_with_pad_equal_eos(tmp_path) -> None:
 def test_vocab_mismatch_fails_highest_id_and_resize_fix_repairs_it(tmp_path) -> None:
     model = build(tmp_path / "m", pad=EOT, eos=IM_END, rows=320)
     before = smoke.run_smoke(model)
-    assert status(before, "highest-id") is False and "345" in before.check("highest-id").detail
+    assert status(before, "highest-id") is False and "338" in before.check("highest-id").detail
     _, out = run_main("fix", model, "--apply", "--unsafe-fixes", "--select", "VOC001")
     assert "fixed VOC001" in out, out
     assert status(smoke.run_smoke(model), "highest-id") is True

@@ -9,9 +9,9 @@ import torch
 from conftest import FIXTURES
 
 sys.path.insert(0, FIXTURES)
-from _make import OUTETTS_SPECIALS, QWEN_SPECIALS, byte_level_tokenizer, qwen_tokenizer_config, write_tokenizer
+from _make import QWEN_SPECIALS, byte_level_tokenizer, qwen_tokenizer_config, write_tokenizer
 
-TOK = byte_level_tokenizer(QWEN_SPECIALS + OUTETTS_SPECIALS, audio_codes=64)
+TOK = byte_level_tokenizer(QWEN_SPECIALS, audio_codes=64)
 EOT, IM_START, IM_END = (TOK.token_to_id(s) for s in QWEN_SPECIALS)
 
 
