@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ttsdoctor.checks.artifacts import MalformedValue, MissingNamedFile, UnreadableArtifact
 from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
+from ttsdoctor.checks.codec import AudioTokenRange, CodebookRows, CodecMismatch
 from ttsdoctor.checks.environment import Bf16Unsupported, TransformersTooOld
 from ttsdoctor.checks.freeze import FreezeIndexNotBase, FreezeIndexOutOfRange
 from ttsdoctor.checks.generation import (
@@ -60,6 +61,9 @@ ALL_RULES: tuple[Rule, ...] = (
     ForcedOutputAttentions(),
     EagerAttentionPinned(),
     PositionOverflow(),
+    CodecMismatch(),
+    CodebookRows(),
+    AudioTokenRange(),
     UnsafePickle(),
     RemoteCode(),
     EvaluatedString(),

@@ -1,0 +1,261 @@
+"""COD: codebook levels, codebook sizes and audio-code tokens against the codec the model speaks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ttsdoctor.artifacts.hf_config import ConfigScope
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.tokenizer import TokenizerFile
+from ttsdoctor.artifacts.training_config import TrainingConfig
+from ttsdoctor.codecs import Codec, family_layout, find_codec
+from ttsdoctor.finding import Finding, Severity
+from ttsdoctor.rule import Rule
+
+VALLE_BACKENDS = {
+    "encodec": "encodec_24khz",
+    "vocos": "vocos",
+    "dac": "dac_44khz",
+    "nemo": "nvidia_audio_codec_44khz",
+    "audiodec": None,
+}
+
+
+def _scopes(model: ModelDir) -> dict[str, ConfigScope]:
+    return {scope.name: scope for scope in model.config_scopes}
+
+
+def _model_codec(model: ModelDir) -> tuple[Codec | None, ConfigScope | None]:
+    scopes = _scopes(model)
+    audio = scopes.get("audio_encoder") or scopes.get("codec_config")
+    if audio is not None:
+        codec = find_codec(audio.get_str("model_type"), audio.get_int("sampling_rate"))
+        if codec is not None:
+            return codec, audio
+    layout = family_layout(model.family.name if model.family else None)
+    return (find_codec(layout.get("codec")), audio) if layout.get("codec") else (None, audio)
+
+
+class CodecMismatch(Rule):
+    id = "COD001"
+    name = "codec-mismatch"
+    summary = "The model's codebook levels, sample rate or frame rate differ from its audio codec"
+    severity = Severity.ERROR
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        if isinstance(target, TrainingConfig):
+            yield from self._valle(target)
+            return
+        codec, audio = _model_codec(target)
+        decoder = _scopes(target).get("decoder")
+        if codec is None or decoder is None:
+            return
+        levels = decoder.get_int("num_codebooks")
+        codec_levels = (audio.get_int("num_codebooks") if audio is not None else None) or codec.codebooks
+        if levels is not None and levels != codec_levels:
+            line, column = decoder.doc.position(decoder.pointer("num_codebooks"))
+            yield self.finding(
+                f"the decoder predicts {levels} codebooks but the codec {codec.name} has "
+                f"{codec_levels}: generated codes cannot be decoded (or lose the finest levels)",
+                decoder.doc.path,
+                decoder.pointer("num_codebooks"),
+                line,
+                column,
+                {"model": levels, "codec": codec_levels, "codec_name": codec.name},
+            )
+        if audio is None:
+            return
+        rate = audio.get_number("frame_rate")
+        if rate is not None and rate not in codec.frame_rates_seen and abs(rate - codec.frames_per_second) > 0.5:
+            line, column = audio.doc.position(audio.pointer("frame_rate"))
+            seen = ", ".join(f"{r:g}" for r in codec.frame_rates_seen)
+            yield self.finding(
+                f"frame_rate {rate:g} but {codec.name} runs at {codec.frames_per_second:g} frames/s "
+                f"(implementations use {seen}): durations and max lengths in frames are wrong",
+                audio.doc.path,
+                audio.pointer("frame_rate"),
+                line,
+                column,
+                severity=Severity.WARNING,
+            )
+        sample_rate = audio.get_int("sampling_rate")
+        if sample_rate is not None and sample_rate != codec.sample_rate:
+            line, column = audio.doc.position(audio.pointer("sampling_rate"))
+            yield self.finding(
+                f"sampling_rate {sample_rate} but {codec.name} expects {codec.sample_rate}: audio is "
+                "resampled wrongly or decoded at the wrong speed",
+                audio.doc.path,
+                audio.pointer("sampling_rate"),
+                line,
+                column,
+            )
+
+    def _valle(self, config: TrainingConfig) -> Iterator[Finding]:
+        backend = next((e for e in config.find("audio_backend") if isinstance(e.value, str)), None)
+        if backend is None:
+            return
+        key = VALLE_BACKENDS.get(backend.value.lower())
+        codec = find_codec(key) if key else find_codec(backend.value)
+        if codec is None:
+            return
+        for entry in config.find("resp_levels", "n_resp_levels"):
+            value = entry.value
+            if isinstance(value, int) and not isinstance(value, bool) and value > codec.codebooks:
+                yield self.finding(
+                    f"{entry.key} {value} is above the {codec.codebooks} codebooks the "
+                    f"{backend.value!r} backend ({codec.name}) produces: levels {codec.codebooks}.."
+                    f"{value - 1} are never in the data, and their heads learn nothing",
+                    config.path,
+                    entry.pointer,
+                    entry.line,
+                    entry.column,
+                    {"resp_levels": value, "codebooks": codec.codebooks},
+                )
+
+
+class CodebookRows(Rule):
+    id = "COD002"
+    name = "codebook-rows"
+    summary = "Audio-code embeddings without room for the codebook plus the model's stop / pad / bos tokens"
+    severity = Severity.ERROR
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        if isinstance(target, TrainingConfig):
+            yield from self._t3(target)
+            return
+        codec, audio = _model_codec(target)
+        decoder = _scopes(target).get("decoder")
+        if codec is None or decoder is None:
+            return
+        size = (audio.get_int("codebook_size") if audio is not None else None) or codec.codebook_size
+        vocab = decoder.get_int("vocab_size")
+        specials = {role: decoder.get_ids(f"{role}_token_id") for role in ("pad", "eos", "bos", "decoder_start")}
+        special_ids = sorted({i for ids in specials.values() for i in ids})
+        if vocab is not None and vocab < size:
+            line, column = decoder.doc.position(decoder.pointer("vocab_size"))
+            yield self.finding(
+                f"decoder vocab_size {vocab} is smaller than the codebook size {size} of "
+                f"{codec.name}: codes {vocab}..{size - 1} cannot be predicted",
+                decoder.doc.path,
+                decoder.pointer("vocab_size"),
+                line,
+                column,
+            )
+        tables = sorted(
+            (name, t)
+            for name, t in target.tensors.items()
+            if re.search(r"decoder\.embed_tokens\.\d+\.weight$", name) and len(t.shape) == 2
+        )
+        for name, table in tables:
+            rows = table.rows or 0
+            need = max([size, *[i + 1 for i in special_ids]])
+            if rows < need:
+                worst = max(special_ids) if special_ids and max(special_ids) >= rows else size - 1
+                yield self.finding(
+                    f"{name} has {rows} rows but codebook {size} codes plus special ids "
+                    f"{special_ids} need {need}: id {worst} indexes past it",
+                    table.path,
+                    "/" + name,
+                    evidence={"rows": rows, "codebook_size": size, "special_ids": special_ids},
+                )
+
+    def _t3(self, config: TrainingConfig) -> Iterator[Finding]:
+        size = config.first_int("speech_tokens_dict_size")
+        if size is None:
+            return
+        for key in ("start_speech_token", "stop_speech_token"):
+            entry = config.first_int(key)
+            if entry is not None and entry.value >= size.value:
+                yield self.finding(
+                    f"{key} {entry.value} is outside speech_tokens_dict_size {size.value}: the speech "
+                    "embedding has no row for it",
+                    config.path,
+                    entry.pointer,
+                    entry.line,
+                    entry.column,
+                )
+        for named in config.named("weights"):
+            if named.weights is None:
+                continue
+            for name, tensor in named.weights.tensors.items():
+                if name.endswith("speech_emb.weight") and tensor.rows is not None and tensor.rows != size.value:
+                    yield self.finding(
+                        f"speech_tokens_dict_size {size.value} but {name} in {tensor.path} has "
+                        f"{tensor.rows} rows: the checkpoint does not load into the model",
+                        config.path,
+                        size.pointer,
+                        size.line,
+                        size.column,
+                    )
+
+
+def _numbered(tok: TokenizerFile, prefix: str, suffix: str) -> dict[int, int]:
+    """code number -> token id, for tokens spelled prefix + N + suffix."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix) + "$")
+    out = {}
+    for content, token_id in tok.vocab.items():
+        if content.startswith(prefix):
+            match = pattern.match(content)
+            if match:
+                out[int(match.group(1))] = token_id
+    return out
+
+
+class AudioTokenRange(Rule):
+    id = "COD003"
+    name = "audio-token-range"
+    summary = "Audio-code tokens in the tokenizer that are missing, too few for the codec, or not contiguous ids"
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+    needs = ("tokenizer",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        tok = target.tokenizer.file if target.tokenizer is not None else None
+        if tok is None:
+            return
+        layout = family_layout(target.family.name if target.family else None)
+        specs = layout.get("audio_tokens") or [{"prefix": "<|", "suffix": "|>", "count": None}]
+        codec = find_codec(layout.get("codec")) if layout.get("codec") else None
+        for spec in specs:
+            codes = _numbered(tok, spec["prefix"], spec["suffix"])
+            if len(codes) < 16 and spec["count"] is None:
+                continue
+            spelled = f"{spec['prefix']}N{spec['suffix']}"
+            expected = spec["count"]
+            family = target.family.name if target.family else "this model"
+            if expected is not None and len(codes) != expected:
+                via = f" ({codec.name}, {codec.codebook_size} codes)" if codec else ""
+                yield self.finding(
+                    f"the tokenizer has {len(codes)} {spelled} audio tokens but {family}{via} uses "
+                    f"{expected}: codes the codec emits have no token (or tokens no code)",
+                    tok.path,
+                    evidence={"tokens": len(codes), "expected": expected},
+                )
+            if not codes:
+                continue
+            top = max(codes)
+            missing = [n for n in range(top + 1) if n not in codes]
+            if missing:
+                shown = ", ".join(str(n) for n in missing[:5])
+                verb = "is" if len(missing) == 1 else "are"
+                yield self.finding(
+                    f"{len(missing)} of the {spelled} codes 0..{top} {verb} missing from the tokenizer "
+                    f"(for example {shown}): those codes cannot be written or read",
+                    tok.path,
+                    evidence={"missing": missing[:20]},
+                )
+            first = codes.get(0, codes[min(codes)])
+            jumps = [n for n in sorted(codes) if codes[n] != first + n - min(codes)]
+            if jumps and not missing:
+                n = jumps[0]
+                yield self.finding(
+                    f"{spelled} token ids are not contiguous: code {n} has id {codes[n]}, not "
+                    f"{first + n - min(codes)}: code that maps code N to first_id + N reads the wrong "
+                    "tokens",
+                    tok.path,
+                    evidence={"first_jump": n},
+                )
