@@ -12,10 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ttsdoctor import __version__, engine
+from ttsdoctor import __version__
 
 if TYPE_CHECKING:
     from ttsdoctor.discover import Target
+    from ttsdoctor.engine import CheckResult
     from ttsdoctor.rule import Rule
     from ttsdoctor.settings import Settings
     from ttsdoctor.smoke import SmokeReport
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_report(result: engine.CheckResult, fmt: str, stream: TextIO, colour: bool | None = None) -> None:
+def _write_report(result: CheckResult, fmt: str, stream: TextIO, colour: bool | None = None) -> None:
     from ttsdoctor import report
 
     if fmt == "json":
@@ -150,6 +151,7 @@ def _progress_bar(index: int, total: int, path: str) -> None:
 
 
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from ttsdoctor import engine
     from ttsdoctor.baseline import BaselineError, filter_new, write_baseline
 
     try:
@@ -220,7 +222,7 @@ def _cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
-    from ttsdoctor import fixer, report
+    from ttsdoctor import engine, fixer, report
 
     try:
         rules, targets, settings = _prepare(args)
@@ -282,7 +284,7 @@ def _fix_with_proof(
     args: argparse.Namespace, rules: tuple[Rule, ...], targets: list[Target], settings: Settings, out: TextIO
 ) -> int:
     """fix --apply --prove: smoke before, fix, smoke after; roll the fix back when the proof after fails."""
-    from ttsdoctor import fixer, smoke
+    from ttsdoctor import engine, fixer, smoke
 
     models = [t.path for t in targets if t.kind == "model_dir"]
     if not models:

@@ -75,7 +75,8 @@ def _walk(root: str) -> list[Target]:
             d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
         )
         filenames.sort()
-        if is_model_dir(filenames):
+        # a directory named config.json is still a (broken) model file: the loader reports it
+        if is_model_dir(filenames + [d for d in dirnames if _is_model_file(d)]):
             found.append(Target("model_dir", directory))
         for name in filenames:
             path = os.path.join(directory, name)

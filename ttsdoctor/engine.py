@@ -18,10 +18,20 @@ from ttsdoctor.settings import Settings, Suppression
 UNUSED = UnusedSuppression()
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What the report needs of a checked target. Loaded artifacts (ASTs, vocabularies) are not kept:
+    holding thousands of trees makes every later allocation pay for garbage collection."""
+
+    kind: str
+    path: str
+    family: Any = None
+
+
 @dataclass
 class CheckResult:
     findings: list[Finding]
-    loaded: list[Any] = field(default_factory=list)  # loaded targets, in discovery order
+    loaded: list[Checked] = field(default_factory=list)  # checked targets, in discovery order
     internal_errors: list[str] = field(default_factory=list)  # rule crashes: bugs of ours, never the user's
     target_of: dict[Finding, str] = field(default_factory=dict)  # finding -> path of the target that found it
 
@@ -132,12 +142,13 @@ def run(
         if progress is not None:
             progress(index, len(targets), target.path)
         loaded = load(target)
-        result.loaded.append(loaded)
+        result.loaded.append(Checked(loaded.kind, loaded.path, getattr(loaded, "family", None)))
         for finding in check_loaded(rules, loaded, result.internal_errors):
             if finding not in seen:  # a file shared by two targets reports once
                 seen.add(finding)
                 result.findings.append(finding)
                 result.target_of[finding] = target.path
+        del loaded
     if settings is not None:
         result.findings = apply_settings(result.findings, settings, rules)
     result.findings.sort(key=Finding.sort_key)

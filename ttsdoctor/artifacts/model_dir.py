@@ -85,7 +85,9 @@ MODEL_FILES = (
 
 
 def is_model_dir(names: list[str]) -> bool:
-    return any(n in MODEL_FILES or n.endswith((".safetensors", ".safetensors.index.json")) for n in names)
+    return any(
+        n in MODEL_FILES or n == "vocab.json" or n.endswith((".safetensors", ".safetensors.index.json")) for n in names
+    )
 
 
 def load_model_dir(path: str) -> ModelDir:
@@ -120,6 +122,6 @@ def load_model_dir(path: str) -> ModelDir:
     architectures: tuple[str, ...] = ()
     if model.config is not None and isinstance(model.config.data.get("architectures"), list):
         architectures = tuple(a for a in model.config.data["architectures"] if isinstance(a, str))
-    vocab = model.tokenizer.file.vocab if model.tokenizer is not None and model.tokenizer.file is not None else None
-    model.family = detect_family(model.model_type, architectures, vocab, tuple(model.tensors))
+    tokens = model.tokenizer.file if model.tokenizer is not None else None
+    model.family = detect_family(model.model_type, architectures, tokens, tuple(model.tensors))
     return model

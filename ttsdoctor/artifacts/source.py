@@ -6,10 +6,12 @@ import ast
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 
 MAX_SOURCE_BYTES = 8 << 20
+_NEWLINE = re.compile(r"\r\n|\n|\r")
 _SUPPRESS = re.compile(r"#\s*ttsdoctor:\s*ignore(?:\[([A-Za-z0-9_, ]+)\])?")
 
 
@@ -20,14 +22,15 @@ class SourceFile:
     tree: ast.Module
     suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # line -> codes (None: all)
     errors: list[ArtifactError] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views (the AST index), built once
 
     kind = "source"
 
     def line_offsets(self) -> list[int]:
-        offsets = [0]
-        for line in self.text.splitlines(keepends=True):
-            offsets.append(offsets[-1] + len(line))
-        return offsets
+        """Offset of the start of each line (and the end of the text)."""
+        return [0, *(m.end() for m in _NEWLINE.finditer(self.text))] + (
+            [len(self.text)] if self.text and not self.text.endswith("\n") else []
+        )
 
 
 def parse_suppressions(text: str) -> dict[int, frozenset[str] | None]:

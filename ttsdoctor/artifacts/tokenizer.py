@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
+from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes, regular_file_size
 from ttsdoctor.artifacts.jsonfile import JsonDoc, load_json
 
 MAX_TOKENIZER_BYTES = 1 << 30
@@ -35,18 +35,28 @@ class DeclaredAddedToken:
 
 @dataclass
 class TokenizerFile:
-    """tokenizer.json (or a plain vocab.json) loaded with effective ids."""
+    """tokenizer.json (or a plain vocab.json) with effective ids.
+
+    Lookups go through the `tokenizers` object (C speed); the full token -> id dict is built only when a
+    rule iterates the whole vocabulary (comparing a merged tokenizer with its base).
+    """
 
     path: str
     kind: str  # model type: BPE, WordPiece, Unigram, WordLevel, or "vocab.json"
-    vocab: dict[str, int]  # effective ids, added tokens included
+    max_id: int
     special: frozenset[int]  # ids of tokens flagged special
+    added: dict[int, str]  # effective id -> content of every added token
     declared_added: tuple[DeclaredAddedToken, ...] = ()
+    _tok: Any = None  # tokenizers.Tokenizer
+    _vocab: dict[str, int] | None = None
     _by_id: dict[int, str] | None = None
 
     @property
-    def max_id(self) -> int:
-        return max(self.vocab.values(), default=-1)
+    def vocab(self) -> dict[str, int]:
+        """token -> effective id, added tokens included (built on first use: ~0.1 s for 150k tokens)."""
+        if self._vocab is None:
+            self._vocab = self._tok.get_vocab(with_added_tokens=True) if self._tok is not None else {}
+        return self._vocab
 
     @property
     def id_count(self) -> int:
@@ -54,12 +64,23 @@ class TokenizerFile:
         return self.max_id + 1
 
     def token(self, token_id: int) -> str | None:
+        if self._tok is not None:
+            if token_id < 0:
+                return None
+            found: str | None = self._tok.id_to_token(token_id)
+            return found
         if self._by_id is None:
             self._by_id = {i: t for t, i in self.vocab.items()}
         return self._by_id.get(token_id)
 
     def token_id(self, content: str) -> int | None:
+        if self._tok is not None:
+            found: int | None = self._tok.token_to_id(content)
+            return found
         return self.vocab.get(content)
+
+    def __contains__(self, content: object) -> bool:
+        return isinstance(content, str) and self.token_id(content) is not None
 
 
 @dataclass
@@ -129,32 +150,67 @@ def _declared_added_tokens(path: str, text: str) -> tuple[DeclaredAddedToken, ..
     return tuple(out)
 
 
-def load_tokenizer_json(path: str) -> TokenizerFile:
-    from tokenizers import Tokenizer  # ~30 ms, only when a tokenizer is present
+def _declared_from_head(path: str, size: int) -> tuple[DeclaredAddedToken, ...]:
+    """The top-level added_tokens array, read from the beginning of the file only (it comes first)."""
+    limit = 1 << 22
+    while True:
+        with open(path, "rb") as fh:
+            text = fh.read(limit).decode("utf-8", errors="ignore")
+        declared = _declared_added_tokens(path, text)
+        key = text.find('"added_tokens"')
+        if declared or limit >= size or key < 0 or '"normalizer"' in text[key:]:
+            return declared
+        limit *= 4
 
+
+def load_tokenizer_json(path: str) -> TokenizerFile:
+    size = regular_file_size(path)
+    if size > MAX_TOKENIZER_BYTES:
+        raise ArtifactError(path, f"is {size} bytes, above the {MAX_TOKENIZER_BYTES}-byte limit for a tokenizer")
+    if size == 0:
+        raise ArtifactError(path, "file is empty")
+    try:
+        from tokenizers import Tokenizer  # ~15 ms to import: only when a tokenizer is present
+
+        tok = Tokenizer.from_file(path)
+    except Exception as exc:  # the library raises plain Exception with its own message
+        _explain_unloadable(path, exc)
+        raise  # unreachable: _explain_unloadable always raises
+    added_tokens = tok.get_added_tokens_decoder()
+    added = {i: a.content for i, a in added_tokens.items()}
+    special = frozenset(i for i, a in added_tokens.items() if a.special)
+    base = tok.get_vocab_size(with_added_tokens=False)
+    max_id = max([base - 1, *added])
+    if base and tok.id_to_token(base - 1) is None:  # a vocabulary with holes: count exactly
+        vocab = tok.get_vocab(with_added_tokens=True)
+        max_id = max(vocab.values(), default=-1)
+    declared = _declared_from_head(path, size)
+    return TokenizerFile(
+        path=path,
+        kind=type(tok.model).__name__,
+        max_id=max_id,
+        special=special,
+        added=added,
+        declared_added=declared,
+        _tok=tok,
+    )
+
+
+def _explain_unloadable(path: str, exc: Exception) -> None:
+    """Raise an ArtifactError that says why the tokenizers library refused the file."""
     text = decode_utf8(path, read_bytes(path, MAX_TOKENIZER_BYTES))
     if not text.strip():
         raise ArtifactError(path, "file is empty")
     try:
-        tok = Tokenizer.from_str(text)
-    except Exception as exc:  # the library raises plain Exception with its own message
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        # Prefer the JSON parser's message when the file is not JSON at all.
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as jexc:
-            raise ArtifactError(
-                path, f"invalid JSON: {jexc.msg} (line {jexc.lineno}, column {jexc.colno})", jexc.lineno, jexc.colno
-            ) from None
-        except RecursionError:
-            raise ArtifactError(path, "invalid JSON: nested too deeply to read") from None
-        raise ArtifactError(path, f"the tokenizers library cannot load it: {detail}") from None
-    vocab = tok.get_vocab(with_added_tokens=True)
-    special = frozenset(i for i, added in tok.get_added_tokens_decoder().items() if added.special)
-    kind = type(tok.model).__name__
-    return TokenizerFile(
-        path=path, kind=kind, vocab=vocab, special=special, declared_added=_declared_added_tokens(path, text)
-    )
+        json.loads(text)
+    except json.JSONDecodeError as jexc:
+        raise ArtifactError(
+            path, f"invalid JSON: {jexc.msg} (line {jexc.lineno}, column {jexc.colno})", jexc.lineno, jexc.colno
+        ) from None
+    except RecursionError:
+        raise ArtifactError(path, "invalid JSON: nested too deeply to read") from None
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    raise ArtifactError(path, f"the tokenizers library cannot load it: {detail}") from None
 
 
 def load_vocab_json(path: str) -> TokenizerFile:
@@ -164,7 +220,14 @@ def load_vocab_json(path: str) -> TokenizerFile:
         if not isinstance(token_id, int) or isinstance(token_id, bool):
             raise ArtifactError(path, f"vocab entry {token!r} has id {token_id!r}, expected an integer")
         vocab[token] = token_id
-    return TokenizerFile(path=path, kind="vocab.json", vocab=vocab, special=frozenset())
+    return TokenizerFile(
+        path=path,
+        kind="vocab.json",
+        max_id=max(vocab.values(), default=-1),
+        special=frozenset(),
+        added={},
+        _vocab=vocab,
+    )
 
 
 def _other_tokenizer_json(directory: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,10 @@ from ttsdoctor.checks import pysource
 from ttsdoctor.environment import transformers_major
 from ttsdoctor.finding import Applicability, Finding, Fix, RemoveJsonKey, ReplaceSource, SetJsonValue, Severity
 from ttsdoctor.rule import Rule
+
+# Text prefilters: the AST is only walked in files these match (most files of a large tree do not).
+_FORCED_TEXT = re.compile(r"output_attentions\s*=\s*True")
+_EAGER_TEXT = re.compile(r"[\"']eager[\"']")
 
 
 def output_attentions_effect(in_config: bool) -> str:
@@ -72,13 +77,13 @@ class ForcedOutputAttentions(Rule):
             yield from self._check_source(target)
 
     def _check_source(self, source: SourceFile) -> Iterator[Finding]:
-        if "output_attentions" not in source.text:
+        if not pysource.mentions(source.text, "output_attentions", _FORCED_TEXT):
             return
-        for site in pysource.calls(source):
+        for site in pysource.calls(source, _FORCED_TEXT):
             kw = pysource.keyword(site.node, "output_attentions")
             if kw is None or not pysource.is_true(kw.value):
                 continue
-            call = ast.get_source_segment(source.text, site.node.func) or site.name
+            call = pysource.segment(source, site.node.func) or site.name
             yield self.finding(
                 f"{call}(output_attentions=True){pysource.loop_note(site)}: {output_attentions_effect(False)}",
                 source.path,
@@ -86,7 +91,7 @@ class ForcedOutputAttentions(Rule):
                 column=kw.col_offset + 1,
                 evidence={"in_loop": site.in_loop},
             )
-        for node, _scope, in_loop in pysource.nodes(source):
+        for node, _scope, in_loop in pysource.nodes(source, _FORCED_TEXT):
             if (
                 isinstance(node, ast.Assign)
                 and pysource.is_true(node.value)
@@ -94,7 +99,7 @@ class ForcedOutputAttentions(Rule):
             ):
                 note = " inside a loop" if in_loop else ""
                 yield self.finding(
-                    f"`{ast.get_source_segment(source.text, node)}`{note}: {output_attentions_effect(True)}",
+                    f"`{pysource.segment(source, node)}`{note}: {output_attentions_effect(True)}",
                     source.path,
                     line=node.lineno,
                     column=node.col_offset + 1,
@@ -146,9 +151,9 @@ class EagerAttentionPinned(Rule):
             yield from self._check_source(target)
 
     def _check_source(self, source: SourceFile) -> Iterator[Finding]:
-        if "eager" not in source.text:
+        if not pysource.mentions(source.text, "eager", _EAGER_TEXT):
             return
-        for node, _scope, _loop in pysource.nodes(source):
+        for node, _scope, _loop in pysource.nodes(source, _EAGER_TEXT):
             value: ast.expr | None = None
             if (isinstance(node, ast.keyword) and node.arg in ATTN_KEYS) or (
                 isinstance(node, ast.Assign)
@@ -158,7 +163,7 @@ class EagerAttentionPinned(Rule):
             if not (isinstance(value, ast.Constant) and value.value == "eager"):
                 continue
             fix = None
-            segment = ast.get_source_segment(source.text, value)
+            segment = pysource.segment(source, value)
             where = pysource.span(source, value)
             if segment in ('"eager"', "'eager'") and where is not None:
                 fix = Fix(

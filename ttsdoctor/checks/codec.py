@@ -194,10 +194,10 @@ class CodebookRows(Rule):
 
 
 def _numbered(tok: TokenizerFile, prefix: str, suffix: str) -> dict[int, int]:
-    """code number -> token id, for tokens spelled prefix + N + suffix."""
+    """code number -> token id, for added tokens spelled prefix + N + suffix (audio codes are added tokens)."""
     pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix) + "$")
     out = {}
-    for content, token_id in tok.vocab.items():
+    for token_id, content in tok.added.items():
         if content.startswith(prefix):
             match = pattern.match(content)
             if match:
@@ -248,13 +248,14 @@ class AudioTokenRange(Rule):
                     tok.path,
                     evidence={"missing": missing[:20]},
                 )
-            first = codes.get(0, codes[min(codes)])
-            jumps = [n for n in sorted(codes) if codes[n] != first + n - min(codes)]
+            lowest = min(codes)
+            first = codes[lowest]
+            jumps = [n for n in sorted(codes) if codes[n] != first + n - lowest]
             if jumps and not missing:
                 n = jumps[0]
                 yield self.finding(
                     f"{spelled} token ids are not contiguous: code {n} has id {codes[n]}, not "
-                    f"{first + n - min(codes)}: code that maps code N to first_id + N reads the wrong "
+                    f"{first + n - lowest}: code that maps code N to first_id + N reads the wrong "
                     "tokens",
                     tok.path,
                     evidence={"first_jump": n},

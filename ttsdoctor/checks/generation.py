@@ -24,6 +24,11 @@ from ttsdoctor.finding import (
 )
 from ttsdoctor.rule import Rule
 
+# Text prefilters: the AST is only walked in files these match (most files of a large tree do not).
+_GENCONFIG_TEXT = re.compile(r"generation_config\s*=|[\"']generation_config[\"']\s*:")
+_GENERATE_TEXT = re.compile(r"\.generate\(")
+
+
 GENERATION_KEYS = (
     "max_length",
     "min_length",
@@ -92,10 +97,10 @@ class DictGenerationConfig(Rule):
             yield from self._check_config(target)
             return
         source: SourceFile = target
-        if "generation_config" not in source.text:
+        if not pysource.mentions(source.text, "generation_config", _GENCONFIG_TEXT):
             return
         reported: set[int] = set()
-        for site in pysource.calls(source, "generate", "from_pretrained"):
+        for site in pysource.calls(source, _GENCONFIG_TEXT, "generate", "from_pretrained"):
             kw = pysource.keyword(site.node, "generation_config")
             candidates: list[tuple[ast.expr, ast.AST]] = []
             if kw is not None:
@@ -117,7 +122,7 @@ class DictGenerationConfig(Rule):
                 else:
                     effect = "generate() fails with AttributeError: 'dict' object has no attribute 'max_length'"
                 yield self._finding(source, value, anchor, f"{site.name}(generation_config=...) gets a dict: {effect}")
-        for node, scope, _loop in pysource.nodes(source):
+        for node, scope, _loop in pysource.nodes(source, _GENCONFIG_TEXT):
             if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Attribute) and t.attr == "generation_config" for t in node.targets
             ):
@@ -184,10 +189,10 @@ class GenerateWithoutAttentionMask(Rule):
     targets = ("source",)
 
     def check(self, target: SourceFile) -> Iterator[Finding]:
-        if "generate" not in target.text:
+        if not pysource.mentions(target.text, ".generate(", _GENERATE_TEXT):
             return
         pad_is_eos = _PAD_IS_EOS_SOURCE.search(target.text) is not None
-        for site in pysource.calls(target, "generate"):
+        for site in pysource.calls(target, _GENERATE_TEXT, "generate"):
             call = site.node
             if not isinstance(call.func, ast.Attribute) or pysource.has_star_kwargs(call):
                 continue

@@ -7,6 +7,8 @@ which is how these bugs are written in practice (`gen_cfg = {...}` a few lines a
 from __future__ import annotations
 
 import ast
+import bisect
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,18 +26,62 @@ class CallSite:
     in_loop: bool  # inside a for/while loop of its own function
 
 
-def _walk(node: ast.AST, scope: ast.AST, in_loop: bool) -> Iterator[tuple[ast.AST, ast.AST, bool]]:
-    for child in ast.iter_child_nodes(node):
-        yield child, scope, in_loop
-        if isinstance(child, _SCOPES):
-            yield from _walk(child, child, False)
-        else:
-            yield from _walk(child, scope, in_loop or isinstance(child, _LOOPS))
+@dataclass
+class SourceIndex:
+    """Every node once, with its scope and loop context, and the calls by called name."""
+
+    nodes: list[tuple[ast.AST, ast.AST, bool]]
+    calls: dict[str, list[CallSite]]
 
 
-def nodes(source: SourceFile) -> Iterator[tuple[ast.AST, ast.AST, bool]]:
-    """Every node with its enclosing scope and whether it sits in a loop."""
-    yield from _walk(source.tree, source.tree, False)
+def index(source: SourceFile, pattern: re.Pattern[str]) -> SourceIndex:
+    """The nodes on lines where `pattern` matches, with their ancestors, scope and loop context.
+
+    A text prefilter decides where to look; the traversal then descends only into nodes whose line
+    range holds a matching line, so its cost follows the matches, not the file. Cached per pattern.
+    """
+    key = "index:" + pattern.pattern
+    cached = source.cache.get(key)
+    if cached is not None:
+        return cached
+    offsets = source.cache.get("line_offsets")
+    if offsets is None:
+        offsets = source.cache["line_offsets"] = source.line_offsets()
+    lines = sorted({bisect.bisect_right(offsets, m.start()) for m in pattern.finditer(source.text)})
+    entries: list[tuple[ast.AST, ast.AST, bool]] = []
+    by_name: dict[str, list[CallSite]] = {}
+
+    def relevant(node: ast.AST) -> bool:
+        start = getattr(node, "lineno", None)
+        if start is None:
+            return True
+        end = getattr(node, "end_lineno", None) or start
+        i = bisect.bisect_left(lines, start)
+        return i < len(lines) and lines[i] <= end
+
+    stack: list[tuple[ast.AST, ast.AST, bool]] = [(source.tree, source.tree, False)] if lines else []
+    while stack:
+        node, scope, in_loop = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if not relevant(child):
+                continue
+            entries.append((child, scope, in_loop))
+            if isinstance(child, ast.Call):
+                name = called_name(child)
+                if name is not None:
+                    by_name.setdefault(name, []).append(CallSite(child, name, scope, in_loop))
+            if isinstance(child, _SCOPES):
+                stack.append((child, child, False))
+            else:
+                stack.append((child, scope, in_loop or isinstance(child, _LOOPS)))
+    result = SourceIndex(entries, by_name)
+    source.cache[key] = result
+    return result
+
+
+def nodes(source: SourceFile, pattern: re.Pattern[str]) -> list[tuple[ast.AST, ast.AST, bool]]:
+    """The nodes on matching lines (and their ancestors) with enclosing scope and loop context."""
+    return index(source, pattern).nodes
 
 
 def called_name(call: ast.Call) -> str | None:
@@ -46,13 +92,11 @@ def called_name(call: ast.Call) -> str | None:
     return None
 
 
-def calls(source: SourceFile, *names: str) -> Iterator[CallSite]:
-    wanted = set(names)
-    for node, scope, in_loop in nodes(source):
-        if isinstance(node, ast.Call):
-            name = called_name(node)
-            if name is not None and (not wanted or name in wanted):
-                yield CallSite(node, name, scope, in_loop)
+def calls(source: SourceFile, pattern: re.Pattern[str], *names: str) -> Iterator[CallSite]:
+    """Calls on matching lines, by called name (all names when none are given)."""
+    by_name = index(source, pattern).calls
+    for name in names or tuple(by_name):
+        yield from by_name.get(name, ())
 
 
 def keyword(call: ast.Call, name: str) -> ast.keyword | None:
@@ -121,7 +165,9 @@ def loop_note(site: CallSite) -> str:
 
 def char_offset(source: SourceFile, line: int, col: int) -> int:
     """Character offset in source.text of an AST (line, col); AST columns count UTF-8 bytes."""
-    offsets = source.line_offsets()
+    offsets = source.cache.get("line_offsets")
+    if offsets is None:
+        offsets = source.cache["line_offsets"] = source.line_offsets()
     start = offsets[line - 1]
     end = offsets[line] if line < len(offsets) else len(source.text)
     return start + len(source.text[start:end].encode("utf-8")[:col].decode("utf-8", errors="ignore"))
@@ -134,3 +180,14 @@ def span(source: SourceFile, node: ast.AST) -> tuple[int, int] | None:
     if line is None or col is None or end_line is None or end_col is None:
         return None
     return char_offset(source, line, col), char_offset(source, end_line, end_col)
+
+
+def segment(source: SourceFile, node: ast.AST) -> str | None:
+    """The source text of a node (ast.get_source_segment splits the whole file on every call)."""
+    found = span(source, node)
+    return source.text[found[0] : found[1]] if found else None
+
+
+def mentions(text: str, literal: str, pattern: re.Pattern[str]) -> bool:
+    """A literal substring test (memchr fast) before the regex."""
+    return literal in text and pattern.search(text) is not None

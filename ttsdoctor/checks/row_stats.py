@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from ttsdoctor.artifacts.weights import TensorInfo
 
-MAX_NEW_ROWS = 4096
-REFERENCE_ROWS = 1024
+MAX_NEW_ROWS = 2048
+REFERENCE_ROWS = 512
 NUMPY_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8"}
 
 
@@ -33,7 +33,7 @@ def _spaced(ids: list[int], limit: int) -> list[int]:
     return [ids[int(i * step)] for i in range(limit)]
 
 
-def read_rows(tensor: TensorInfo, ids: list[int]):  # -> numpy.ndarray (float32)
+def read_raw_rows(tensor: TensorInfo, ids: list[int]):  # -> numpy.ndarray in the file's dtype
     import numpy as np
 
     if tensor.data_start is None or len(tensor.shape) != 2:
@@ -44,9 +44,19 @@ def read_rows(tensor: TensorInfo, ids: list[int]):  # -> numpy.ndarray (float32)
     )
     picked = np.asarray(matrix[np.asarray(ids, dtype=np.int64)])
     del matrix
-    if tensor.dtype == "BF16":
-        return (picked.astype(np.uint32) << 16).view(np.float32)
-    return picked.astype(np.float32)
+    return picked
+
+
+def widen(raw, dtype: str):  # -> float32 numpy array
+    import numpy as np
+
+    if dtype == "BF16":
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    return raw.astype(np.float32)
+
+
+def read_rows(tensor: TensorInfo, ids: list[int]):  # -> numpy.ndarray (float32)
+    return widen(read_raw_rows(tensor, ids), tensor.dtype)
 
 
 def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowReport | None:
@@ -56,18 +66,23 @@ def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowRep
         return None
     new_ids = _spaced(new_ids, MAX_NEW_ROWS)
     reference_ids = _spaced(list(range(first_new)), REFERENCE_ROWS)
-    new = read_rows(tensor, new_ids)
-    reference = read_rows(tensor, reference_ids)
-    ref_norms = np.linalg.norm(reference, axis=1)
-    ref_norms = ref_norms[np.isfinite(ref_norms) & (ref_norms > 0)]
-    if ref_norms.size == 0:
-        return None
-    median = float(np.median(ref_norms))
-    norms = np.linalg.norm(new, axis=1)
-    zero = ~np.any(new != 0, axis=1)
-    _, inverse, counts = np.unique(new, axis=0, return_inverse=True, return_counts=True)
-    duplicate = (counts[inverse.reshape(-1)] > 1) & ~zero
-    outlier = ~zero & ((norms < 0.2 * median) | (norms > 5 * median) | ~np.isfinite(norms))
+    with np.errstate(all="ignore"):  # NaN/inf rows are findings, not warnings on stderr
+        reference = read_rows(tensor, reference_ids)
+        ref_norms = np.linalg.norm(reference, axis=1)
+        ref_norms = ref_norms[np.isfinite(ref_norms) & (ref_norms > 0)]
+        if ref_norms.size == 0:
+            return None
+        median = float(np.median(ref_norms))
+        raw = read_raw_rows(tensor, new_ids)
+        zero = ~np.any(raw.view(np.uint8).reshape(len(new_ids), -1) != 0, axis=1)
+        norms = np.linalg.norm(widen(raw, tensor.dtype), axis=1)
+        # identical rows: equal bytes; hashing a row's bytes avoids sorting the whole matrix
+        seen: dict[bytes, int] = {}
+        keys = [row.tobytes() for row in raw]
+        for key in keys:
+            seen[key] = seen.get(key, 0) + 1
+        duplicate = np.array([seen[key] > 1 for key in keys]) & ~zero
+        outlier = ~zero & ((norms < 0.2 * median) | (norms > 5 * median) | ~np.isfinite(norms))
     bad = zero | duplicate | outlier
     examples = [new_ids[i] for i in np.flatnonzero(bad)[:5]]
     return RowReport(len(new_ids), int(zero.sum()), int(duplicate.sum()), int(outlier.sum()), median, examples)

@@ -10,8 +10,13 @@ from typing import Any
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
+from ttsdoctor.checks import pysource
 from ttsdoctor.finding import AddSpecialToken, Applicability, Edit, Finding, Fix, ResizeTensor, SetJsonValue, Severity
 from ttsdoctor.rule import Rule
+
+# Text prefilter: the AST is only walked in files this matches.
+_PAD_TEXT = re.compile(r"pad_token(_id)?\s*=|[\"']pad_token_id[\"']\s*:")
+
 
 PAD_EOS_CONSEQUENCE = (
     "transformers cannot infer an attention mask when pad is in the eos set, and a collator that "
@@ -202,15 +207,15 @@ class PadIsEosInSource(Rule):
     targets = ("source",)
 
     def check(self, target: SourceFile) -> Iterator[Finding]:
-        if "pad_token" not in target.text:
+        if not pysource.mentions(target.text, "pad_token", _PAD_TEXT):
             return
         masks_labels = _MASKS_PAD_LABELS.search(target.text) is not None
-        for node in ast.walk(target.tree):
+        for node, _scope, _loop in pysource.nodes(target, _PAD_TEXT):
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 left, right = _attr_name(node.targets[0]), _attr_name(node.value)
                 pairs = {("pad_token", "eos_token"), ("pad_token_id", "eos_token_id")}
                 if (left, right) in pairs:
-                    source = ast.get_source_segment(target.text, node) or f"{left} = {right}"
+                    source = pysource.segment(target, node) or f"{left} = {right}"
                     if masks_labels:
                         yield self.finding(
                             f"`{source}` and this file masks labels equal to the pad id: every EOS label is masked, "

@@ -386,14 +386,9 @@ def _new_rows(target: Any) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
         # eos and bos rows must be trained; a pad row is zero by design (nn.Embedding padding_idx)
         used = {i for d in target.special_decls if d.text_space and d.role in ("eos", "bos") for i in d.ids}
         pads = {i for d in target.special_decls if d.role == "pad" for i in d.ids}
-        ids = sorted(
-            {
-                tok.vocab[a.content]
-                for a in tok.declared_added
-                if a.content in tok.vocab and (not a.special or tok.vocab[a.content] in used)
-            }
-        )
-        ids = [i for i in ids if i < emb.rows and i not in pads]
+        found = {token_id: a.special for a in tok.declared_added if (token_id := tok.token_id(a.content)) is not None}
+        rows = emb.rows
+        ids = sorted(i for i, special in found.items() if (not special or i in used) and i < rows and i not in pads)
         if ids:
             yield emb, ids, ids[0], "tokens added to the base vocabulary"
         return

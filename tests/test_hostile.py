@@ -1,0 +1,226 @@
+"""Broken and hostile inputs: a clear finding naming the file, the right exit code, no traceback,
+bounded time and memory, no file changed, nothing executed, no network, no writes outside the target."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import FIXTURES, ROOT, run_main
+
+HOSTILE = os.path.join(FIXTURES, "hostile")
+with open(os.path.join(HOSTILE, "cases.json"), encoding="utf-8") as _fh:
+    CASES = json.load(_fh)
+MAX_SECONDS = 60
+MAX_RSS_MB = 600
+
+
+def _digest(root: str) -> dict[str, str]:
+    out = {}
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                out[os.path.relpath(path, root)] = "special"
+                continue
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            out[os.path.relpath(path, root)] = digest.hexdigest()
+    return out
+
+
+_WRAPPER = """
+import sys
+from ttsdoctor.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    # VmHWM is this process's own peak (ru_maxrss would include the forking parent's)
+    peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")]
+    with open(sys.argv[1], "w") as fh:
+        fh.write(peak[0] if peak else "0")
+raise SystemExit(code)
+"""
+
+
+def _run(args: list[str], cwd: str) -> tuple[int, str, str, float, float]:
+    """Run ttsdoctor in a fresh process: (exit code, stdout, stderr, seconds, peak RSS of that process in MB)."""
+    env = {**os.environ, "PYTHONPATH": ROOT, "NO_COLOR": "1"}
+    env.pop("TTSDOCTOR_DEBUG", None)
+    rss_file = os.path.join(cwd, ".rss")
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, rss_file, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=MAX_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"ttsdoctor {' '.join(args)} did not finish in {MAX_SECONDS} s") from None
+    seconds = time.perf_counter() - start
+    with open(rss_file) as fh:
+        rss = int(fh.read()) / 1024
+    os.remove(rss_file)
+    return proc.returncode, proc.stdout, proc.stderr, seconds, rss
+
+
+def _check_case(workdir: str, target: str, expect: dict) -> None:
+    before = _digest(workdir)
+    code, out, err, seconds, rss = _run(["check", target, "--format", "json"], cwd=workdir)
+    assert "Traceback" not in err and "Traceback" not in out, err
+    assert code == expect["exit"], (code, out, err)
+    findings = json.loads(out)["findings"]
+    matching = [
+        f
+        for f in findings
+        if f["code"] == expect["code"] and expect["path"] in f["path"] and expect["message"] in f["message"]
+    ]
+    assert matching, findings
+    assert 0 < rss < MAX_RSS_MB and seconds < MAX_SECONDS, (seconds, rss)
+    assert _digest(workdir) == before, "a check changed a file"
+    code, out, err, _, _ = _run(["fix", target], cwd=workdir)
+    assert "Traceback" not in err and code in (0, 1, 2), err
+    assert _digest(workdir) == before, "a dry-run fix changed a file"
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_hostile_case(case: dict, tmp_path) -> None:
+    shutil.copytree(os.path.join(HOSTILE, case["name"]), tmp_path / case["name"])
+    target = os.path.join(case["name"], case["target"]) if case["target"] else case["name"]
+    _check_case(str(tmp_path), target, case)
+    assert not list(tmp_path.rglob("PWNED*")), "a pickle ran its command"
+
+
+def _model(tmp_path, name: str = "m") -> str:
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "tokenizer_config.json").write_text('{"pad_token": "<pad>"}')
+    return str(directory)
+
+
+def test_symlink_loop(tmp_path) -> None:
+    model = _model(tmp_path)
+    os.symlink("config.json", os.path.join(model, "config.json"))
+    _check_case(str(tmp_path), "m", {"exit": 2, "code": "ART001", "message": "symbolic links", "path": "config.json"})
+
+
+def test_fifo_named_config_json_does_not_block(tmp_path) -> None:
+    model = _model(tmp_path)
+    os.mkfifo(os.path.join(model, "config.json"))
+    _check_case(
+        str(tmp_path), "m", {"exit": 2, "code": "ART001", "message": "not a regular file", "path": "config.json"}
+    )
+
+
+def test_header_of_hundreds_of_megabytes(tmp_path) -> None:
+    model = _model(tmp_path)
+    with open(os.path.join(model, "model.safetensors"), "wb") as fh:
+        fh.write(struct.pack("<Q", 400 << 20) + b"{")
+        fh.truncate(8 + (400 << 20) + 16)  # sparse: the header really is that long
+    _check_case(str(tmp_path), "m", {"exit": 2, "code": "ART001", "message": "above the", "path": "model.safetensors"})
+
+
+def test_unreadable_permissions(tmp_path, monkeypatch) -> None:
+    """CI runs as root, who reads any file: the operating system's refusal is simulated for one path."""
+    model = _model(tmp_path)
+    locked = os.path.join(model, "config.json")
+    with open(locked, "w") as fh:
+        fh.write('{"model_type": "qwen2"}')
+    real_open = open
+
+    def guarded_open(path, *args, **kwargs):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_open(path, *args, **kwargs)
+
+    import builtins
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    code, out = run_main("check", model, "--format", "json")
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert code == 2
+    finding = next(f for f in json.loads(out)["findings"] if f["code"] == "ART001")
+    assert finding["path"] == locked and finding["message"] == "permission denied"
+
+
+def test_no_network_during_check_fix_and_smoke(tmp_path, monkeypatch) -> None:
+    attempts = []
+
+    class NoSocket(socket.socket):
+        def __init__(self, *args, **kwargs):
+            attempts.append(args)
+            raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "socket", NoSocket)
+    monkeypatch.setattr(
+        socket,
+        "create_connection",
+        lambda *a, **k: attempts.append(a) or (_ for _ in ()).throw(OSError("network disabled by the test")),
+    )
+    shutil.copytree(os.path.join(FIXTURES, "TOK001/bad/outetts-pad-eos-0"), tmp_path / "m")
+    assert run_main("check", str(tmp_path / "m"))[0] == 1
+    assert run_main("fix", str(tmp_path / "m"), "--apply")[0] == 0
+    pytest.importorskip("transformers")
+    from tiny_models import EOT, IM_END, build
+
+    model = build(tmp_path / "tiny", pad=EOT, eos=IM_END)
+    code, out = run_main("smoke", model)
+    assert code == 0, out
+    assert attempts == []
+
+
+def test_fix_writes_only_inside_the_target_and_its_backups(tmp_path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(os.path.join(FIXTURES, "VOC001/bad/chatterbox-amharic-887"), project)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched")
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    _, out = run_main("fix", str(project / "config" / "training_config.yaml"), "--apply")
+    assert "fixed VOC001" in out
+    changed = {p for p in tmp_path.rglob("*") if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
+    allowed = {project / "config" / "training_config.yaml"}
+    assert {p for p in changed if ".ttsdoctor-backups" not in p.parts} == allowed
+    assert outside.read_text() == "untouched"
+
+
+def test_permission_denied_on_the_second_of_three_files(tmp_path, monkeypatch) -> None:
+    from ttsdoctor import fsio
+
+    model = tmp_path / "m"
+    shutil.copytree(os.path.join(FIXTURES, "TOK001/bad/qwen2-pad-in-eos-list"), model)
+    before = _digest(str(model))
+    real = fsio.atomic_write
+    calls = []
+
+    def denied(path, write):
+        calls.append(path)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied", path)
+        real(path, write)
+
+    monkeypatch.setattr(fsio, "atomic_write", denied)
+    code, out = run_main("fix", str(model), "--apply", "--select", "TOK001")
+    monkeypatch.setattr(fsio, "atomic_write", real)
+    assert code == 2
+    assert len({c for c in calls[:3]}) >= 2
+    after = {k: v for k, v in _digest(str(model)).items() if not k.startswith(".ttsdoctor-backups")}
+    assert after == before  # every file exactly as before
+    code, out = run_main("fix", str(model), "--apply", "--select", "TOK001")
+    assert code == 0 and "fixed TOK001" in out  # and the same fix applies cleanly afterwards
