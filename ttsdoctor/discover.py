@@ -48,12 +48,12 @@ MODEL_DIR_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".safetensors.index.json")
 
 @dataclass(frozen=True, order=True)
 class Target:
-    kind: str  # "model_dir" | "training_config" | "source" | "missing" | "unsupported"
+    kind: str  # "model_dir" | "gguf" | "training_config" | "source" | "missing" | "unsupported"
     path: str
 
 
 def _is_model_file(name: str) -> bool:
-    return name in MODEL_FILES or name == "vocab.json" or name.endswith(MODEL_DIR_FILE_SUFFIXES)
+    return name in MODEL_FILES or name in ("vocab.json", "vocab.txt") or name.endswith(MODEL_DIR_FILE_SUFFIXES)
 
 
 def _file_target(path: str) -> Target:
@@ -63,6 +63,8 @@ def _file_target(path: str) -> Target:
         return Target("model_dir", parent)
     if name.endswith(".py"):
         return Target("source", path)
+    if name.endswith(".gguf"):
+        return Target("gguf", path)
     if name.endswith(CONFIG_SUFFIXES):
         return Target("training_config", path)
     return Target("unsupported", path)
@@ -82,6 +84,8 @@ def _walk(root: str) -> list[Target]:
             path = os.path.join(directory, name)
             if name.endswith(".py"):
                 found.append(Target("source", path))
+            elif name.endswith(".gguf"):
+                found.append(Target("gguf", path))
             elif (
                 name.endswith(CONFIG_SUFFIXES)
                 and not _is_model_file(name)

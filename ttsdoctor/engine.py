@@ -49,6 +49,10 @@ def load(target: Target) -> Any:
         from ttsdoctor.artifacts.model_dir import load_model_dir
 
         return load_model_dir(target.path)
+    if target.kind == "gguf":
+        from ttsdoctor.artifacts.gguf_file import load_gguf
+
+        return load_gguf(target.path)
     if target.kind == "missing":
         return BrokenTarget(target.path, [ArtifactError(target.path, "no such file or directory")])
     if target.kind == "unsupported":

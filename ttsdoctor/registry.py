@@ -13,6 +13,7 @@ from ttsdoctor.checks.generation import (
     GenerationKeysInConfig,
     InvalidGenerationConfig,
 )
+from ttsdoctor.checks.layouts import F5Vocab, XttsAudioTokens
 from ttsdoctor.checks.positions import PositionOverflow
 from ttsdoctor.checks.security import EvaluatedString, PathEscape, RemoteCode, UnsafePickle
 from ttsdoctor.checks.suppressions import UnusedSuppression
@@ -52,6 +53,7 @@ ALL_RULES: tuple[Rule, ...] = (
     UnexplainedSurplus(),
     MergedTokenizerMovedIds(),
     UntrainedRows(),
+    F5Vocab(),
     FreezeIndexOutOfRange(),
     FreezeIndexNotBase(),
     DictGenerationConfig(),
@@ -64,6 +66,7 @@ ALL_RULES: tuple[Rule, ...] = (
     CodecMismatch(),
     CodebookRows(),
     AudioTokenRange(),
+    XttsAudioTokens(),
     UnsafePickle(),
     RemoteCode(),
     EvaluatedString(),

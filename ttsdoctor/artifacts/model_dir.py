@@ -24,6 +24,7 @@ class ModelDir:
     weights: Weights | None = None
     errors: list[ArtifactError] = field(default_factory=list)
     family: Family | None = None
+    extra_decls: list[SpecialDecl] = field(default_factory=list)  # special ids from GGUF metadata
 
     kind = "model_dir"
 
@@ -59,7 +60,7 @@ class ModelDir:
             out += config_decls(self.generation_config, "generation_config.json", shared)
         if self.tokenizer is not None:
             out += tokenizer_decls(self.tokenizer)
-        return out
+        return out + self.extra_decls
 
     @property
     def tensors(self) -> dict[str, TensorInfo]:
@@ -86,7 +87,8 @@ MODEL_FILES = (
 
 def is_model_dir(names: list[str]) -> bool:
     return any(
-        n in MODEL_FILES or n == "vocab.json" or n.endswith((".safetensors", ".safetensors.index.json")) for n in names
+        n in MODEL_FILES or n in ("vocab.json", "vocab.txt") or n.endswith((".safetensors", ".safetensors.index.json"))
+        for n in names
     )
 
 
@@ -110,6 +112,7 @@ def load_model_dir(path: str) -> ModelDir:
             "special_tokens_map.json",
             "added_tokens.json",
             "vocab.json",
+            "vocab.txt",
         )
     ):
         bundle = load_tokenizer_bundle(path)

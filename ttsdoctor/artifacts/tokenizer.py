@@ -89,6 +89,7 @@ class TokenizerBundle:
 
     directory: str
     file: TokenizerFile | None = None
+    symbols: SymbolList | None = None  # vocab.txt (F5-TTS)
     config: JsonDoc | None = None  # tokenizer_config.json
     special_map: JsonDoc | None = None  # special_tokens_map.json
     added_tokens: JsonDoc | None = None  # added_tokens.json
@@ -96,7 +97,7 @@ class TokenizerBundle:
 
     @property
     def present(self) -> bool:
-        return any((self.file, self.config, self.special_map, self.added_tokens))
+        return any((self.file, self.config, self.special_map, self.added_tokens, self.symbols))
 
     def resolve(self, content: str) -> int | None:
         """The id a token string gets: tokenizer.json first, then the declarations around it."""
@@ -214,7 +215,10 @@ def _explain_unloadable(path: str, exc: Exception) -> None:
 
 
 def load_vocab_json(path: str) -> TokenizerFile:
+    """A GPT-2 style {token: id} vocab.json, or (coqui XTTS) a whole tokenizers JSON named vocab.json."""
     doc = load_json(path)
+    if isinstance(doc.data.get("model"), dict) and "version" in doc.data:
+        return load_tokenizer_json(path)
     vocab: dict[str, int] = {}
     for token, token_id in doc.data.items():
         if not isinstance(token_id, int) or isinstance(token_id, bool):
@@ -240,6 +244,40 @@ def _other_tokenizer_json(directory: str) -> str | None:
     return os.path.join(directory, found[0]) if len(found) == 1 else None
 
 
+@dataclass(frozen=True)
+class SymbolList:
+    """vocab.txt with one symbol a line (F5-TTS): the id of a symbol is its line index."""
+
+    path: str
+    symbols: tuple[str, ...]
+
+    @property
+    def duplicates(self) -> list[tuple[str, int, int]]:
+        """(symbol, first line index, repeated line index) for every repeated symbol."""
+        first: dict[str, int] = {}
+        out = []
+        for index, symbol in enumerate(self.symbols):
+            if symbol in first:
+                out.append((symbol, first[symbol], index))
+            else:
+                first[symbol] = index
+        return out
+
+    @property
+    def unique(self) -> int:
+        return len(set(self.symbols))
+
+
+def load_symbol_list(path: str) -> SymbolList:
+    text = decode_utf8(path, read_bytes(path, MAX_TOKENIZER_BYTES))
+    if not text:
+        raise ArtifactError(path, "file is empty")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return SymbolList(path, tuple(line[:-1] if line.endswith("\r") else line for line in lines))
+
+
 def load_tokenizer_bundle(directory: str, tokenizer_file: str | None = None) -> TokenizerBundle:
     """Load the tokenizer files of `directory`; `tokenizer_file` names a specific tokenizer JSON."""
     bundle = TokenizerBundle(directory=directory)
@@ -247,12 +285,24 @@ def load_tokenizer_bundle(directory: str, tokenizer_file: str | None = None) -> 
     if tokenizer_file is None and not os.path.lexists(main):
         main = _other_tokenizer_json(directory) or main
     try:
-        if os.path.lexists(main):
+        if main.endswith(".txt"):
+            pass  # a symbol list, read below
+        elif os.path.lexists(main):
             bundle.file = load_tokenizer_json(main)
         elif tokenizer_file is None and os.path.lexists(os.path.join(directory, "vocab.json")):
             bundle.file = load_vocab_json(os.path.join(directory, "vocab.json"))
     except ArtifactError as exc:
         bundle.errors.append(exc)
+    symbols = (
+        tokenizer_file
+        if tokenizer_file is not None and tokenizer_file.endswith(".txt")
+        else (os.path.join(directory, "vocab.txt") if tokenizer_file is None else None)
+    )
+    if symbols is not None and os.path.lexists(symbols):
+        try:
+            bundle.symbols = load_symbol_list(symbols)
+        except ArtifactError as exc:
+            bundle.errors.append(exc)
     if tokenizer_file is None:
         for name, attr in (
             ("tokenizer_config.json", "config"),

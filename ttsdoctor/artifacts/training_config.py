@@ -235,6 +235,8 @@ def _load_named(named: NamedFile) -> list[ArtifactError]:
     if named.role in ("tokenizer", "base_tokenizer"):
         if os.path.isdir(path):
             bundle = load_tokenizer_bundle(path)
+        elif path.endswith(".txt"):
+            bundle = load_tokenizer_bundle(os.path.dirname(path) or ".", tokenizer_file=path)
         elif path.endswith(".json") and os.path.basename(path) not in (
             "tokenizer_config.json",
             "special_tokens_map.json",

@@ -85,7 +85,15 @@ def _set_pad_edits(model: ModelDir, pad_id: int, content: str) -> list[Edit]:
 
 
 def pad_fix(model: ModelDir) -> Fix | None:
-    """Use an unused special token as pad; else add `<|pad|>` (in a padding row if one is free)."""
+    """Use an unused special token as pad; else add `<|pad|>` (in a padding row if one is free).
+
+    Only for directories with JSON configs to write (a GGUF file is reported, not rewritten)."""
+    if (
+        model.config is None
+        and model.generation_config is None
+        and (model.tokenizer is None or model.tokenizer.config is None)
+    ):
+        return None
     chosen = choose_pad(model)
     if chosen is not None:
         pad_id, content = chosen
@@ -391,6 +399,8 @@ class MissingPad(Rule):
         decls = target.special_decls
         if any(d.role == "pad" for d in decls):
             return
+        if not decls:
+            return  # no Hugging Face special tokens at all (coqui XTTS, F5-TTS): pad is not this layout's notion
         eos = next((d for d in decls if d.role == "eos" and d.ids and d.text_space), None)
         levels = [p for p in ("config.json", "generation_config.json", "tokenizer_config.json") if p in target.names]
         where = ", ".join(levels) or "any tokenizer file"

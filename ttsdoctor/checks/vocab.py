@@ -3,7 +3,6 @@ training configs (with the tokenizer and checkpoints they name)."""
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +44,14 @@ class VocabView:
         return tuple(s for s in self.rows if s.kind == "embedding")
 
 
+def _head_bias(tensors: dict[str, TensorInfo], head: TensorInfo | None) -> TensorInfo | None:
+    """The 1-D bias next to the head weight (XTTS: gpt.text_head.bias)."""
+    if head is None or not head.name.endswith(".weight"):
+        return None
+    bias = tensors.get(head.name[: -len("weight")] + "bias")
+    return bias if bias is not None and len(bias.shape) == 1 else None
+
+
 def _tensor_sizes(weights: Weights | None) -> list[Size]:
     if weights is None:
         return []
@@ -52,19 +59,17 @@ def _tensor_sizes(weights: Weights | None) -> list[Size]:
     # Group by file: a sharded checkpoint is one model, a list of .pt files in a config is several.
     groups = [weights.tensors] if weights.index_path else [wf.tensors for wf in weights.files]
     for tensors in groups:
-        for kind, tensor in (("embedding", text_embedding(tensors)), ("head", text_head(tensors))):
+        head = text_head(tensors)
+        for kind, tensor in (
+            ("embedding", text_embedding(tensors)),
+            ("head", head),
+            ("head", _head_bias(tensors, head)),
+        ):
             if tensor is not None and tensor.rows is not None:
                 shape = list(tensor.shape)
-                out.append(
-                    Size(
-                        tensor.rows,
-                        f"the {kind} {tensor.name} {shape} in {tensor.path}",
-                        kind,
-                        tensor.path,
-                        "/" + tensor.name,
-                        tensor=tensor,
-                    )
-                )
+                label = "head bias" if len(shape) == 1 else kind
+                what = f"the {label} {tensor.name} {shape} in {tensor.path}"
+                out.append(Size(tensor.rows, what, kind, tensor.path, "/" + tensor.name, tensor=tensor))
     return out
 
 
@@ -76,21 +81,21 @@ def vocab_view(target: Any) -> VocabView:
             tok = Size(f.id_count, f"the tokenizer {f.path}", "tokenizer", f.path)
         declared = []
         if target.config is not None and target.shares_tokenizer_space:
-            scope = target.config_scopes[0]
-            vocab = scope.get_int("vocab_size")
-            if vocab is not None:
-                line, column = target.config.position("/vocab_size")
-                declared.append(
-                    Size(
-                        vocab,
-                        f"vocab_size in {target.config.path}",
-                        "declared",
-                        target.config.path,
-                        "/vocab_size",
-                        line,
-                        column,
-                    )
-                )
+            args = target.config.data.get("model_args")
+            xtts = args.get("gpt_number_text_tokens") if isinstance(args, dict) else None
+            candidates = (
+                ("vocab_size", "/vocab_size", target.config_scopes[0].get_int("vocab_size")),
+                (
+                    "gpt_number_text_tokens",
+                    "/model_args/gpt_number_text_tokens",
+                    xtts if isinstance(xtts, int) and not isinstance(xtts, bool) else None,
+                ),
+            )
+            for key, pointer, vocab in candidates:
+                if vocab is not None:
+                    line, column = target.config.position(pointer)
+                    what = f"{key} in {target.config.path}"
+                    declared.append(Size(vocab, what, "declared", target.config.path, pointer, line, column))
         by_design = target.family is not None and target.family.pad_equals_eos_by_design
         return VocabView(tok, tuple(declared), () if by_design else tuple(_tensor_sizes(target.weights)))
     assert isinstance(target, TrainingConfig)
@@ -253,17 +258,17 @@ class EmbeddingHeadMismatch(Rule):
 
     def check(self, target: Any) -> Iterator[Finding]:
         view = vocab_view(target)
-        rows = list(view.rows)
-        for emb, head in itertools.pairwise(rows):
-            if emb.kind != "embedding" or head.kind != "head" or emb.path != head.path or emb.value == head.value:
-                continue
-            yield self.finding(
-                f"{emb.what} has {emb.value} rows but {head.what} has {head.value}: the model cannot "
-                "predict the ids it embeds (or embeds ids it cannot predict); resize both together",
-                head.path,
-                head.pointer,
-                evidence={"embedding": emb.value, "head": head.value},
-            )
+        for emb in view.embeddings:
+            for head in view.rows:
+                if head.kind != "head" or head.path != emb.path or head.value == emb.value:
+                    continue
+                yield self.finding(
+                    f"{emb.what} has {emb.value} rows but {head.what} has {head.value}: the model cannot "
+                    "predict the ids it embeds (or embeds ids it cannot predict); resize both together",
+                    head.path,
+                    head.pointer,
+                    evidence={"embedding": emb.value, "head": head.value},
+                )
 
 
 class UnexplainedSurplus(Rule):

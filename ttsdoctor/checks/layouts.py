@@ -1,0 +1,131 @@
+"""Rules for non-Hugging-Face layouts: F5-TTS symbol lists and coqui XTTS audio tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.tokenizer import SymbolList
+from ttsdoctor.artifacts.weights import TensorInfo, text_embedding
+from ttsdoctor.finding import Finding, Severity
+from ttsdoctor.rule import Rule
+
+KNOWN_F5_VOCABS = {2545: "the Emilia pinyin vocab.txt (2545 symbols)", 256: "the byte tokenizer (256 symbols)"}
+
+
+def _f5_inputs(target: Any) -> tuple[SymbolList | None, dict[str, TensorInfo]]:
+    if isinstance(target, ModelDir):
+        symbols = target.tokenizer.symbols if target.tokenizer is not None else None
+        return symbols, target.tensors
+    tensors: dict[str, TensorInfo] = {}
+    for named in target.named("weights"):
+        if named.weights is not None:
+            tensors.update(named.weights.tensors)
+    symbols = None
+    for named in target.named("tokenizer") + target.named("base_tokenizer"):
+        if named.tokenizer is not None and named.tokenizer.symbols is not None:
+            symbols = named.tokenizer.symbols
+    if symbols is None:
+        byte = any(e.value == "byte" for e in target.find("tokenizer"))
+        if byte:
+            symbols = SymbolList("<byte tokenizer>", tuple(chr(i) for i in range(256)))
+    return symbols, tensors
+
+
+class F5Vocab(Rule):
+    id = "VOC007"
+    name = "f5-vocab"
+    summary = "An F5-TTS vocab.txt with duplicates, no space at index 0, or a size the checkpoint was not trained with"
+    severity = Severity.ERROR
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        symbols, tensors = _f5_inputs(target)
+        if symbols is None:
+            return
+        path = symbols.path if not symbols.path.startswith("<") else target.path
+        if symbols.symbols and symbols.symbols[0] != " " and not symbols.path.startswith("<"):
+            where = symbols.symbols.index(" ") if " " in symbols.symbols else None
+            yield self.finding(
+                f"the space symbol is at line {where + 1 if where is not None else 'nowhere'} of "
+                f"{symbols.path}, not the first line: F5-TTS asserts vocab_char_map[' '] == 0 and "
+                "uses id 0 for padding",
+                path,
+                line=1,
+                evidence={"space_index": where},
+            )
+        duplicates = symbols.duplicates
+        if duplicates:
+            symbol, first, again = duplicates[0]
+            yield self.finding(
+                f"{symbols.path} repeats {len(duplicates)} symbol(s) (first {symbol!r} on lines "
+                f"{first + 1} and {again + 1}): F5-TTS builds a vocabulary of {symbols.unique} "
+                f"symbols ({symbols.unique + 1} embedding rows) but ids follow line numbers up to "
+                f"{len(symbols.symbols) - 1}, so later symbols shift and the last ones index past "
+                "the embedding",
+                path,
+                line=again + 1,
+                evidence={"lines": len(symbols.symbols), "unique": symbols.unique},
+            )
+        embedding = text_embedding(tensors)
+        if embedding is None or embedding.rows is None or "text_embed" not in embedding.name:
+            return
+        rows = embedding.rows
+        expected = symbols.unique + 1  # row 0 is the filler token
+        if rows == expected:
+            return
+        known = KNOWN_F5_VOCABS.get(rows - 1)
+        hint = f"; {rows} rows is what {known} gives: the checkpoint was trained with it" if known else ""
+        yield self.finding(
+            f"{symbols.path} has {symbols.unique} symbols, so F5-TTS builds {expected} text "
+            f"embedding rows (row 0 is the filler), but {embedding.name} in {embedding.path} has "
+            f"{rows}: loading fails with a size mismatch{hint}",
+            path,
+            evidence={"symbols": symbols.unique, "rows": rows, "known_vocab": known},
+        )
+
+
+class XttsAudioTokens(Rule):
+    id = "COD004"
+    name = "xtts-audio-tokens"
+    summary = "XTTS gpt_num_audio_tokens against the mel embedding / head rows and the start / stop audio tokens"
+    severity = Severity.ERROR
+    targets = ("model_dir",)
+    needs = ("config",)
+
+    def check(self, target: ModelDir) -> Iterator[Finding]:
+        assert target.config is not None
+        args = target.config.data.get("model_args")
+        if not isinstance(args, dict) or not isinstance(args.get("gpt_num_audio_tokens"), int):
+            return
+        count = args["gpt_num_audio_tokens"]
+        doc = target.config
+        for key in ("gpt_start_audio_token", "gpt_stop_audio_token"):
+            value = args.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < count:
+                line, column = doc.position(f"/model_args/{key}")
+                yield self.finding(
+                    f"{key} {value} is outside gpt_num_audio_tokens {count}: the mel embedding has "
+                    "no row for it (released configs use 1026 with start 1024 and stop 1025)",
+                    doc.path,
+                    f"/model_args/{key}",
+                    line,
+                    column,
+                )
+        for name, tensor in target.tensors.items():
+            if not name.endswith(("mel_embedding.weight", "mel_head.weight", "mel_head.bias")) or tensor.rows is None:
+                continue
+            if tensor.rows != count:
+                line, column = doc.position("/model_args/gpt_num_audio_tokens")
+                yield self.finding(
+                    f"gpt_num_audio_tokens is {count} but {name} in {tensor.path} has {tensor.rows} "
+                    f"rows: the checkpoint was trained with {tensor.rows} audio tokens (a DVAE of "
+                    f"{tensor.rows - 2} codes plus start and stop); loading fails with a size "
+                    "mismatch",
+                    doc.path,
+                    "/model_args/gpt_num_audio_tokens",
+                    line,
+                    column,
+                    {"config": count, "rows": tensor.rows, "tensor": name},
+                )
