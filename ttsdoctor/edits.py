@@ -266,10 +266,6 @@ def apply_text(path: str, text: str, edits: list[Edit]) -> str:
     raise EditError(f"no applier for {path}")
 
 
-def is_tensor_edit(edit: Edit) -> bool:
-    return isinstance(edit, ResizeTensor)
-
-
 # --- weights ------------------------------------------------------------------------------------
 
 

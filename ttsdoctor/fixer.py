@@ -25,6 +25,7 @@ from ttsdoctor.discover import Target
 from ttsdoctor.edits import EditError, apply_text, resize_plan, resize_writer
 from ttsdoctor.finding import (
     AddImport,
+    AddSpecialToken,
     Applicability,
     Edit,
     Finding,
@@ -137,9 +138,7 @@ def fix_key(fix: Fix) -> str:
 
 def _ordered(edits: Sequence[Edit]) -> list[Edit]:
     """Token additions before the values that name the new token; imports after range edits."""
-    return sorted(
-        edits, key=lambda e: 0 if type(e).__name__ == "AddSpecialToken" else (2 if isinstance(e, AddImport) else 1)
-    )
+    return sorted(edits, key=lambda e: 0 if isinstance(e, AddSpecialToken) else (2 if isinstance(e, AddImport) else 1))
 
 
 def diff(p: Plan) -> str:
