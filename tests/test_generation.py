@@ -81,7 +81,8 @@ def test_gen001_dict_really_fails_at_load(tmp_path) -> None:
 
     _tiny_model(str(tmp_path))
     with pytest.raises(AttributeError, match="'dict' object has no attribute 'to_dict'"):
-        AutoModelForCausalLM.from_pretrained(str(tmp_path), generation_config={"max_length": 10})
+        path = str(tmp_path)  # the bug itself, on purpose:
+        AutoModelForCausalLM.from_pretrained(path, generation_config={"max_length": 10})  # ttsdoctor: ignore[GEN001]
     messages = [f["message"] for f in _findings("fixtures/GEN001/bad/generate-and-assign-dict")]
     assert any("'to_dict'" in m for m in messages)
 
@@ -102,7 +103,7 @@ def test_att001_sdpa_really_returns_no_attentions(tmp_path) -> None:
     _tiny_model(str(tmp_path))
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path))
     assert model.config._attn_implementation == "sdpa"
-    out = model(torch.tensor([[1, 2, 3]]), output_attentions=True)
+    out = model(torch.tensor([[1, 2, 3]]), output_attentions=True)  # ttsdoctor: ignore[ATT001]
     assert not out.attentions
 
 

@@ -72,7 +72,8 @@ def _file_target(path: str) -> Target:
 
 def _walk(root: str) -> list[Target]:
     found: list[Target] = []
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+    for walked, dirnames, filenames in os.walk(root, followlinks=False):
+        directory = os.path.normpath(walked)  # "./models" -> "models": paths as a user would write them
         dirnames[:] = sorted(
             d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
         )

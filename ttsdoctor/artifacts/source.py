@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,12 +35,24 @@ class SourceFile:
         )
 
 
-def parse_suppressions(text: str) -> dict[int, frozenset[str] | None]:
+def parse_suppressions(text: str, python: bool = True) -> dict[int, frozenset[str] | None]:
+    """`# ttsdoctor: ignore[CODE, ...]` comments by line. In Python only real comments count (a string that
+    mentions the syntax, as in ttsdoctor's own docs and tests, does not)."""
     out: dict[int, frozenset[str] | None] = {}
     if "ttsdoctor" not in text:
         return out
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = _SUPPRESS.search(line)
+    comments: list[tuple[int, str]] = []
+    if python:
+        try:
+            for token in tokenize.generate_tokens(io.StringIO(text).readline):
+                if token.type == tokenize.COMMENT and "ttsdoctor" in token.string:
+                    comments.append((token.start[0], token.string))
+        except (tokenize.TokenError, SyntaxError, IndentationError):
+            comments = []
+    else:
+        comments = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if "#" in line]
+    for number, comment in comments:
+        match = _SUPPRESS.search(comment)
         if match:
             codes = match.group(1)
             out[number] = frozenset(c.strip() for c in codes.split(",") if c.strip()) if codes else None

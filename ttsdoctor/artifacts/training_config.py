@@ -174,7 +174,7 @@ def parse_training_config(path: str) -> TrainingConfig:
     except RecursionError:
         raise ArtifactError(path, "invalid YAML: nested too deeply to read") from None
     _flatten(data, "", "", entries)
-    return TrainingConfig(path, "yaml", data, entries, suppressions=parse_suppressions(text))
+    return TrainingConfig(path, "yaml", data, entries, suppressions=parse_suppressions(text, python=False))
 
 
 def project_root(start: str) -> str | None:
