@@ -195,3 +195,19 @@ def test_real_pre_commit_try_repo_fails_broken_commit_and_passes_fixed(tmp_path)
     _git(repo, "add", "-A")
     fixed = try_repo()
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_rule_options_from_settings(tmp_path) -> None:
+    project = tmp_path / "proj"
+    shutil.copytree(os.path.join(ROOT, "fixtures/VOC004/bad/extension-for-another-tokenizer"), project)
+    target = str(project / "config" / "training_config.yaml")
+    assert "VOC004" in _codes(run_main("check", target, "--format", "json")[1])
+    with open(project / "pyproject.toml", "a") as fh:
+        fh.write("\n[tool.ttsdoctor.rules.VOC004]\npadding-multiple = 8\n")
+    assert "VOC004" not in _codes(run_main("check", target, "--format", "json")[1])
+    (project / "pyproject.toml").write_text("[tool.ttsdoctor.rules.VOC004]\npadding-multiple = 'eight'\n")
+    code, _, err = run_cli("check", target)
+    assert code == 2 and "must be int" in err
+    (project / "pyproject.toml").write_text("[tool.ttsdoctor.rules.VOC004]\nmax-surplu = 3\n")
+    code, _, err = run_cli("check", target)
+    assert code == 2 and "has no option 'max-surplu'" in err and "max-surplus" in err

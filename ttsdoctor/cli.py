@@ -137,6 +137,12 @@ def _prepare(args: argparse.Namespace) -> tuple[tuple[Rule, ...], list[Target], 
         select = args.select or settings.select
         ignore = (args.ignore or []) + settings.ignore
         rules = select_rules(select, ignore)
+        from ttsdoctor.registry import RULES_BY_ID
+
+        unknown = sorted(set(settings.rule_options) - set(RULES_BY_ID))
+        if unknown:
+            raise ValueError(f"{settings.path}: options for unknown rule {unknown[0]!r}")
+        rules = tuple(rule.configured(settings.rule_options.get(rule.id, {})) for rule in rules)
     except (SettingsError, ValueError) as exc:
         raise _Usage(str(exc)) from None
     return rules, discover(args.paths, hook=args.hook), settings

@@ -47,7 +47,7 @@ def families(result: CheckResult) -> list[tuple[str, str]]:
     return [
         (m.path, m.family.name)
         for m in result.loaded
-        if getattr(m, "kind", "") == "model_dir" and getattr(m, "family", None) is not None
+        if m.kind in ("model_dir", "training_config") and m.family is not None
     ]
 
 

@@ -19,9 +19,33 @@ class Rule:
     severity: ClassVar[Severity]
     targets: ClassVar[tuple[str, ...]]  # target kinds: "model_dir", "training_config", "source"
     needs: ClassVar[tuple[str, ...]] = ()  # attributes of the target that must not be None
+    # Options a project may set in [tool.ttsdoctor.rules.<ID>]: name -> (type, default). Read as attributes.
+    options: ClassVar[dict[str, tuple[type, Any]]] = {}
 
     def check(self, target: Any) -> Iterator[Finding]:
         raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        spec = type(self).options.get(name.replace("_", "-"))
+        if spec is None:
+            raise AttributeError(name)
+        return spec[1]
+
+    def configured(self, values: dict[str, Any]) -> Rule:
+        """A copy of the rule with project options (validated); the rule itself keeps no state."""
+        if not values:
+            return self
+        copy = object.__new__(type(self))
+        for key, value in values.items():
+            spec = self.options.get(key)
+            if spec is None:
+                known = ", ".join(sorted(self.options)) or "none"
+                raise ValueError(f"{self.id} has no option {key!r} (options: {known})")
+            kind, _default = spec
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise ValueError(f"{self.id} option {key!r} must be {kind.__name__}, got {value!r}")
+            copy.__dict__[key.replace("-", "_")] = value
+        return copy
 
     def applies(self, target: Any) -> bool:
         return target.kind in self.targets and all(getattr(target, need, None) is not None for need in self.needs)

@@ -9,6 +9,9 @@ baseline = "ttsdoctor-baseline.json"
 [tool.ttsdoctor.per-path-ignores]  # glob (relative to the settings file) -> codes
 "models/parler-*/**" = ["TOK001"]
 
+[tool.ttsdoctor.rules.VOC004]      # rule options
+max-surplus = 2048
+
 [[tool.ttsdoctor.suppress]]        # for files that cannot hold comments (JSON, weights)
 path = "models/outetts/config.json"
 code = "GEN003"
@@ -49,6 +52,7 @@ class Settings:
     baseline: str | None = None
     per_path_ignores: dict[str, list[str]] = field(default_factory=dict)
     suppress: list[Suppression] = field(default_factory=list)
+    rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [tool.ttsdoctor.rules.<ID>]
 
     @property
     def root(self) -> str:
@@ -129,7 +133,7 @@ def load_settings(path: str | None) -> Settings:
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [tool.ttsdoctor] must be a table")
     settings = Settings(path=path)
-    known = {"select", "ignore", "unsafe-fixes", "baseline", "per-path-ignores", "suppress"}
+    known = {"select", "ignore", "unsafe-fixes", "baseline", "per-path-ignores", "suppress", "rules"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise SettingsError(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -149,6 +153,10 @@ def load_settings(path: str | None) -> Settings:
     if not isinstance(ignores, dict):
         raise SettingsError(f"{path}: per-path-ignores must be a table of glob = [codes]")
     settings.per_path_ignores = {str(k): _codes(v, f"per-path-ignores.{k}", path) for k, v in ignores.items()}
+    rules = table.get("rules", {})
+    if not isinstance(rules, dict) or not all(isinstance(v, dict) for v in rules.values()):
+        raise SettingsError(f"{path}: [tool.ttsdoctor.rules.<ID>] tables hold rule options")
+    settings.rule_options = {str(k).upper(): dict(v) for k, v in rules.items()}
     for item in table.get("suppress", []):
         if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not isinstance(item.get("code"), str):
             raise SettingsError(f"{path}: each [[suppress]] needs a path and a code")

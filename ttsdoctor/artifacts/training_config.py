@@ -19,6 +19,7 @@ from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text
 from ttsdoctor.artifacts.source import parse_suppressions
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
 from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, Weights, load_weight_file, load_weights_in_dir
+from ttsdoctor.families import Family, detect_config_family
 
 MAX_CONFIG_BYTES = 16 << 20
 PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
@@ -72,6 +73,7 @@ class TrainingConfig:
     project_root: str | None = None
     errors: list[ArtifactError] = field(default_factory=list)
     suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # YAML comments
+    family: Family | None = None
 
     kind = "training_config"
 
@@ -269,6 +271,9 @@ def _load_named(named: NamedFile) -> list[ArtifactError]:
 def load_training_config(path: str) -> TrainingConfig:
     config = parse_training_config(path)
     config.project_root = project_root(os.path.dirname(os.path.abspath(path)))
+    config.family = detect_config_family(
+        {e.key for e in config.entries}, " ".join(str(e.value) for e in config.entries if isinstance(e.value, str))
+    )
     for entry in config.entries:
         role = _role(entry)
         if role is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
@@ -129,11 +129,12 @@ def padded_size(ids: int, multiple: int) -> int:
     return -(-ids // multiple) * multiple
 
 
-def is_normal_padding(rows: int, ids: int) -> bool:
+def is_normal_padding(rows: int, ids: int, multiple: int = 64, max_surplus: int = 1024) -> bool:
+    """Rows rounded up to a multiple (and not absurdly far above the tokenizer) are normal padding."""
     surplus = rows - ids
-    if surplus < 64:
+    if surplus < multiple:
         return True
-    return rows % PADDING_MULTIPLES[0] == 0 and surplus <= max(1024, ids // 50)
+    return rows % multiple == 0 and surplus <= max(max_surplus, ids // 50)
 
 
 def _set_value_fix(target: Any, size: Size, value: int, title: str) -> Fix | None:
@@ -277,6 +278,7 @@ class UnexplainedSurplus(Rule):
     summary = "Embedding rows far above the tokenizer's ids, beyond normal padding to a multiple of 64/128"
     severity = Severity.WARNING
     targets = ("model_dir", "training_config")
+    options: ClassVar[dict[str, tuple[type, Any]]] = {"padding-multiple": (int, 64), "max-surplus": (int, 1024)}
 
     def check(self, target: Any) -> Iterator[Finding]:
         view = vocab_view(target)
@@ -284,13 +286,16 @@ class UnexplainedSurplus(Rule):
         if tok is None:
             return
         for rows in view.embeddings:
-            if rows.value <= tok.value or is_normal_padding(rows.value, tok.value):
+            if rows.value <= tok.value or is_normal_padding(
+                rows.value, tok.value, self.padding_multiple, self.max_surplus
+            ):
                 continue
             surplus = rows.value - tok.value
+            multiple = self.padding_multiple
             yield self.finding(
                 f"{rows.what} has {rows.value} rows, {surplus} more than the {tok.value} ids of {tok.what}, and is "
-                f"not a padding to a multiple of 64 ({padded_size(tok.value, 64)}): the checkpoint was extended for a "
-                "different tokenizer, or rows "
+                f"not a padding to a multiple of {multiple} ({padded_size(tok.value, multiple)}): the checkpoint "
+                "was extended for a different tokenizer, or rows "
                 f"{tok.value}..{rows.value - 1} are dead weight",
                 rows.path,
                 rows.pointer,
