@@ -37,6 +37,33 @@ def output_attentions_effect(in_config: bool) -> str:
     return v4 if major < 5 else v5
 
 
+def _drop_keyword_fix(source: SourceFile, kw: ast.keyword) -> Fix | None:
+    """Remove `output_attentions=True` from a call: its whole line when it stands alone, else with its comma."""
+    found = pysource.span(source, kw)
+    if found is None:
+        return None
+    start, end = found
+    text = source.text
+    line_start = text.rfind("\n", 0, start) + 1
+    after = re.compile(r",?[ \t]*(#[^\n]*)?\n").match(text, end)
+    if not text[line_start:start].strip() and after:  # alone on its line
+        start, end = line_start, after.end()
+    else:
+        following = re.compile(r"\s*,\s*").match(text, end)
+        if following:
+            end = following.end()
+        else:
+            preceding = re.search(r",\s*$", text[:start])
+            if preceding is None:
+                return None
+            start = preceding.start()
+    return Fix(
+        "Remove output_attentions=True from the call",
+        Applicability.UNSAFE,
+        (ReplaceSource(source.path, start, end, ""),),
+    )
+
+
 class ForcedOutputAttentions(Rule):
     id = "ATT001"
     name = "forced-output-attentions"
@@ -90,6 +117,7 @@ class ForcedOutputAttentions(Rule):
                 line=kw.lineno,
                 column=kw.col_offset + 1,
                 evidence={"in_loop": site.in_loop},
+                fix=_drop_keyword_fix(source, kw),
             )
         for node, _scope, in_loop in pysource.nodes(source, _FORCED_TEXT):
             if (
