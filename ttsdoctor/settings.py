@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +84,8 @@ def _glob(path: str, pattern: str) -> bool:
 
 
 def _table(path: str) -> dict[str, Any] | None:
+    import tomllib
+
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

@@ -153,7 +153,7 @@ def _declared_added_tokens(path: str, text: str) -> tuple[DeclaredAddedToken, ..
 
 def _declared_from_head(path: str, size: int) -> tuple[DeclaredAddedToken, ...]:
     """The top-level added_tokens array, read from the beginning of the file only (it comes first)."""
-    limit = 1 << 22
+    limit = 1 << 20
     while True:
         with open(path, "rb") as fh:
             text = fh.read(limit).decode("utf-8", errors="ignore")

@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import os
 import pickle
 import struct
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,6 +285,8 @@ class _InertUnpickler(pickle.Unpickler):
     """Builds only dicts, lists, tuples, scalars and tensor descriptions. Imports nothing."""
 
     def __init__(self, data: bytes):
+        import io
+
         super().__init__(io.BytesIO(data))
         self.globals_seen: list[tuple[str, str]] = []
 
@@ -333,6 +333,8 @@ def _flatten(obj: Any, prefix: str, out: dict[str, _Tensor], depth: int = 0) -> 
 
 
 def read_pickle_checkpoint(path: str) -> WeightFile:
+    import zipfile  # ~5 ms: only for pickle checkpoints
+
     regular_file_size(path)
     fmt = "pickle"
     if zipfile.is_zipfile(path):

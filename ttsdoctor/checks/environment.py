@@ -9,8 +9,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 
-from packaging.version import InvalidVersion, Version
-
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.environment import installed_version
 from ttsdoctor.finding import Finding, Severity
@@ -37,14 +35,21 @@ def transformers_registry_text() -> str | None:
     return "\n".join(text) or None
 
 
-def knows_model_type(model_type: str) -> bool | None:
-    text = transformers_registry_text()
-    if text is None:
-        return None
+@functools.cache
+def _transformers_dir() -> str | None:
     spec = importlib.util.find_spec("transformers")
-    assert spec is not None and spec.origin is not None
-    folder = os.path.join(os.path.dirname(spec.origin), "models", model_type.replace("-", "_"))
-    return f'"{model_type}"' in text or os.path.isdir(folder)
+    return os.path.dirname(spec.origin) if spec is not None and spec.origin is not None else None
+
+
+def knows_model_type(model_type: str) -> bool | None:
+    """Whether the installed transformers knows a model_type: its model folder, else its auto mappings."""
+    root = _transformers_dir()
+    if root is None:
+        return None
+    if os.path.isdir(os.path.join(root, "models", model_type.replace("-", "_"))):
+        return True  # the common case, without reading the mapping sources
+    text = transformers_registry_text()
+    return None if text is None else f'"{model_type}"' in text
 
 
 class TransformersTooOld(Rule):
@@ -77,6 +82,8 @@ class TransformersTooOld(Rule):
             )
         wanted = config.data.get("transformers_version")
         if isinstance(wanted, str):
+            from packaging.version import InvalidVersion, Version
+
             try:
                 version = Version(wanted)
             except InvalidVersion:

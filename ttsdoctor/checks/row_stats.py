@@ -59,13 +59,28 @@ def read_rows(tensor: TensorInfo, ids: list[int]):  # -> numpy.ndarray (float32)
     return widen(read_raw_rows(tensor, ids), tensor.dtype)
 
 
-def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowReport | None:
-    import numpy as np
+def _all_zero(tensor: TensorInfo, ids: list[int]) -> bool:
+    """Whether these rows hold only zero bytes (weights not written yet, or a sparse file): no numpy needed."""
+    assert tensor.data_start is not None and tensor.data_end is not None
+    row_bytes = (tensor.data_end - tensor.data_start) // max(tensor.shape[0], 1)
+    with open(tensor.path, "rb") as fh:
+        for i in ids:
+            fh.seek(tensor.data_start + i * row_bytes)
+            chunk = fh.read(row_bytes)
+            if chunk.count(0) != len(chunk):
+                return False
+    return True
 
+
+def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowReport | None:
     if tensor.dtype not in NUMPY_DTYPES or tensor.data_start is None or not new_ids or first_new <= 0:
         return None
     new_ids = _spaced(new_ids, MAX_NEW_ROWS)
     reference_ids = _spaced(list(range(first_new)), REFERENCE_ROWS)
+    if _all_zero(tensor, reference_ids):
+        return None  # no trained rows to compare with
+    import numpy as np
+
     with np.errstate(all="ignore"):  # NaN/inf rows are findings, not warnings on stderr
         reference = read_rows(tensor, reference_ids)
         ref_norms = np.linalg.norm(reference, axis=1)
