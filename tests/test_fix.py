@@ -263,3 +263,11 @@ def test_sigkill_mid_weights_rewrite_leaves_original_intact(tmp_path) -> None:
     proc.wait()
     assert hashlib.sha256(open(weights, "rb").read()).hexdigest() == digest
     assert read_safetensors_header(weights).tensors["model.embed_tokens.weight"].shape == (339, 8)
+
+
+def test_no_backups_leaves_no_backup_directory(tmp_path) -> None:
+    shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), tmp_path / "m")
+    code, out = run_main("fix", str(tmp_path / "m"), "--apply", "--no-backups")
+    assert code == 0 and "backups:" not in out
+    assert not (tmp_path / "m" / fsio.BACKUP_DIR).exists()
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["pad_token_id"] == 272

@@ -176,9 +176,9 @@ def test_real_pre_commit_try_repo_fails_broken_commit_and_passes_fixed(tmp_path)
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "NO_COLOR": "1"}
     env.pop("TTSDOCTOR_DEBUG", None)
 
-    def try_repo() -> subprocess.CompletedProcess:
+    def try_repo(hook: str = "ttsdoctor") -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*pre_commit, "try-repo", ROOT, "ttsdoctor", "--verbose"],
+            [*pre_commit, "try-repo", ROOT, hook, "--verbose"],
             cwd=repo,
             capture_output=True,
             text=True,
@@ -189,9 +189,10 @@ def test_real_pre_commit_try_repo_fails_broken_commit_and_passes_fixed(tmp_path)
     broken = try_repo()
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "TOK001" in broken.stdout
-    code, out = run_main("fix", str(repo / "model"), "--apply")
-    assert code == 0, out
-    shutil.rmtree(repo / "model" / ".ttsdoctor-backups")
+    fixing = try_repo("ttsdoctor-fix")  # applies the safe fixes: pre-commit fails because files changed
+    assert fixing.returncode == 1 and "files were modified by this hook" in fixing.stdout, fixing.stdout
+    assert json.loads((repo / "model" / "config.json").read_text())["pad_token_id"] == 272
+    assert not (repo / "model" / ".ttsdoctor-backups").exists()  # --no-backups: git is the backup
     _git(repo, "add", "-A")
     fixed = try_repo()
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr

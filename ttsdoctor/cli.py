@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--apply", action="store_true", help="write the changes (backups first, re-check after)")
     fix.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change weights or outputs")
     fix.add_argument(
+        "--no-backups",
+        action="store_true",
+        help="delete the backups once the fixes are verified (under git, git is the backup)",
+    )
+    fix.add_argument(
         "--prove",
         action="store_true",
         help="with --apply: run the smoke proof before and after; roll back when the proof after the fix fails",
@@ -269,6 +274,10 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         where = ", ".join(sorted({report.location_text(f) for f in findings}))
         out.write(f"fixed {findings[0].rule_id} ({fix.title}) at {where}\n")
     backups = {p: b for p, b in outcome.backups.items() if b}
+    if args.no_backups and not outcome.failure:
+        for tx in outcome.transactions:
+            tx.discard()
+        backups = {}
     if backups:
         out.write("backups:\n" + "".join(f"  {p} -> {b}\n" for p, b in sorted(backups.items())))
     if outcome.failure:

@@ -90,6 +90,22 @@ class Transaction:
         self.backup(path)
         atomic_write(path, write)
 
+    def discard(self) -> None:
+        """Delete the backups of a transaction that succeeded (the pre-commit hook: git is the backup)."""
+        for backup in self.backups.values():
+            if backup is None:
+                continue
+            try:
+                os.unlink(backup)
+            except OSError:
+                continue
+            directory = os.path.dirname(backup)
+            for folder in (directory, os.path.dirname(directory)):  # <stamp>/ then .ttsdoctor-backups/
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+
     def rollback(self) -> list[str]:
         """Restore every file touched; returns the paths restored. Backups stay where they are."""
         restored = []
