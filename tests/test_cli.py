@@ -152,3 +152,8 @@ def test_version_and_usage_errors() -> None:
     assert run_cli("--version")[1].startswith("ttsdoctor ")
     code, _, err = run_cli("frobnicate")
     assert code == 2 and "invalid choice" in err
+
+
+def test_prove_needs_apply() -> None:
+    code, _, err = run_cli("fix", CLEAN, "--prove")
+    assert code == 2 and "--prove runs with --apply" in err

@@ -241,6 +241,9 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
     args.unsafe_fixes = args.unsafe_fixes or settings.unsafe_fixes
+    if args.prove and not args.apply:
+        sys.stderr.write("ttsdoctor: error: --prove runs with --apply (it proves the fix it applies)\n")
+        return EXIT_ERROR
     if not args.apply:
         result = engine.run(rules, targets, settings)
         if result.unreadable:
