@@ -250,3 +250,25 @@ def test_main_screen_snapshot(snap_compare) -> None:
     os.chdir(ROOT)
     app = TTSDoctorApp(["fixtures/TOK001/bad/outetts-pad-eos-0"])
     assert snap_compare(app, terminal_size=(140, 40), run_before=run_before)
+
+
+def test_open_names_the_location(tmp_path, monkeypatch) -> None:
+    model = _copy(tmp_path)
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.delenv("EDITOR", raising=False)
+
+    async def scenario() -> None:
+        app = TTSDoctorApp([model])
+        async with app.run_test(size=(160, 45)) as pilot:
+            await _ready(pilot)
+            await _select(pilot, lambda f: f.rule_id == "TOK001" and f.location.path.endswith("/config.json"))
+            await pilot.press("o")
+            await pilot.pause()
+            messages = [n.message for n in app._notifications]
+            assert any(m.startswith(f"{model}/config.json:25") and "$EDITOR" in m for m in messages), messages
+            monkeypatch.setenv("EDITOR", "true")
+            await pilot.press("o")  # headless: the terminal cannot be handed over, which is said, not raised
+            await pilot.pause()
+            assert any("cannot hand over" in n.message for n in app._notifications)
+
+    run(scenario())

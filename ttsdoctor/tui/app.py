@@ -6,6 +6,7 @@ The check and the smoke proof run in worker threads: the screen appears at once 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from collections import Counter
 from typing import Any, ClassVar
@@ -13,7 +14,7 @@ from typing import Any, ClassVar
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -479,11 +480,18 @@ class TTSDoctorApp(App[None]):
         if not editor:
             self.notify(f"{where} (set $EDITOR to open it here)")
             return
-        command = [*editor.split(), finding.location.path]
+        command = [*shlex.split(editor), finding.location.path]
         if finding.location.line:
             command.insert(-1, f"+{finding.location.line}")
-        with self.suspend():
-            subprocess.run(command, check=False)
+        try:
+            with self.suspend():
+                subprocess.run(command, check=False)
+        except SuspendNotSupported:
+            self.notify(f"{where} (this terminal cannot hand over to $EDITOR)")
+            return
+        except OSError as exc:
+            self.notify(f"cannot run {editor!r}: {exc.strerror or exc}", severity="error")
+            return
         self.action_recheck()
 
 
