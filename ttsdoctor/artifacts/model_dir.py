@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import ConfigScope, load_config, scopes
@@ -25,10 +27,13 @@ class ModelDir:
     errors: list[ArtifactError] = field(default_factory=list)
     family: Family | None = None
     extra_decls: list[SpecialDecl] = field(default_factory=list)  # special ids from GGUF metadata
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
 
     kind = "model_dir"
 
-    @property
+    # Derived views below are computed once, after loading: every rule reads the same ones.
+
+    @cached_property
     def config_scopes(self) -> list[ConfigScope]:
         return scopes(self.config) if self.config is not None else []
 
@@ -50,8 +55,8 @@ class ModelDir:
             return False
         return not (self.config is not None and self.config.data.get("is_encoder_decoder") is True)
 
-    @property
-    def special_decls(self) -> list[SpecialDecl]:
+    @cached_property
+    def special_decls(self) -> tuple[SpecialDecl, ...]:
         out: list[SpecialDecl] = []
         shared = self.shares_tokenizer_space
         if self.config is not None:
@@ -60,17 +65,17 @@ class ModelDir:
             out += config_decls(self.generation_config, "generation_config.json", shared)
         if self.tokenizer is not None:
             out += tokenizer_decls(self.tokenizer)
-        return out + self.extra_decls
+        return (*out, *self.extra_decls)
 
-    @property
+    @cached_property
     def tensors(self) -> dict[str, TensorInfo]:
         return self.weights.tensors if self.weights is not None else {}
 
-    @property
+    @cached_property
     def embedding(self) -> TensorInfo | None:
         return text_embedding(self.tensors)
 
-    @property
+    @cached_property
     def head(self) -> TensorInfo | None:
         return text_head(self.tensors)
 

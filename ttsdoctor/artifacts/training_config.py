@@ -74,6 +74,7 @@ class TrainingConfig:
     errors: list[ArtifactError] = field(default_factory=list)
     suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # YAML comments
     family: Family | None = None
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
 
     kind = "training_config"
 

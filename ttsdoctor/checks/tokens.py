@@ -31,7 +31,7 @@ def describe(model: ModelDir, token_id: int) -> str:
     return f"{token_id} ({token!r})" if token is not None else str(token_id)
 
 
-def _levels(decls: list[SpecialDecl]) -> dict[tuple[str, str], dict[str, SpecialDecl]]:
+def _levels(decls: tuple[SpecialDecl, ...]) -> dict[tuple[str, str], dict[str, SpecialDecl]]:
     """Declarations grouped by (file, sub-config), then by role."""
     out: dict[tuple[str, str], dict[str, SpecialDecl]] = {}
     for decl in decls:

@@ -74,6 +74,14 @@ def _tensor_sizes(weights: Weights | None) -> list[Size]:
 
 
 def vocab_view(target: Any) -> VocabView:
+    """The sizes to compare, computed once per target (six rules ask)."""
+    cached = target.cache.get("vocab_view")
+    if cached is None:
+        cached = target.cache["vocab_view"] = _vocab_view(target)
+    return cached
+
+
+def _vocab_view(target: Any) -> VocabView:
     if isinstance(target, ModelDir):
         tok = None
         if target.tokenizer is not None and target.tokenizer.file is not None:
