@@ -29,3 +29,8 @@ def test_readme_has_two_quickstart_commands_and_ci_runs_the_test_one() -> None:
 def test_required_top_level_layout() -> None:
     for name in ("pyproject.toml", "ttsdoctor", "rules", "fixtures", "tests", "README.md"):
         assert os.path.exists(os.path.join(ROOT, name)), name
+
+
+def test_readme_sections_appear_once() -> None:
+    headings = re.findall(r"^#+ .+$", _readme(), flags=re.MULTILINE)
+    assert len(headings) == len(set(headings)), sorted(h for h in headings if headings.count(h) > 1)
