@@ -131,6 +131,9 @@ def apply_fixes(case: Case, workdir: str) -> tuple[int, str]:
     return code, copy
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")  # checked by re-check, not stored twice
+
+
 def changed_files(original: str, fixed: str) -> dict[str, bytes]:
     out = {}
     for directory, dirnames, filenames in os.walk(fixed):
@@ -158,7 +161,7 @@ def write_fixed() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             _code, copy = apply_fixes(case, tmp)
             for rel, data in changed_files(case.path, copy).items():
-                if rel.endswith((".safetensors", ".pt", ".pth", ".bin")):
+                if rel.endswith(WEIGHT_SUFFIXES):
                     continue  # weights are checked by re-check, not stored twice
                 target = os.path.join(case.fixed_path, rel)
                 os.makedirs(os.path.dirname(target), exist_ok=True)

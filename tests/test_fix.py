@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli, run_main
-from fixture_cases import Case, all_cases, apply_fixes, changed_files, fixable
+from fixture_cases import WEIGHT_SUFFIXES, Case, all_cases, apply_fixes, changed_files, fixable
 
 from ttsdoctor import engine, fixer, fsio
 from ttsdoctor.artifacts.weights import read_safetensors_header
@@ -60,9 +60,7 @@ def test_every_fixable_rule_has_a_fixed_case() -> None:
 def test_fix_gives_expected_files_and_removes_the_finding(case: Case, tmp_path) -> None:
     code, copy = apply_fixes(case, str(tmp_path))
     assert code in (0, 1)
-    changed = {
-        rel: data for rel, data in changed_files(case.path, copy).items() if not rel.endswith((".safetensors", ".pt"))
-    }
+    changed = {rel: data for rel, data in changed_files(case.path, copy).items() if not rel.endswith(WEIGHT_SUFFIXES)}
     expected = _tree(case.fixed_path)
     assert changed == expected
     result = engine.run(ALL_RULES, discover([copy]))

@@ -159,7 +159,8 @@ def test_sharded_index(tmp_path) -> None:
 
 
 def test_torch_zip_checkpoint_nested_state_dict(tmp_path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     state = {
         "model": {
             "gpt.text_embedding.weight": torch.zeros(7, 3, dtype=torch.bfloat16),
@@ -173,6 +174,17 @@ def test_torch_zip_checkpoint_nested_state_dict(tmp_path) -> None:
     assert wf.tensors["model.gpt.text_embedding.weight"].shape == (7, 3)
     assert wf.tensors["model.gpt.text_embedding.weight"].dtype == "BF16"
     assert wf.tensors["model.gpt.text_head.bias"].shape == (7,)
+
+
+def test_legacy_torch_checkpoint_is_read_past_its_header_pickles(tmp_path) -> None:
+    """torch.save before 1.6 wrote magic, protocol and sys-info pickles before the object."""
+    import torch
+
+    state = {"ema_model_state_dict": {"transformer.text_embed.text_embed.weight": torch.zeros(2546, 4)}}
+    torch.save(state, tmp_path / "model_1200000.pt", _use_new_zipfile_serialization=False)
+    wf = read_pickle_checkpoint(str(tmp_path / "model_1200000.pt"))
+    assert wf.format == "torch-legacy"
+    assert wf.tensors["ema_model_state_dict.transformer.text_embed.text_embed.weight"].shape == (2546, 4)
 
 
 class _Evil:

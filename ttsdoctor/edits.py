@@ -280,13 +280,19 @@ def _to_dtype_bytes(values, dtype: str) -> bytes:  # values: float32 numpy array
 
 
 def resize_plan(path: str, resizes: list[ResizeTensor]) -> list[str]:
-    """Human summary of what a resize does, for the dry run."""
-    from ttsdoctor.artifacts.weights import read_safetensors_header
+    """Human summary of what a resize does, for the dry run; raises EditError when it cannot be done."""
+    from ttsdoctor.artifacts.errors import ArtifactError
+    from ttsdoctor.artifacts.weights import load_weight_file
 
-    tensors = read_safetensors_header(path).tensors
+    try:
+        source = load_weight_file(path)
+    except ArtifactError as exc:
+        raise EditError(str(exc)) from None
+    if source.format != "safetensors":
+        _check_pickle_rewritable(path, source)
     out = []
     for edit in resizes:
-        info = tensors.get(edit.tensor)
+        info = source.tensors.get(edit.tensor)
         if info is None:
             raise EditError(f"{path} has no tensor {edit.tensor!r}")
         old = list(info.shape)
@@ -297,20 +303,101 @@ def resize_plan(path: str, resizes: list[ResizeTensor]) -> list[str]:
     return out
 
 
+def _check_pickle_rewritable(path: str, source: Any) -> None:
+    import importlib.util
+
+    from ttsdoctor.artifacts.weights import SAFE_PICKLE_GLOBALS
+
+    if source.format != "torch-zip":
+        raise EditError(f"{path} is a legacy pickle checkpoint: re-save it with torch.save to resize it")
+    unknown = sorted(set(source.pickle_globals) - SAFE_PICKLE_GLOBALS)
+    if unknown:
+        names = ", ".join(f"{m}.{n}" for m, n in unknown[:3])
+        raise EditError(f"{path} pickles more than tensors ({names}): not rewritten")
+    if importlib.util.find_spec("torch") is None:
+        raise EditError(f"rewriting {path} needs torch: pip install 'ttsdoctor[smoke]'")
+
+
 def resize_writer(path: str, resizes: list[ResizeTensor]):
+    """A `write(fh)` that writes a copy of a weights file with some tensors resized (first dimension)."""
+    if path.endswith(".safetensors"):
+        return _safetensors_resize_writer(path, resizes)
+    return _pickle_resize_writer(path, resizes)
+
+
+def _pickle_resize_writer(path: str, resizes: list[ResizeTensor]):
+    """Resize tensors of a torch zip checkpoint through torch itself.
+
+    The checkpoint is first read by ttsdoctor's inert unpickler, which must find nothing but
+    tensor-rebuilding globals, and only then loaded with `torch.load(weights_only=True)`: no code in the file
+    can run. Everything else in the checkpoint (nested dicts, configs, other tensors) is saved back as loaded.
+    """
+    from ttsdoctor.artifacts.weights import read_pickle_checkpoint
+
+    _check_pickle_rewritable(path, read_pickle_checkpoint(path))
+    import torch  # only here: rewriting a pickle checkpoint is the one fix that needs it
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # weights_only refusals and damaged archives alike
+        raise EditError(f"torch.load(weights_only=True) refused {path}: {exc}"[:300]) from None
+    slots: dict[str, tuple[Any, Any]] = {}
+    _tensor_slots(obj, "", slots, torch.Tensor)
+    done: dict[tuple[Any, ...], Any] = {}  # tensors tied to one storage stay tied
+    for edit in resizes:
+        if edit.tensor not in slots:
+            raise EditError(f"{path} has no tensor {edit.tensor!r}")
+        container, key = slots[edit.tensor]
+        old = container[key]
+        if old.dim() not in (1, 2) or not old.is_floating_point():
+            raise EditError(f"cannot resize {edit.tensor!r} in {path}: {old.dim()}-D {old.dtype}")
+        tie = (old.untyped_storage().data_ptr(), old.storage_offset(), tuple(old.shape))
+        if tie not in done:
+            keep = min(old.shape[0], edit.rows)
+            new = torch.empty((edit.rows, *old.shape[1:]), dtype=old.dtype)
+            new[:keep] = old[:keep]
+            if edit.rows > old.shape[0]:
+                base = old[: max(1, min(edit.mean_of_rows, old.shape[0]))]
+                mean = base.to(torch.float64).mean(dim=0).to(torch.float32).to(old.dtype)
+                new[old.shape[0] :] = mean
+            if isinstance(old, torch.nn.Parameter):
+                new = torch.nn.Parameter(new, requires_grad=old.requires_grad)
+            done[tie] = new
+        container[key] = done[tie]
+
+    def write(fh: Any) -> None:
+        torch.save(obj, fh)
+
+    return write
+
+
+def _tensor_slots(obj: Any, prefix: str, out: dict[str, tuple[Any, Any]], tensor_type: type, depth: int = 0) -> None:
+    """name -> (container, key) for every tensor, named as the inert reader names them (dotted dict keys)."""
+    if depth > 12 or not isinstance(obj, dict):
+        return
+    for key, value in obj.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, tensor_type):
+            out[name] = (obj, key)
+        else:
+            _tensor_slots(value, name, out, tensor_type, depth + 1)
+
+
+def _safetensors_resize_writer(path: str, resizes: list[ResizeTensor]):
     """A `write(fh)` that streams a copy of a safetensors file with some tensors resized (first dimension)."""
+    import dataclasses
     import struct
 
     import numpy as np
 
-    from ttsdoctor.artifacts.weights import DTYPE_SIZES, read_safetensors_header
+    from ttsdoctor.artifacts.weights import DTYPE_SIZES, RESIZABLE_DTYPES, read_safetensors_header
     from ttsdoctor.checks.row_stats import read_rows
 
     source = read_safetensors_header(path)
     by_name = {r.tensor: r for r in resizes}
     for name in by_name:
         info = source.tensors.get(name)
-        if info is None or len(info.shape) != 2 or info.dtype not in ("F32", "F16", "BF16", "F64"):
+        if info is None or len(info.shape) not in (1, 2) or info.dtype not in RESIZABLE_DTYPES:
             raise EditError(f"cannot resize {name!r} in {path}")
     order = sorted(source.tensors.values(), key=lambda t: t.data_start or 0)
     header: dict[str, Any] = {"__metadata__": source.metadata} if source.metadata else {}
@@ -349,7 +436,8 @@ def resize_writer(path: str, resizes: list[ResizeTensor]):
                     remaining -= len(chunk)
                 edit = by_name.get(info.name)
                 if edit is not None and shape[0] > info.shape[0]:
-                    base = read_rows(info, list(range(min(edit.mean_of_rows, info.shape[0]))))
+                    matrix = info if len(info.shape) == 2 else dataclasses.replace(info, shape=(info.shape[0], 1))
+                    base = read_rows(matrix, list(range(max(1, min(edit.mean_of_rows, info.shape[0])))))
                     mean = np.asarray(base, dtype=np.float64).mean(axis=0).astype(np.float32)
                     row = _to_dtype_bytes(mean, info.dtype)
                     for _ in range(shape[0] - info.shape[0]):

@@ -96,7 +96,7 @@ class TensorInfo:
 @dataclass
 class WeightFile:
     path: str
-    format: str  # "safetensors" | "torch-zip" | "pickle"
+    format: str  # "safetensors" | "torch-zip" | "torch-legacy" | "pickle"
     tensors: dict[str, TensorInfo]
     metadata: dict[str, Any] = field(default_factory=dict)
     pickle_globals: tuple[tuple[str, str], ...] = ()  # every global a pickle names, in order
@@ -243,6 +243,9 @@ def load_sharded_safetensors(index_path: str) -> Weights:
 # --- pickle checkpoints -------------------------------------------------------------------------
 
 
+LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a pre-zip torch.save file
+
+
 class _Opaque:
     """What any call inside the pickle returns: inert, accepts anything, does nothing."""
 
@@ -359,6 +362,12 @@ def read_pickle_checkpoint(path: str) -> WeightFile:
     unpickler = _InertUnpickler(payload)
     try:
         obj = unpickler.load()
+        if fmt == "pickle" and type(obj) is int and obj == LEGACY_TORCH_MAGIC:
+            # torch.save before 1.6: magic, protocol version, sys info, then the object itself
+            fmt = "torch-legacy"
+            unpickler.load()
+            unpickler.load()
+            obj = unpickler.load()
     except RecursionError:
         raise ArtifactError(path, "pickle nested too deeply to read") from None
     except Exception as exc:  # a hostile or damaged stream can raise nearly anything
@@ -401,6 +410,30 @@ def load_weights_in_dir(directory: str, names: list[str]) -> Weights | None:
         except ArtifactError as exc:
             weights.errors.append(exc)
     return weights
+
+
+# --- which files the fix engine may rewrite -------------------------------------------------------
+
+RESIZABLE_DTYPES = ("F32", "F16", "BF16", "F64")
+
+
+def resizable(tensor: TensorInfo, weights: Weights | None) -> bool:
+    """Whether `fix` can grow this tensor's first dimension.
+
+    safetensors files are rewritten from their header; a pickle checkpoint only when it is a torch zip whose
+    pickle names nothing but tensor-rebuilding globals (what `torch.load(weights_only=True)` accepts).
+    """
+    if len(tensor.shape) not in (1, 2) or tensor.dtype not in RESIZABLE_DTYPES or weights is None:
+        return False
+    if tensor.path.endswith(".safetensors"):
+        return True
+    source = next((wf for wf in weights.files if wf.path == tensor.path), None)
+    return (
+        source is not None
+        and source.format == "torch-zip"
+        and bool(source.pickle_globals)
+        and set(source.pickle_globals) <= SAFE_PICKLE_GLOBALS
+    )
 
 
 # --- which tensors hold the text vocabulary --------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
-from ttsdoctor.artifacts.weights import TensorInfo, Weights, text_embedding, text_head
+from ttsdoctor.artifacts.weights import TensorInfo, Weights, resizable, text_embedding, text_head
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
@@ -156,20 +156,28 @@ def _set_value_fix(target: Any, size: Size, value: int, title: str) -> Fix | Non
 
 
 def _resize_fix(target: Any, view: VocabView, ids: int) -> Fix | None:
-    """Grow embedding and head (safetensors) to the tokenizer, keeping their padding multiple."""
+    """Grow embedding and head (and a head bias) to the tokenizer, keeping their padding multiple.
+
+    The declared sizes in config.json (vocab_size, XTTS gpt_number_text_tokens) follow the new row count.
+    """
     if not isinstance(target, ModelDir):
         return None
-    tensors = [s.tensor for s in view.rows if s.tensor is not None and s.tensor.path.endswith(".safetensors")]
+    tensors = [s.tensor for s in view.rows if s.tensor is not None and resizable(s.tensor, target.weights)]
     if not tensors or len(tensors) != len(view.rows):
         return None
     current = max(t.rows or 0 for t in tensors)
     multiple = next((m for m in (128, 64) if current % m == 0), 1)
     rows = padded_size(ids, multiple)
     edits: list[Any] = [ResizeTensor(t.path, t.name, rows, min(t.rows or 0, ids)) for t in tensors]
-    if target.config is not None and "vocab_size" in target.config.data:
-        edits.append(SetJsonValue(target.config.path, "/vocab_size", rows))
+    keys = []
+    for size in view.declared:
+        if size.pointer is not None and size.path == getattr(target.config, "path", None):
+            edits.append(SetJsonValue(size.path, size.pointer, rows))
+            keys.append(size.pointer.rsplit("/", 1)[-1])
+    what = "embedding and head" + (" (weight and bias)" if any(len(t.shape) == 1 for t in tensors) else "")
     return Fix(
-        f"Grow embedding and head to {rows} rows (new rows = mean of the trained rows) and set vocab_size",
+        f"Grow {what} to {rows} rows (new rows = mean of the trained rows)"
+        + (f" and set {' and '.join(keys)}" if keys else ""),
         Applicability.UNSAFE,
         tuple(edits),
     )
