@@ -7,21 +7,21 @@ from typing import Any
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.tokenizer import SymbolList
-from ttsdoctor.artifacts.weights import TensorInfo, text_embedding
-from ttsdoctor.finding import Finding, Severity
+from ttsdoctor.artifacts.weights import Weights, resizable, text_embedding
+from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, Severity
 from ttsdoctor.rule import Rule
 
 KNOWN_F5_VOCABS = {2545: "the Emilia pinyin vocab.txt (2545 symbols)", 256: "the byte tokenizer (256 symbols)"}
 
 
-def _f5_inputs(target: Any) -> tuple[SymbolList | None, dict[str, TensorInfo]]:
+def _f5_inputs(target: Any) -> tuple[SymbolList | None, Weights]:
     if isinstance(target, ModelDir):
         symbols = target.tokenizer.symbols if target.tokenizer is not None else None
-        return symbols, target.tensors
-    tensors: dict[str, TensorInfo] = {}
+        return symbols, target.weights or Weights()
+    weights = Weights()
     for named in target.named("weights"):
         if named.weights is not None:
-            tensors.update(named.weights.tensors)
+            weights.files += named.weights.files
     symbols = None
     for named in target.named("tokenizer") + target.named("base_tokenizer"):
         if named.tokenizer is not None and named.tokenizer.symbols is not None:
@@ -30,7 +30,7 @@ def _f5_inputs(target: Any) -> tuple[SymbolList | None, dict[str, TensorInfo]]:
         byte = any(e.value == "byte" for e in target.find("tokenizer"))
         if byte:
             symbols = SymbolList("<byte tokenizer>", tuple(chr(i) for i in range(256)))
-    return symbols, tensors
+    return symbols, weights
 
 
 class F5Vocab(Rule):
@@ -41,7 +41,7 @@ class F5Vocab(Rule):
     targets = ("model_dir", "training_config")
 
     def check(self, target: Any) -> Iterator[Finding]:
-        symbols, tensors = _f5_inputs(target)
+        symbols, weights = _f5_inputs(target)
         if symbols is None:
             return
         path = symbols.path if not symbols.path.startswith("<") else target.path
@@ -68,7 +68,7 @@ class F5Vocab(Rule):
                 line=again + 1,
                 evidence={"lines": len(symbols.symbols), "unique": symbols.unique},
             )
-        embedding = text_embedding(tensors)
+        embedding = text_embedding(weights.tensors)
         if embedding is None or embedding.rows is None or "text_embed" not in embedding.name:
             return
         rows = embedding.rows
@@ -77,12 +77,23 @@ class F5Vocab(Rule):
             return
         known = KNOWN_F5_VOCABS.get(rows - 1)
         hint = f"; {rows} rows is what {known} gives: the checkpoint was trained with it" if known else ""
+        fix = None
+        if rows < expected and not duplicates and symbols.symbols[:1] == (" ",) and resizable(embedding, weights):
+            # F5-TTS fine-tuning appends the new symbols to the pretrained vocab.txt and grows the embedding
+            # (its expand_model_embeddings): the trained rows keep their ids.
+            fix = Fix(
+                f"Grow {embedding.name} to {expected} rows (new rows = mean of the trained rows), for a vocab.txt "
+                f"that appends {expected - rows} symbols to the one the checkpoint was trained with",
+                Applicability.UNSAFE,
+                (ResizeTensor(embedding.path, embedding.name, expected, rows),),
+            )
         yield self.finding(
             f"{symbols.path} has {symbols.unique} symbols, so F5-TTS builds {expected} text "
             f"embedding rows (row 0 is the filler), but {embedding.name} in {embedding.path} has "
             f"{rows}: loading fails with a size mismatch{hint}",
             path,
             evidence={"symbols": symbols.unique, "rows": rows, "known_vocab": known},
+            fix=fix,
         )
 
 
