@@ -64,6 +64,17 @@ def test_json_schema_contract() -> None:
     assert tok001[0]["fix"]["applicability"] == "safe"
 
 
+def test_summary_says_which_fixes_need_unsafe_fixes() -> None:
+    f5 = os.path.join(ROOT, "fixtures/VOC007/bad/f5-vocab-extended-42-symbols")  # one unsafe weights fix
+    code, out = run_main("check", f5)
+    assert code == 1
+    assert out.rstrip().endswith("1 fixable with `ttsdoctor fix --unsafe-fixes`.")
+    _code, out = run_main("check", f5, OUTETTS)
+    assert out.rstrip().endswith("6 fixable with `ttsdoctor fix` (1 more with `--unsafe-fixes`).")
+    payload = json.loads(run_main("check", f5, OUTETTS, "--format", "json")[1])
+    assert payload["summary"]["fixable"] == 7 and payload["summary"]["fixable_unsafe"] == 1
+
+
 def test_absolute_paths_stay_absolute() -> None:
     path = os.path.join(ROOT, OUTETTS)
     payload = json.loads(run_main("check", path, "--format", "json")[1])

@@ -60,6 +60,9 @@ def summary(result: CheckResult) -> dict[str, Any]:
         "fixable": sum(
             1 for f in result.findings if f.fix is not None and f.fix.applicability is not Applicability.DISPLAY_ONLY
         ),
+        "fixable_unsafe": sum(
+            1 for f in result.findings if f.fix is not None and f.fix.applicability is Applicability.UNSAFE
+        ),
         "model_dirs": kinds["model_dir"],
         "training_configs": kinds["training_config"],
         "sources": kinds["source"],
@@ -126,8 +129,12 @@ def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) 
     if s["infos"]:
         parts.append(f"{s['infos']} info")
     line = f"Found {', '.join(parts)} in {checked or 'the given paths'}."
-    if s["fixable"]:
-        line += f" {s['fixable']} fixable with `ttsdoctor fix`."
+    safe = s["fixable"] - s["fixable_unsafe"]
+    if safe:
+        line += f" {safe} fixable with `ttsdoctor fix`"
+        line += f" ({s['fixable_unsafe']} more with `--unsafe-fixes`)." if s["fixable_unsafe"] else "."
+    elif s["fixable_unsafe"]:
+        line += f" {s['fixable_unsafe']} fixable with `ttsdoctor fix --unsafe-fixes`."
     stream.write(paint(line, _BOLD) + "\n")
 
 
