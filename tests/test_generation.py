@@ -8,12 +8,11 @@ import os
 import shutil
 
 import pytest
+import transformers
 from conftest import ROOT, run_main
 
 from ttsdoctor import environment
 from ttsdoctor.checks import attention
-
-transformers = pytest.importorskip("transformers")
 
 
 def _findings(*paths: str) -> list[dict]:

@@ -177,7 +177,6 @@ def test_no_network_during_check_fix_and_smoke(tmp_path, monkeypatch) -> None:
     shutil.copytree(os.path.join(FIXTURES, "TOK001/bad/outetts-pad-eos-0"), tmp_path / "m")
     assert run_main("check", str(tmp_path / "m"))[0] == 1
     assert run_main("fix", str(tmp_path / "m"), "--apply")[0] == 0
-    pytest.importorskip("transformers")
     from tiny_models import EOT, IM_END, build
 
     model = build(tmp_path / "tiny", pad=EOT, eos=IM_END)

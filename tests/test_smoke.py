@@ -7,14 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT, run_main
+from tiny_models import EOT, IM_END, build
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from tiny_models import EOT, IM_END, build  # noqa: E402
-
-from ttsdoctor import smoke  # noqa: E402
+from ttsdoctor import smoke
 
 
 def status(report: smoke.SmokeReport, name: str) -> bool | None:

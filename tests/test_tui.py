@@ -8,7 +8,6 @@ import os
 import shutil
 import threading
 
-import pytest
 from conftest import ROOT
 from textual.widgets import Markdown, RichLog, Static, Tree
 
@@ -216,7 +215,6 @@ def test_first_screen_appears_before_the_check_finishes(tmp_path, monkeypatch) -
 
 
 def test_smoke_runs_in_a_worker_with_progress_and_log(tmp_path) -> None:
-    pytest.importorskip("transformers")
     from tiny_models import EOT, IM_END, build
 
     model = build(tmp_path / "m", pad=IM_END, eos=IM_END)

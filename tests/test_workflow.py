@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from conftest import ROOT, run_cli, run_main
 
 OUTETTS = os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0")
@@ -166,7 +165,6 @@ def _git(repo, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="git is part of the CI machine")
 def test_real_pre_commit_try_repo_fails_broken_commit_and_passes_fixed(tmp_path) -> None:
     pre_commit = [sys.executable, "-m", "pre_commit"]
     repo = tmp_path / "repo"
