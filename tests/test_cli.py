@@ -75,6 +75,16 @@ def test_summary_says_which_fixes_need_unsafe_fixes() -> None:
     assert payload["summary"]["fixable"] == 7 and payload["summary"]["fixable_unsafe"] == 1
 
 
+def test_hard_exit_loses_no_output(tmp_path) -> None:
+    """`check` leaves with os._exit: everything written to a pipe or to -o must still arrive."""
+    code, out, _ = run_cli("check", "fixtures/TOK001", "fixtures/VOC001", "--format", "json")
+    assert code == 1
+    payload = json.loads(out)
+    assert len(payload["findings"]) >= 30 and payload["summary"]["errors"] > 0
+    code, out, _ = run_cli("check", "fixtures/TOK001", "--format", "sarif", "-o", str(tmp_path / "r.sarif"))
+    assert code == 1 and json.loads((tmp_path / "r.sarif").read_text())["runs"][0]["results"]
+
+
 def test_absolute_paths_stay_absolute() -> None:
     path = os.path.join(ROOT, OUTETTS)
     payload = json.loads(run_main("check", path, "--format", "json")[1])

@@ -1,3 +1,3 @@
-from ttsdoctor.cli import main
+from ttsdoctor.cli import main_exit
 
-raise SystemExit(main())
+main_exit()
