@@ -15,12 +15,12 @@ from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import load_config, scopes
 from ttsdoctor.artifacts.jsonfile import key_positions, load_json
 from ttsdoctor.artifacts.model_dir import load_model_dir
+from ttsdoctor.artifacts.pickles import read_pickle_checkpoint
 from ttsdoctor.artifacts.source import load_source
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_bundle
 from ttsdoctor.artifacts.training_config import load_training_config
 from ttsdoctor.artifacts.weights import (
     load_sharded_safetensors,
-    read_pickle_checkpoint,
     read_safetensors_header,
     text_embedding,
     text_head,

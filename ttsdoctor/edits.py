@@ -332,7 +332,7 @@ def _pickle_resize_writer(path: str, resizes: list[ResizeTensor]):
     tensor-rebuilding globals, and only then loaded with `torch.load(weights_only=True)`: no code in the file
     can run. Everything else in the checkpoint (nested dicts, configs, other tensors) is saved back as loaded.
     """
-    from ttsdoctor.artifacts.weights import read_pickle_checkpoint
+    from ttsdoctor.artifacts.pickles import read_pickle_checkpoint
 
     _check_pickle_rewritable(path, read_pickle_checkpoint(path))
     import torch  # only here: rewriting a pickle checkpoint is the one fix that needs it

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 from ttsdoctor.artifacts.model_dir import ModelDir
@@ -113,9 +111,13 @@ def gpu_compute_capabilities() -> tuple[tuple[str, float], ...] | None:
             return ((name or "GPU", float(cap)),)
         except ValueError:
             return None
+    import shutil
+
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
+    import subprocess  # only to ask nvidia-smi
+
     try:
         out = subprocess.run(
             [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
