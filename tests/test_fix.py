@@ -134,6 +134,25 @@ def test_unsafe_resize_needs_flag_and_grows_with_mean_rows(tmp_path) -> None:
     assert not [f for f in result.findings if f.severity is Severity.ERROR]
 
 
+def test_head_bias_grows_with_the_head(tmp_path) -> None:
+    """A 1-D lm_head.bias has a row per id too: the pad fix grows it with the mean bias."""
+    from safetensors.numpy import load_file, save_file
+
+    model = _exact_rows_model(tmp_path)
+    path = os.path.join(model, "model.safetensors")
+    tensors = load_file(path)
+    bias = np.random.default_rng(0).standard_normal(339).astype(tensors["lm_head.weight"].dtype)
+    save_file({**tensors, "lm_head.bias": bias}, path)
+    code, out = run_main("fix", model, "--apply", "--unsafe-fixes", "--select", "TOK001")
+    assert code in (0, 1), out
+    grown = load_file(path)
+    assert grown["lm_head.bias"].shape == (340,)
+    np.testing.assert_array_equal(grown["lm_head.bias"][:339], bias)
+    np.testing.assert_allclose(grown["lm_head.bias"][339], bias.astype(np.float64).mean(), rtol=1e-3)
+    result = engine.run(ALL_RULES, discover([model]))
+    assert not [f for f in result.findings if f.severity is Severity.ERROR]
+
+
 def test_json_edits_keep_order_indent_and_trailing_newline() -> None:
     text = '{\n    "b": 1,\n    "a": {\n        "x": [1, 2]\n    },\n    "c": "é"\n}\n'
     assert set_json_value(text, "/b", 5) == text.replace('"b": 1', '"b": 5')

@@ -353,3 +353,11 @@ def text_embedding(tensors: dict[str, TensorInfo]) -> TensorInfo | None:
 def text_head(tensors: dict[str, TensorInfo]) -> TensorInfo | None:
     """The output head over the same vocabulary, found by name."""
     return _pick(tensors, HEAD_SUFFIXES)
+
+
+def head_bias(tensors: dict[str, TensorInfo], head: TensorInfo | None) -> TensorInfo | None:
+    """The 1-D bias next to the head weight (XTTS: gpt.text_head.bias), which has a row per id too."""
+    if head is None or not head.name.endswith(".weight"):
+        return None
+    bias = tensors.get(head.name[: -len("weight")] + "bias")
+    return bias if bias is not None and len(bias.shape) == 1 else None

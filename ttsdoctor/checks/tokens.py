@@ -10,7 +10,7 @@ from typing import Any
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
-from ttsdoctor.artifacts.weights import resizable
+from ttsdoctor.artifacts.weights import head_bias, resizable
 from ttsdoctor.checks import pysource
 from ttsdoctor.finding import AddSpecialToken, Applicability, Edit, Finding, Fix, ResizeTensor, SetJsonValue, Severity
 from ttsdoctor.rule import Rule
@@ -123,7 +123,7 @@ def pad_fix(model: ModelDir) -> Fix | None:
     if embedding is not None and embedding.rows is not None and new_id >= embedding.rows:
         multiple = next((m for m in (128, 64) if embedding.rows % m == 0), 1)
         rows = -(-(new_id + 1) // multiple) * multiple
-        tensors = [t for t in (embedding, head) if t is not None]
+        tensors = [t for t in (embedding, head, head_bias(model.tensors, head)) if t is not None]
         if not all(resizable(t, model.weights) for t in tensors):
             return None  # the new id would index past weights we cannot rewrite
         edits += [ResizeTensor(t.path, t.name, rows, tokenizer.file.id_count) for t in tensors]

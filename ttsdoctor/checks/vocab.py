@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
-from ttsdoctor.artifacts.weights import TensorInfo, Weights, resizable, text_embedding, text_head
+from ttsdoctor.artifacts.weights import TensorInfo, Weights, head_bias, resizable, text_embedding, text_head
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
@@ -44,14 +44,6 @@ class VocabView:
         return tuple(s for s in self.rows if s.kind == "embedding")
 
 
-def _head_bias(tensors: dict[str, TensorInfo], head: TensorInfo | None) -> TensorInfo | None:
-    """The 1-D bias next to the head weight (XTTS: gpt.text_head.bias)."""
-    if head is None or not head.name.endswith(".weight"):
-        return None
-    bias = tensors.get(head.name[: -len("weight")] + "bias")
-    return bias if bias is not None and len(bias.shape) == 1 else None
-
-
 def _tensor_sizes(weights: Weights | None) -> list[Size]:
     if weights is None:
         return []
@@ -63,7 +55,7 @@ def _tensor_sizes(weights: Weights | None) -> list[Size]:
         for kind, tensor in (
             ("embedding", text_embedding(tensors)),
             ("head", head),
-            ("head", _head_bias(tensors, head)),
+            ("head", head_bias(tensors, head)),
         ):
             if tensor is not None and tensor.rows is not None:
                 shape = list(tensor.shape)
