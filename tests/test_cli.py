@@ -85,6 +85,28 @@ def test_hard_exit_loses_no_output(tmp_path) -> None:
     assert code == 1 and json.loads((tmp_path / "r.sarif").read_text())["runs"][0]["results"]
 
 
+def test_closed_pipe_keeps_the_exit_code() -> None:
+    """`ttsdoctor check . | head` under `set -o pipefail` must still fail CI when there are findings."""
+    full = subprocess.run(
+        [sys.executable, "-m", "ttsdoctor", "check", "fixtures", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
+    assert len(full.stdout) > 1 << 16  # more than a pipe holds (64 KiB on Linux): the writer meets the closed pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ttsdoctor", "check", "fixtures", "--format", "json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.read(10)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == full.returncode == 2
+    assert b"Traceback" not in err
+
+
 def test_absolute_paths_stay_absolute() -> None:
     path = os.path.join(ROOT, OUTETTS)
     payload = json.loads(run_main("check", path, "--format", "json")[1])

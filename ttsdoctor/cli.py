@@ -6,6 +6,7 @@ This module must stay light: no torch, no transformers, no textual at import tim
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -203,7 +204,9 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"ttsdoctor: error: cannot write {args.output}: {exc.strerror}\n")
             return EXIT_ERROR
     else:
-        _write_report(result, args.format, out)
+        # `ttsdoctor check . | head`: the reader may leave early; the exit code still tells CI the verdict
+        with contextlib.suppress(BrokenPipeError):
+            _write_report(result, args.format, out)
     for problem in result.internal_errors:
         sys.stderr.write(f"ttsdoctor: internal error (please report): {problem}\n")
     if result.unreadable or result.internal_errors:
