@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttsdoctor.artifacts.jsonfile import escape_pointer_part
 from ttsdoctor.finding import (
@@ -24,6 +24,9 @@ from ttsdoctor.finding import (
     SetJsonValue,
     SetYamlValue,
 )
+
+if TYPE_CHECKING:
+    from ttsdoctor.artifacts.weights import WeightFile
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
 
@@ -303,17 +306,14 @@ def resize_plan(path: str, resizes: list[ResizeTensor]) -> list[str]:
     return out
 
 
-def _check_pickle_rewritable(path: str, source: Any) -> None:
+def _check_pickle_rewritable(path: str, source: WeightFile) -> None:
     import importlib.util
 
-    from ttsdoctor.artifacts.weights import SAFE_PICKLE_GLOBALS
+    from ttsdoctor.artifacts.weights import pickle_rewrite_refusal
 
-    if source.format != "torch-zip":
-        raise EditError(f"{path} is a legacy pickle checkpoint: re-save it with torch.save to resize it")
-    unknown = sorted(set(source.pickle_globals) - SAFE_PICKLE_GLOBALS)
-    if unknown:
-        names = ", ".join(f"{m}.{n}" for m, n in unknown[:3])
-        raise EditError(f"{path} pickles more than tensors ({names}): not rewritten")
+    refusal = pickle_rewrite_refusal(source)
+    if refusal is not None:
+        raise EditError(f"{path} {refusal}")
     if importlib.util.find_spec("torch") is None:
         raise EditError(f"rewriting {path} needs torch: pip install 'ttsdoctor[smoke]'")
 

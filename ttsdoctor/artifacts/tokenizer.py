@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes, regular_file_size
-from ttsdoctor.artifacts.jsonfile import JsonDoc, load_json
+from ttsdoctor.artifacts.jsonfile import JsonDoc, load_json, parse_json_text
 
 MAX_TOKENIZER_BYTES = 1 << 30
 TOKENIZER_FILES = (
@@ -242,17 +242,7 @@ def load_tokenizer_json(path: str) -> TokenizerFile:
 
 def _explain_unloadable(path: str, raw: bytes, exc: Exception) -> NoReturn:
     """Raise an ArtifactError that says why the tokenizers library refused the file."""
-    text = decode_utf8(path, raw)
-    if not text.strip():
-        raise ArtifactError(path, "file is empty")
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as jexc:
-        raise ArtifactError(
-            path, f"invalid JSON: {jexc.msg} (line {jexc.lineno}, column {jexc.colno})", jexc.lineno, jexc.colno
-        ) from None
-    except RecursionError:
-        raise ArtifactError(path, "invalid JSON: nested too deeply to read") from None
+    parse_json_text(path, decode_utf8(path, raw))  # empty or invalid JSON: its own message, line and column
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     raise ArtifactError(path, f"the tokenizers library cannot load it: {detail}") from None
 

@@ -97,6 +97,11 @@ class WeightFile:
     metadata: dict[str, Any] = field(default_factory=dict)
     pickle_globals: tuple[tuple[str, str], ...] = ()  # every global a pickle names, in order
 
+    @property
+    def unsafe_globals(self) -> tuple[tuple[str, str], ...]:
+        """The globals beyond tensor rebuilding (each once, first seen first): SEC001 reports them, fix refuses."""
+        return tuple(dict.fromkeys(g for g in self.pickle_globals if g not in SAFE_PICKLE_GLOBALS))
+
 
 @dataclass
 class Weights:
@@ -286,12 +291,19 @@ def resizable(tensor: TensorInfo, weights: Weights | None) -> bool:
     if tensor.path.endswith(".safetensors"):
         return True
     source = next((wf for wf in weights.files if wf.path == tensor.path), None)
-    return (
-        source is not None
-        and source.format == "torch-zip"
-        and bool(source.pickle_globals)
-        and set(source.pickle_globals) <= SAFE_PICKLE_GLOBALS
-    )
+    return source is not None and pickle_rewrite_refusal(source) is None
+
+
+def pickle_rewrite_refusal(source: WeightFile) -> str | None:
+    """Why `fix` will not rewrite this pickle checkpoint, or None when it may."""
+    if source.format != "torch-zip":
+        return "is a legacy pickle checkpoint: re-save it with torch.save to resize it"
+    if not source.pickle_globals:
+        return "holds no tensors"
+    unsafe = source.unsafe_globals
+    if unsafe:
+        return f"pickles more than tensors ({', '.join(f'{m}.{n}' for m, n in sorted(unsafe)[:3])}): not rewritten"
+    return None
 
 
 # --- which tensors hold the text vocabulary --------------------------------------------------

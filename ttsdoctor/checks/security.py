@@ -8,7 +8,7 @@ from typing import Any
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.artifacts.weights import SAFE_PICKLE_GLOBALS, WeightFile
+from ttsdoctor.artifacts.weights import WeightFile
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
@@ -83,7 +83,7 @@ class UnsafePickle(Rule):
         for wf in _weight_files(target):
             if wf.format == "safetensors":
                 continue
-            unsafe = list(dict.fromkeys(g for g in wf.pickle_globals if g not in SAFE_PICKLE_GLOBALS))
+            unsafe = wf.unsafe_globals
             if not unsafe:
                 continue
             dangerous = [g for g in unsafe if _dangerous(*g)]
