@@ -18,6 +18,7 @@ from ttsdoctor import __version__
 if TYPE_CHECKING:
     from ttsdoctor.discover import Target
     from ttsdoctor.engine import CheckResult
+    from ttsdoctor.finding import Finding
     from ttsdoctor.rule import Rule
     from ttsdoctor.settings import Settings
     from ttsdoctor.smoke import SmokeReport
@@ -262,6 +263,7 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
                     f"{report.location_text(finding)}: {finding.rule_id} fix not planned ({reason}): "
                     f"{finding.fix.title if finding.fix else ''}\n"
                 )
+        _write_by_hand(result.findings, out)
         count = len(planned.fixes)
         if planned.empty:
             out.write("No fixes to apply.\n")
@@ -291,6 +293,7 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_ERROR
     remaining = outcome.result.findings if outcome.result is not None else []
     blocking = [f for f in remaining if f.severity.value in ("error", "warning")]
+    _write_by_hand(blocking, out)
     n = len(outcome.applied)
     out.write(
         f"Applied {n} fix{'es' if n != 1 else ''}; {len(blocking)} finding"
@@ -299,6 +302,20 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         + "\n"
     )
     return EXIT_FINDINGS if blocking else EXIT_CLEAN
+
+
+def _write_by_hand(findings: list[Finding], out: TextIO) -> None:
+    """Findings whose fix ttsdoctor cannot apply, with what to do (a display-only fix says why)."""
+    from ttsdoctor import report
+    from ttsdoctor.finding import Applicability
+
+    seen = set()
+    for finding in findings:
+        fix = finding.fix
+        if fix is None or fix.applicability is not Applicability.DISPLAY_ONLY or fix.title in seen:
+            continue
+        seen.add(fix.title)
+        out.write(f"{report.location_text(finding)}: {finding.rule_id} not fixed automatically: {fix.title}\n")
 
 
 def _fix_with_proof(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from ttsdoctor.checks.artifacts import MalformedValue, MissingNamedFile, UnreadableArtifact
+from ttsdoctor.checks.artifacts import (
+    IncompleteRead,
+    LfsPointerFile,
+    MalformedValue,
+    MissingNamedFile,
+    UnreadableArtifact,
+)
 from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
 from ttsdoctor.checks.codec import AudioTokenRange, CodebookRows, CodecMismatch
 from ttsdoctor.checks.environment import Bf16Unsupported, TransformersTooOld
@@ -15,7 +21,7 @@ from ttsdoctor.checks.generation import (
 )
 from ttsdoctor.checks.layouts import F5Vocab, XttsAudioTokens
 from ttsdoctor.checks.positions import PositionOverflow
-from ttsdoctor.checks.security import EvaluatedString, PathEscape, RemoteCode, UnsafePickle
+from ttsdoctor.checks.security import AmbiguousPickle, EvaluatedString, PathEscape, RemoteCode, UnsafePickle
 from ttsdoctor.checks.suppressions import UnusedSuppression
 from ttsdoctor.checks.tokens import (
     AddedTokenIdMismatch,
@@ -40,6 +46,8 @@ ALL_RULES: tuple[Rule, ...] = (
     UnreadableArtifact(),
     MalformedValue(),
     MissingNamedFile(),
+    LfsPointerFile(),
+    IncompleteRead(),
     PadIsEos(),
     PadIsEosInSource(),
     SpecialIdOutOfRange(),
@@ -71,6 +79,7 @@ ALL_RULES: tuple[Rule, ...] = (
     RemoteCode(),
     EvaluatedString(),
     PathEscape(),
+    AmbiguousPickle(),
     TransformersTooOld(),
     Bf16Unsupported(),
     UnusedSuppression(),

@@ -15,6 +15,38 @@ class ArtifactError(Exception):
         self.column = column
 
 
+class LfsPointer(ArtifactError):
+    """A Git LFS pointer file standing where the real file belongs (a clone without `git lfs pull`)."""
+
+    def __init__(self, path: str, object_size: int | None):
+        self.object_size = object_size
+        size = f" of {_human_bytes(object_size)}" if object_size is not None else ""
+        super().__init__(path, f"is a Git LFS pointer (to an object{size}), not the file itself: run `git lfs pull`")
+
+
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+MAX_LFS_POINTER = 1024  # git-lfs writes ~130 bytes; it never treats a file above 1024 bytes as a pointer
+
+
+def check_lfs_pointer(path: str, head: bytes, size: int) -> None:
+    """Raise LfsPointer when the file (its first bytes `head`, its `size`) is a Git LFS pointer."""
+    if size > MAX_LFS_POINTER or not head.startswith(LFS_POINTER_PREFIX):
+        return
+    object_size = None
+    for line in head.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "size" and value.strip().isdigit():
+            object_size = int(value.strip())
+    raise LfsPointer(path, object_size)
+
+
+def _human_bytes(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def regular_file_size(path: str) -> int:
     """The size of a regular file; ArtifactError for a missing file, a directory or a special file."""
     try:
@@ -30,6 +62,18 @@ def regular_file_size(path: str) -> int:
     return st.st_size
 
 
+def refuse_lfs_pointer(path: str, size: int) -> None:
+    """Read the head of a small file and raise LfsPointer when it is a Git LFS pointer (binary formats)."""
+    if size > MAX_LFS_POINTER:
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MAX_LFS_POINTER)
+    except OSError:
+        return  # the format's own reader reports it
+    check_lfs_pointer(path, head, size)
+
+
 def read_bytes(path: str, limit: int) -> bytes:
     """Read a whole regular file, refusing directories, special files and files above `limit` bytes."""
     size = regular_file_size(path)
@@ -37,11 +81,13 @@ def read_bytes(path: str, limit: int) -> bytes:
         raise ArtifactError(path, f"is {size} bytes, above the {limit}-byte limit for this kind of file")
     try:
         with open(path, "rb") as fh:
-            return fh.read(limit + 1)
+            data = fh.read(limit + 1)
     except PermissionError:
         raise ArtifactError(path, "permission denied") from None
     except OSError as exc:
         raise ArtifactError(path, f"cannot read: {exc.strerror or exc}") from None
+    check_lfs_pointer(path, data, len(data))
+    return data
 
 
 def decode_utf8(path: str, data: bytes) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError, regular_file_size
+from ttsdoctor.artifacts.errors import ArtifactError, refuse_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, TokenizerFile
@@ -39,7 +39,7 @@ def _scalar(reader: Any, key: str) -> Any:
 def load_gguf(path: str) -> ModelDir:
     model = ModelDir(path=path, names=[os.path.basename(path)])
     try:
-        regular_file_size(path)
+        refuse_lfs_pointer(path, regular_file_size(path))
         from gguf import GGUFReader
 
         reader = GGUFReader(path)

@@ -91,8 +91,11 @@ MODEL_FILES = (
 
 
 def is_model_dir(names: list[str]) -> bool:
+    """A folder with model files; weights alone count (a run folder of .pth checkpoints, a bare state dict)."""
     return any(
-        n in MODEL_FILES or n in ("vocab.json", "vocab.txt") or n.endswith((".safetensors", ".safetensors.index.json"))
+        n in MODEL_FILES
+        or n in ("vocab.json", "vocab.txt")
+        or n.endswith((".safetensors", ".safetensors.index.json", ".pt", ".pth", ".ckpt", ".bin"))
         for n in names
     )
 

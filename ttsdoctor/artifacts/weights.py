@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError, regular_file_size
+from ttsdoctor.artifacts.errors import ArtifactError, refuse_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.jsonfile import load_json
 
 MAX_HEADER_BYTES = 100 << 20  # the safetensors library refuses larger headers too
@@ -54,24 +54,93 @@ TORCH_STORAGE_DTYPES = {
     "ComplexFloatStorage": "C64",
 }
 
-# Globals that only rebuild tensors and containers. Anything else in a pickle is reported.
+# Globals that only rebuild tensors and containers: what torch.load(weights_only=True) accepts (torch 2.13's
+# `_get_allowed_globals`), plus frozenset, slice and torch.dtype. Anything else in a pickle is reported.
+_TENSOR_TYPES = ("BFloat16", "Bool", "Byte", "Char", "Double", "Float", "Half", "Int", "Long", "Short")
+_TORCH_DTYPES = [
+    "bfloat16",
+    "bits16",
+    "bits1x8",
+    "bits2x4",
+    "bits4x2",
+    "bits8",
+    "bool",
+    "complex128",
+    "complex32",
+    "complex64",
+    "float16",
+    "float32",
+    "float64",
+    "float4_e2m1fn_x2",
+    "float8_e4m3fn",
+    "float8_e4m3fnuz",
+    "float8_e5m2",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+    "qint32",
+    "qint8",
+    "quint2x4",
+    "quint4x2",
+    "quint8",
+    "per_channel_affine",
+    "per_channel_affine_float_qparams",
+    "per_channel_symmetric",
+    "per_tensor_affine",
+    "per_tensor_symmetric",
+    "Size",
+    "Tensor",
+    "device",
+    "dtype",
+    "half",
+    "float",
+    "double",
+    "long",
+    "int",
+    "short",
+] + [f"{kind}{bits}" for kind in ("int", "uint") for bits in (1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64)]
+_REBUILDERS = [
+    "_rebuild_device_tensor_from_cpu_tensor",
+    "_rebuild_device_tensor_from_numpy",
+    "_rebuild_meta_tensor_no_storage",
+    "_rebuild_nested_tensor",
+    "_rebuild_parameter",
+    "_rebuild_parameter_with_state",
+    "_rebuild_qtensor",
+    "_rebuild_sparse_tensor",
+    "_rebuild_tensor",
+    "_rebuild_tensor_v2",
+    "_rebuild_tensor_v3",
+    "_rebuild_wrapper_subclass",
+]
 SAFE_PICKLE_GLOBALS = frozenset(
     {
         ("collections", "OrderedDict"),
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch._utils", "_rebuild_parameter"),
-        ("torch._utils", "_rebuild_parameter_with_state"),
-        ("torch", "Size"),
-        ("torch", "device"),
-        ("torch._tensor", "_rebuild_from_type_v2"),
-        ("torch.nn.parameter", "Parameter"),
+        ("collections", "Counter"),
+        ("_codecs", "encode"),
+        ("builtins", "bytearray"),
+        ("builtins", "complex"),
         ("builtins", "set"),
         ("builtins", "frozenset"),
         ("builtins", "slice"),
-        ("torch", "dtype"),
+        ("torch.nn.parameter", "Parameter"),
+        ("torch.serialization", "_get_layout"),
+        ("torch._tensor", "_rebuild_from_type_v2"),
+        ("torch.storage", "TypedStorage"),
+        ("torch.storage", "UntypedStorage"),
     }
+    | {("torch._utils", name) for name in _REBUILDERS}
+    | {("torch", name) for name in _TORCH_DTYPES}
     | {("torch", name) for name in TORCH_STORAGE_DTYPES}
-    | {("torch", name) for name in ("float32", "float16", "bfloat16", "int64", "int32", "bool", "uint8")}
+    | {("torch", f"{t}Storage") for t in (*_TENSOR_TYPES, "ComplexDouble", "ComplexFloat", "QInt32", "QInt8")}
+    | {("torch", f"{t}Storage") for t in ("QUInt2x4", "QUInt4x2", "QUInt8")}
+    | {
+        (module, f"{t}{kind}")
+        for module in ("torch", "torch.cuda")
+        for t in _TENSOR_TYPES
+        for kind in ("Tensor", "Storage")
+    }
+    | {(module, f"{t}Tensor") for module in ("torch.sparse", "torch.cuda.sparse") for t in _TENSOR_TYPES}
+    | {("torch.cuda", "ComplexDoubleStorage"), ("torch.cuda", "ComplexFloatStorage")}
 )
 
 
@@ -96,6 +165,10 @@ class WeightFile:
     tensors: dict[str, TensorInfo]
     metadata: dict[str, Any] = field(default_factory=dict)
     pickle_globals: tuple[tuple[str, str], ...] = ()  # every global a pickle names, in order
+    pickle_members: tuple[str, ...] = ()  # which pickles of the file were read (torch's choice first)
+    ambiguities: tuple[str, ...] = ()  # ways in which torch and other readers may see different pickles
+    unchecked: tuple[str, ...] = ()  # what ttsdoctor could not rebuild (torch may), and so was not checked
+    damaged: tuple[str, ...] = ()  # pickles that torch cannot read either (no STOP, invalid opcodes)
 
     @property
     def unsafe_globals(self) -> tuple[tuple[str, str], ...]:
@@ -105,9 +178,15 @@ class WeightFile:
 
 @dataclass
 class Weights:
-    files: list[WeightFile] = field(default_factory=list)
+    files: list[WeightFile] = field(default_factory=list)  # what transformers would load
     index_path: str | None = None
     errors: list[ArtifactError] = field(default_factory=list)
+    # other pickle files beside them (optimizer.pt, rng_state.pth, training_args.bin): read for security only
+    extras: list[WeightFile] = field(default_factory=list)
+
+    @property
+    def pickle_files(self) -> list[WeightFile]:
+        return [wf for wf in (*self.files, *self.extras) if wf.format not in ("safetensors", "gguf")]
 
     @property
     def tensors(self) -> dict[str, TensorInfo]:
@@ -122,6 +201,7 @@ class Weights:
 
 def read_safetensors_header(path: str) -> WeightFile:
     size = regular_file_size(path)
+    refuse_lfs_pointer(path, size)
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -252,24 +332,48 @@ def load_weight_file(path: str) -> WeightFile:
     return read_pickle_checkpoint(path)
 
 
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def _is_weight_name(directory: str, name: str) -> bool:
+    if not name.endswith(WEIGHT_SUFFIXES):
+        return False
+    if not name.endswith(".bin"):
+        return True
+    from ttsdoctor.artifacts.pickles import looks_like_checkpoint  # many .bin files are raw data, not pickles
+
+    return looks_like_checkpoint(os.path.join(directory, name))
+
+
 def load_weights_in_dir(directory: str, names: list[str]) -> Weights | None:
-    """The weights of a model directory: the sharded index if any, else every weight file."""
+    """The weights of a model directory: the sharded index if any, else every weight file (safetensors first,
+    as transformers prefers them). Every other pickle file beside them is read too, for the security rules."""
+    files = sorted(n for n in names if _is_weight_name(directory, n))
     index = [n for n in names if n.endswith(".safetensors.index.json")]
     if index:
         path = os.path.join(directory, sorted(index)[0])
         try:
-            return load_sharded_safetensors(path)
+            weights = load_sharded_safetensors(path)
         except ArtifactError as exc:
-            return Weights(index_path=path, errors=[exc])
-    files = sorted(n for n in names if n.endswith(WEIGHT_SUFFIXES) and not n.startswith("training_args"))
-    safes = [n for n in files if n.endswith(".safetensors")]
-    chosen = safes or files  # transformers prefers safetensors when both exist
-    if not chosen:
-        return None
-    weights = Weights()
-    for name in chosen:
+            weights = Weights(index_path=path, errors=[exc])
+        chosen = {os.path.basename(wf.path) for wf in weights.files}
+    else:
+        safes = [n for n in files if n.endswith(".safetensors")]
+        chosen_names = safes or [n for n in files if not n.startswith("training_args")]
+        if not files:
+            return None
+        weights = Weights()
+        for name in chosen_names:
+            try:
+                weights.files.append(load_weight_file(os.path.join(directory, name)))
+            except ArtifactError as exc:
+                weights.errors.append(exc)
+        chosen = set(chosen_names)
+    for name in files:
+        if name in chosen or not name.endswith(PICKLE_SUFFIXES):
+            continue
         try:
-            weights.files.append(load_weight_file(os.path.join(directory, name)))
+            weights.extras.append(load_weight_file(os.path.join(directory, name)))
         except ArtifactError as exc:
             weights.errors.append(exc)
     return weights
@@ -281,17 +385,31 @@ RESIZABLE_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 def resizable(tensor: TensorInfo, weights: Weights | None) -> bool:
-    """Whether `fix` can grow this tensor's first dimension.
+    """Whether `fix` can grow this tensor's first dimension."""
+    return resize_refusal(tensor, weights) is None
+
+
+def resize_refusal(tensor: TensorInfo, weights: Weights | None) -> str | None:
+    """Why `fix` cannot grow this tensor's first dimension, or None when it can.
 
     safetensors files are rewritten from their header; a pickle checkpoint only when it is a torch zip whose
     pickle names nothing but tensor-rebuilding globals (what `torch.load(weights_only=True)` accepts).
     """
-    if len(tensor.shape) not in (1, 2) or tensor.dtype not in RESIZABLE_DTYPES or weights is None:
-        return False
+    name = os.path.basename(tensor.path)
+    if len(tensor.shape) not in (1, 2) or tensor.dtype not in RESIZABLE_DTYPES:
+        shape = f"{len(tensor.shape)}-D {tensor.dtype}"
+        return f"{tensor.name} in {name} is {shape}: only 1-D and 2-D float tensors are resized"
+    if weights is None:
+        return f"{name} was not read"
     if tensor.path.endswith(".safetensors"):
-        return True
+        return None
     source = next((wf for wf in weights.files if wf.path == tensor.path), None)
-    return source is not None and pickle_rewrite_refusal(source) is None
+    if source is None:
+        return f"{name} was not read"
+    if source.format == "gguf":
+        return f"{name} is a GGUF file: fix the checkpoint it was converted from, then convert it again"
+    refusal = pickle_rewrite_refusal(source)
+    return f"{name} {refusal}" if refusal is not None else None
 
 
 def pickle_rewrite_refusal(source: WeightFile) -> str | None:
@@ -302,7 +420,12 @@ def pickle_rewrite_refusal(source: WeightFile) -> str | None:
         return "holds no tensors"
     unsafe = source.unsafe_globals
     if unsafe:
-        return f"pickles more than tensors ({', '.join(f'{m}.{n}' for m, n in sorted(unsafe)[:3])}): not rewritten"
+        return (
+            f"pickles more than tensors ({', '.join(f'{m}.{n}' for m, n in sorted(unsafe)[:3])}), and rewriting it "
+            "means loading it: re-save it as a state dict or safetensors, then run fix again"
+        )
+    if source.unchecked or source.damaged or source.ambiguities:
+        return "was not read completely (ART005, SEC005): it is not rewritten"
     return None
 
 

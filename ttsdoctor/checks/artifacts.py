@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError
+from ttsdoctor.artifacts.errors import ArtifactError, LfsPointer
+from ttsdoctor.artifacts.weights import WeightFile
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
@@ -32,7 +34,74 @@ class UnreadableArtifact(Rule):
 
     def check(self, target: Any) -> Iterator[Finding]:
         for error in target.errors:
-            yield self.finding(error.problem, error.path, line=error.line, column=error.column)
+            if not isinstance(error, LfsPointer):
+                yield self.finding(error.problem, error.path, line=error.line, column=error.column)
+        if target.kind in ("model_dir", "training_config"):
+            for wf in _all_weight_files(target):
+                for problem in wf.damaged:
+                    yield self.finding(f"{os.path.basename(wf.path)}: {problem}", wf.path)
+
+
+# What could not be checked when a file of this kind is missing its content, for the LFS message.
+_RULES_THAT_READ = (
+    (
+        (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".gguf"),
+        "the embedding, head and security rules (VOC, COD002, POS001, SEC001)",
+    ),
+    (
+        ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer_config.json"),
+        "the tokenizer rules (TOK, VOC001, COD003)",
+    ),
+    ((".json", ".yaml", ".yml"), "the rules that read this config"),
+)
+
+
+class LfsPointerFile(Rule):
+    id = "ART004"
+    name = "lfs-pointer"
+    summary = "A Git LFS pointer file where weights, a tokenizer or a config belong (a clone without `git lfs pull`)"
+    severity = Severity.WARNING
+    targets = ALL_KINDS
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        for error in target.errors:
+            if not isinstance(error, LfsPointer):
+                continue
+            skipped = next(
+                (what for ends, what in _RULES_THAT_READ if error.path.endswith(ends)), "the rules that read it"
+            )
+            yield self.finding(
+                f"{error.problem}; {skipped} could not run on it",
+                error.path,
+                evidence={"object_size": error.object_size},
+            )
+
+
+class IncompleteRead(Rule):
+    id = "ART005"
+    name = "incomplete-read"
+    summary = "A checkpoint that could be read only in part: what was not read was not checked"
+    severity = Severity.WARNING
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        for wf in _all_weight_files(target):
+            for problem in wf.unchecked:
+                yield self.finding(
+                    f"{os.path.basename(wf.path)}: {problem}; the vocabulary rules saw only the tensors read "
+                    f"before it ({len(wf.tensors)})",
+                    wf.path,
+                    evidence={"problem": problem, "tensors_read": len(wf.tensors)},
+                )
+
+
+def _all_weight_files(target: Any) -> list[WeightFile]:
+    """Every weight file a target read: the model's weights and the pickles beside them, or a config's named ones."""
+    if target.kind == "model_dir":
+        weights = [target.weights] if target.weights is not None else []
+    else:
+        weights = [named.weights for named in target.named("weights") if named.weights is not None]
+    return [wf for w in weights for wf in (*w.files, *w.extras)]
 
 
 class MalformedValue(Rule):

@@ -7,69 +7,140 @@ from collections.abc import Iterator
 from typing import Any
 
 from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.pickle_scan import UNKNOWN
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.artifacts.weights import WeightFile
+from ttsdoctor.artifacts.weights import SAFE_PICKLE_GLOBALS, WeightFile
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
-DANGEROUS_MODULES = (
-    "os",
-    "posix",
-    "nt",
-    "subprocess",
-    "sys",
-    "shutil",
-    "socket",
-    "runpy",
-    "importlib",
-    "pty",
-    "webbrowser",
-    "code",
-    "pickle",
-    "marshal",
-    "ctypes",
-    "requests",
-    "urllib",
-    "http",
-    "asyncio",
-    "multiprocessing",
-    "pathlib",
-    "tempfile",
-    "signal",
+# Modules whose callables can run commands, code, or touch files and the network when a pickle calls them.
+DANGEROUS_MODULES = frozenset(
+    {
+        "os",
+        "posix",
+        "nt",
+        "subprocess",
+        "sys",
+        "shutil",
+        "socket",
+        "runpy",
+        "importlib",
+        "imp",
+        "zipimport",
+        "pty",
+        "webbrowser",
+        "code",
+        "codeop",
+        "pickle",
+        "_pickle",
+        "cPickle",
+        "dill",
+        "cloudpickle",
+        "joblib",
+        "shelve",
+        "marshal",
+        "ctypes",
+        "requests",
+        "urllib",
+        "urllib2",
+        "urllib3",
+        "httplib",
+        "http",
+        "httpx",
+        "aiohttp",
+        "ftplib",
+        "smtplib",
+        "telnetlib",
+        "xmlrpc",
+        "ssl",
+        "asyncio",
+        "multiprocessing",
+        "threading",
+        "_thread",
+        "concurrent",
+        "signal",
+        "tempfile",
+        "io",
+        "_io",
+        "timeit",
+        "cProfile",
+        "profile",
+        "pdb",
+        "bdb",
+        "trace",
+        "doctest",
+        "pydoc",
+        "venv",
+        "ensurepip",
+        "pip",
+        "setuptools",
+        "distutils",
+        "types",
+        "operator",
+        "commands",
+        "popen2",
+        "platform",
+        "sysconfig",
+        "pkgutil",
+        "inspect",
+        "gc",
+        "paramiko",
+        "sh",
+        "plumbum",
+    }
 )
-DANGEROUS_BUILTINS = (
-    "eval",
-    "exec",
-    "compile",
-    "open",
-    "getattr",
-    "setattr",
-    "__import__",
-    "globals",
-    "locals",
-    "breakpoint",
-    "input",
-    "delattr",
-    "vars",
-    "apply",
+DANGEROUS_QUALIFIED = (
+    "torch.hub",
+    "torch.jit",
+    "torch._inductor",
+    "torch._dynamo",
+    "torch.utils.cpp_extension",
+    "torch.ops",
+    "torch.serialization.load",
+    "torch.load",
+    "torch.save",
+    "numpy.load",
+    "numpy.testing",
+    "numpy.f2py",
+    "numpy.distutils",
+    "numpy.lib.npyio",
+    "pathlib.Path.write",
+    "pathlib.PosixPath.write",
 )
+DANGEROUS_BUILTINS = frozenset(
+    {
+        "eval", "exec", "execfile", "compile", "open", "file", "getattr", "setattr", "delattr", "__import__",
+        "globals", "locals", "vars", "breakpoint", "input", "apply", "reload", "help", "memoryview", "exit", "quit",
+    }
+)  # fmt: skip
 
 
 def _dangerous(module: str, name: str) -> bool:
-    root = module.split(".")[0]
-    if root in DANGEROUS_MODULES:
+    """Whether importing and calling this global can do harm by itself (commands, code, files, network)."""
+    if module == UNKNOWN or name == UNKNOWN or name.startswith("extension code"):
+        return True  # a name only running the pickle would reveal
+    if module.split(".")[0] in DANGEROUS_MODULES:
         return True
-    return root in ("builtins", "__builtin__") and name in DANGEROUS_BUILTINS
+    if module in ("builtins", "__builtin__"):
+        return name.split(".")[0] in DANGEROUS_BUILTINS or "." in name
+    qualified = f"{module}.{name}"
+    if qualified.startswith(DANGEROUS_QUALIFIED):
+        return True
+    # a dotted name walks attributes (protocol 4): Class.method reaches anything the class can reach
+    return "." in name and (module, name) not in SAFE_PICKLE_GLOBALS
 
 
-def _weight_files(target: Any) -> list[WeightFile]:
-    if isinstance(target, ModelDir):
-        return target.weights.files if target.weights is not None else []
-    out = []
-    for named in target.named("weights"):
-        if named.weights is not None:
-            out += named.weights.files
-    return out
+def _global_name(module: str, name: str) -> str:
+    if name.startswith("extension code"):
+        return f"a global registered under copyreg {name}"
+    if UNKNOWN in (module, name):
+        return "a global whose name is computed while loading"
+    return f"{module}.{name}"
+
+
+def _where(wf: WeightFile) -> str:
+    members = [m for m in wf.pickle_members if m != "byte 0"]
+    return f" (pickles read: {', '.join(members)})" if members and len(members) > 1 else ""
 
 
 class UnsafePickle(Rule):
@@ -80,30 +151,63 @@ class UnsafePickle(Rule):
     targets = ("model_dir", "training_config")
 
     def check(self, target: Any) -> Iterator[Finding]:
-        for wf in _weight_files(target):
-            if wf.format == "safetensors":
-                continue
+        for wf, loaded in _pickle_files(target):
             unsafe = wf.unsafe_globals
             if not unsafe:
                 continue
             dangerous = [g for g in unsafe if _dangerous(*g)]
-            names = ", ".join(f"{m}.{n}" for m, n in (dangerous or unsafe)[:4])
+            evidence = {"globals": [_global_name(m, n) for m, n in unsafe], "pickles": list(wf.pickle_members)}
             if dangerous:
+                names = ", ".join(_global_name(m, n) for m, n in dangerous[:4])
                 yield self.finding(
                     f"{os.path.basename(wf.path)} imports {names}: torch.load without weights_only "
-                    "runs this code when the checkpoint is loaded; do not load it, or convert a "
+                    f"runs this code when the checkpoint is loaded{_where(wf)}; do not load it, or convert a "
                     "trusted copy to safetensors",
                     wf.path,
-                    evidence={"globals": [f"{m}.{n}" for m, n in unsafe]},
+                    evidence=evidence,
                 )
-            else:
+            elif loaded:  # pickles beside the weights (optimizer.pt, training_args.bin) hold objects by design
+                names = ", ".join(f"{m}.{n}" for m, n in unsafe[:4])
                 yield self.finding(
                     f"{os.path.basename(wf.path)} imports {names}, outside the tensor allow-list: "
-                    "torch.load(weights_only=True) refuses it, and loading it without that flag "
-                    "trusts the file; prefer safetensors",
+                    "torch.load(weights_only=True) (the default since torch 2.6) refuses it, and loading it "
+                    "without that flag trusts the file; prefer safetensors",
                     wf.path,
-                    evidence={"globals": [f"{m}.{n}" for m, n in unsafe]},
+                    evidence=evidence,
                     severity=Severity.WARNING,
+                )
+
+
+def _pickle_files(target: Any) -> list[tuple[WeightFile, bool]]:
+    """(pickle file, whether it is the model's weights) for every pickle the target read."""
+    if isinstance(target, ModelDir):
+        weights = [target.weights] if target.weights is not None else []
+    else:
+        weights = [named.weights for named in target.named("weights") if named.weights is not None]
+    out = []
+    for w in weights:
+        out += [(wf, True) for wf in w.files if wf.format not in ("safetensors", "gguf")]
+        out += [(wf, False) for wf in w.extras]
+    return out
+
+
+class AmbiguousPickle(Rule):
+    id = "SEC005"
+    name = "ambiguous-checkpoint"
+    summary = (
+        "A checkpoint in which torch and other tools read different pickles (duplicate members, a zip behind a pickle)"
+    )
+    severity = Severity.ERROR
+    targets = ("model_dir", "training_config")
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        for wf, _loaded in _pickle_files(target):
+            for ambiguity in wf.ambiguities:
+                yield self.finding(
+                    f"{os.path.basename(wf.path)}: {ambiguity}; torch.save never writes this: treat the file as "
+                    "crafted (every candidate pickle was vetted by SEC001)",
+                    wf.path,
+                    evidence={"pickles": list(wf.pickle_members)},
                 )
 
 

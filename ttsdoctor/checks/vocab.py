@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
-from ttsdoctor.artifacts.weights import TensorInfo, Weights, head_bias, resizable, text_embedding, text_head
+from ttsdoctor.artifacts.weights import TensorInfo, Weights, head_bias, resize_refusal, text_embedding, text_head
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
@@ -154,7 +154,11 @@ def _resize_fix(target: Any, view: VocabView, ids: int) -> Fix | None:
     """
     if not isinstance(target, ModelDir):
         return None
-    tensors = [s.tensor for s in view.rows if s.tensor is not None and resizable(s.tensor, target.weights)]
+    refusals = [resize_refusal(s.tensor, target.weights) for s in view.rows if s.tensor is not None]
+    refusal = next((r for r in refusals if r is not None), None)
+    if refusal is not None:
+        return Fix(f"Grow the embedding and head by hand: {refusal}", Applicability.DISPLAY_ONLY, ())
+    tensors = [s.tensor for s in view.rows if s.tensor is not None]
     if not tensors or len(tensors) != len(view.rows):
         return None
     current = max(t.rows or 0 for t in tensors)
