@@ -106,6 +106,7 @@ def _actual_findings(case: Case) -> list[dict]:
                 "line": f.location.line,
                 "message": f.message.replace(case.path + os.sep, ""),
                 "fix": None if f.fix is None else f.fix.applicability.value,
+                **({"cell": f.location.cell} if f.location.cell is not None else {}),
             }
         )
     return out
@@ -114,7 +115,7 @@ def _actual_findings(case: Case) -> list[dict]:
 def fixable(case: Case) -> bool:
     """A bad case whose findings of its rule all carry a fix: it gets a <case>.fixed directory."""
     findings = actual_findings(case)
-    return case.kind == "bad" and bool(findings) and all(f["fix"] for f in findings)
+    return case.kind == "bad" and bool(findings) and all(f["fix"] not in (None, "display-only") for f in findings)
 
 
 def apply_fixes(case: Case, workdir: str) -> tuple[int, str]:

@@ -8,7 +8,7 @@ Paths stay as the user wrote them: relative stays relative.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ttsdoctor.artifacts.model_dir import MODEL_FILES, is_model_dir
 from ttsdoctor.artifacts.training_config import looks_like_training_config
@@ -50,6 +50,7 @@ MODEL_DIR_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".safetensors.index.json")
 class Target:
     kind: str  # "model_dir" | "gguf" | "training_config" | "source" | "missing" | "unsupported"
     path: str
+    root: str | None = field(default=None, compare=False)  # the path the user passed, a root for named files
 
 
 def _is_model_file(name: str) -> bool:
@@ -61,7 +62,7 @@ def _file_target(path: str) -> Target:
     parent = os.path.dirname(path) or "."
     if _is_model_file(name):
         return Target("model_dir", parent)
-    if name.endswith(".py"):
+    if name.endswith((".py", ".ipynb")):
         return Target("source", path)
     if name.endswith(".gguf"):
         return Target("gguf", path)
@@ -70,7 +71,21 @@ def _file_target(path: str) -> Target:
     return Target("unsupported", path)
 
 
+def _own_output(path: str) -> bool:
+    from ttsdoctor.artifacts.training_config import is_own_output
+
+    try:
+        with open(path, "rb") as fh:
+            return is_own_output(fh.read(4096).decode("utf-8", errors="replace"))
+    except OSError:
+        return False
+
+
 def _walk(root: str) -> list[Target]:
+    return [Target(t.kind, t.path, root) for t in _walk_tree(root)]
+
+
+def _walk_tree(root: str) -> list[Target]:
     found: list[Target] = []
     for walked, dirnames, filenames in os.walk(root, followlinks=False):
         directory = os.path.normpath(walked)  # "./models" -> "models": paths as a user would write them
@@ -83,7 +98,7 @@ def _walk(root: str) -> list[Target]:
             found.append(Target("model_dir", directory))
         for name in filenames:
             path = os.path.join(directory, name)
-            if name.endswith(".py"):
+            if name.endswith((".py", ".ipynb")):
                 found.append(Target("source", path))
             elif name.endswith(".gguf"):
                 found.append(Target("gguf", path))
@@ -111,6 +126,11 @@ def discover(paths: list[str], hook: bool = False) -> list[Target]:
             targets += _walk(path)
         else:
             target = _file_target(path)
+            if target.kind == "training_config":
+                if _own_output(path):
+                    target = Target("unsupported", path)
+                else:
+                    target = Target(target.kind, target.path, os.path.dirname(path) or ".")
             if hook and (
                 target.kind == "unsupported"
                 or (target.kind == "training_config" and not looks_like_training_config(path))

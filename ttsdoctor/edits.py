@@ -266,7 +266,31 @@ def apply_text(path: str, text: str, edits: list[Edit]) -> str:
         return apply_yaml(text, edits)
     if path.endswith(".py"):
         return apply_python(text, edits)
+    if path.endswith(".ipynb"):
+        return apply_notebook(text, edits)
     raise EditError(f"no applier for {path}")
+
+
+def apply_notebook(text: str, edits: list[Edit]) -> str:
+    """Python edits on a notebook's code (the virtual text its findings point into), written back cell by cell."""
+    from ttsdoctor.artifacts import notebook
+
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise EditError(f"the notebook is not valid JSON: {exc}") from None
+    virtual = notebook.build(data)
+    edited = apply_python(virtual.text, [e for e in edits if not isinstance(e, AddImport)])
+    cells = notebook.split(edited, restore=False)
+    imports = [e for e in edits if isinstance(e, AddImport)]
+    if imports:  # into a cell that imports, never above a cell magic such as %%capture
+        target = notebook.import_cell(cells)
+        if target is None:
+            raise EditError("the notebook has no code cell to add an import to")
+        for edit in imports:
+            cells[target] = add_import(cells[target] + "\n", edit.module, edit.name).rstrip("\n")
+    restored = {number: notebook.restore_magics(cell) for number, cell in cells.items()}
+    return notebook.apply_cells(text, data, restored)
 
 
 # --- weights ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ def load(target: Target) -> Any:
         if target.kind == "training_config":
             from ttsdoctor.artifacts.training_config import load_training_config
 
-            return load_training_config(target.path)
+            return load_training_config(target.path, target.root)
         from ttsdoctor.artifacts.source import load_source
 
         return load_source(target.path)
@@ -129,7 +130,11 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
                 raise
             if internal_errors is not None:
                 internal_errors.append(f"{rule.id} crashed on {loaded.path}: {type(exc).__name__}: {exc}")
-    return findings + _unused_inline(loaded, used, rules)
+    findings += _unused_inline(loaded, used, rules)
+    map_location = getattr(loaded, "map_location", None)  # notebooks: cell and line in the cell
+    if map_location is not None:
+        findings = [dataclasses.replace(f, location=map_location(f.location)) for f in findings]
+    return findings
 
 
 def run(

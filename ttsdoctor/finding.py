@@ -34,6 +34,8 @@ class Location:
     pointer: str | None = None
     line: int | None = None
     column: int | None = None
+    cell: int | None = None  # notebooks: the cell (1-based, every cell counted); `line` is then the line in it
+    file_line: int | None = None  # notebooks: the line of the .ipynb file holding that cell line
 
 
 # --- Edits: a small closed set. Paths are absolute file paths. -------------------------------
@@ -124,6 +126,6 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     fix: Fix | None = field(default=None, compare=False, hash=False)
 
-    def sort_key(self) -> tuple[str, int, int, str, str]:
+    def sort_key(self) -> tuple[str, int, int, int, str, str]:
         loc = self.location
-        return (loc.path, loc.line or 0, loc.column or 0, loc.pointer or "", self.rule_id)
+        return (loc.path, loc.cell or 0, loc.line or 0, loc.column or 0, loc.pointer or "", self.rule_id)

@@ -7,6 +7,7 @@ from ttsdoctor.checks.artifacts import (
     LfsPointerFile,
     MalformedValue,
     MissingNamedFile,
+    NotChecked,
     UnreadableArtifact,
 )
 from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
@@ -48,6 +49,7 @@ ALL_RULES: tuple[Rule, ...] = (
     MissingNamedFile(),
     LfsPointerFile(),
     IncompleteRead(),
+    NotChecked(),
     PadIsEos(),
     PadIsEosInSource(),
     SpecialIdOutOfRange(),

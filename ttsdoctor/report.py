@@ -24,6 +24,8 @@ def use_colour(stream: TextIO) -> bool:
 
 def location_text(finding: Finding) -> str:
     loc = finding.location
+    if loc.cell is not None:  # a notebook: the cell, then the line and column in it
+        return f"{loc.path}:cell {loc.cell}:{loc.line or 1}:{loc.column or 1}"
     if loc.line is not None:
         return f"{loc.path}:{loc.line}:{loc.column or 1}"
     if loc.pointer:
@@ -80,6 +82,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "line": loc.line,
         "column": loc.column,
         "pointer": loc.pointer,
+        **({"cell": loc.cell} if loc.cell is not None else {}),
         "evidence": finding.evidence,
         "fix": None
         if finding.fix is None
@@ -153,11 +156,18 @@ def _gh_escape(text: str, property_value: bool = False) -> str:
 def write_github(result: CheckResult, stream: TextIO) -> None:
     """GitHub Actions workflow commands: one annotation per finding."""
     for f in result.findings:
-        props = [f"file={_gh_escape(f.location.path, True)}"]
-        if f.location.line is not None:
-            props += [f"line={f.location.line}", f"col={f.location.column or 1}"]
+        loc = f.location
+        props = [f"file={_gh_escape(loc.path, True)}"]
+        line = loc.file_line if loc.cell is not None else loc.line  # notebooks: the line in the .ipynb file
+        if line is not None:
+            props += [f"line={line}"] + ([f"col={loc.column or 1}"] if loc.cell is None else [])
         props.append(f"title={_gh_escape(f'{f.rule_id} {f.rule_name}', True)}")
-        stream.write(f"::{_GITHUB_LEVEL[f.severity]} {','.join(props)}::{_gh_escape(f.message)}\n")
+        stream.write(f"::{_GITHUB_LEVEL[f.severity]} {','.join(props)}::{_gh_escape(_cell_prefix(f) + f.message)}\n")
+
+
+def _cell_prefix(finding: Finding) -> str:
+    loc = finding.location
+    return f"cell {loc.cell}, line {loc.line or 1}: " if loc.cell is not None else ""
 
 
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
@@ -187,14 +197,15 @@ def sarif_payload(result: CheckResult) -> dict[str, Any]:
         )
     results = []
     for f in result.findings:
-        region: dict[str, Any] = {"startLine": f.location.line or 1}
-        if f.location.column:
+        notebook = f.location.cell is not None
+        region: dict[str, Any] = {"startLine": (f.location.file_line if notebook else f.location.line) or 1}
+        if f.location.column and not notebook:
             region["startColumn"] = f.location.column
         entry: dict[str, Any] = {
             "ruleId": f.rule_id,
             "ruleIndex": index.get(f.rule_id, 0),
             "level": _SARIF_LEVEL[f.severity],
-            "message": {"text": f.message},
+            "message": {"text": _cell_prefix(f) + f.message},
             "locations": [
                 {
                     "physicalLocation": {
@@ -209,6 +220,8 @@ def sarif_payload(result: CheckResult) -> dict[str, Any]:
         }
         if f.location.pointer:
             entry["properties"] = {"pointer": f.location.pointer}
+        if notebook:
+            entry["properties"] = {**entry.get("properties", {}), "cell": f.location.cell, "cellLine": f.location.line}
         results.append(entry)
     return {
         "$schema": SARIF_SCHEMA,

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
+from ttsdoctor.finding import Location
 
 MAX_SOURCE_BYTES = 8 << 20
+MAX_NOTEBOOK_BYTES = 64 << 20  # notebooks carry their outputs (images, logs)
 _NEWLINE = re.compile(r"\r\n|\n|\r")
 _SUPPRESS = re.compile(r"#\s*ttsdoctor:\s*ignore(?:\[([A-Za-z0-9_, ]+)\])?")
 
@@ -20,13 +22,36 @@ _SUPPRESS = re.compile(r"#\s*ttsdoctor:\s*ignore(?:\[([A-Za-z0-9_, ]+)\])?")
 @dataclass
 class SourceFile:
     path: str
-    text: str
+    text: str  # for a notebook: its code cells as one Python text (artifacts/notebook.py)
     tree: ast.Module
     suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # line -> codes (None: all)
     errors: list[ArtifactError] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views (the AST index), built once
+    notebook: Any = None  # VirtualNotebook for .ipynb files
+    # what was not checked and why: (line, message, broken) where broken means a syntax error, not a newer grammar
+    notices: list[tuple[int | None, str, bool]] = field(default_factory=list)
+    json_doc: Any = None  # the notebook's JsonDoc, for positions in the file
 
     kind = "source"
+
+    def line_name(self, line: int) -> str:
+        """How a message names a line: "line 12", or in a notebook "cell 4, line 2"."""
+        found = self.notebook.locate(line) if self.notebook is not None else None
+        return f"cell {found[0].index + 1}, line {found[1]}" if found is not None else f"line {line}"
+
+    def map_location(self, location: Location) -> Location:
+        """A notebook finding's virtual line -> the cell and the line in it (and the line in the .ipynb file)."""
+        if self.notebook is None or location.line is None or location.path != self.path:
+            return location
+        found = self.notebook.locate(location.line)
+        if found is None:
+            return location
+        cell, line = found
+        file_line = None
+        if self.json_doc is not None:
+            pointer = f"/cells/{cell.index}/source" + (f"/{line - 1}" if cell.as_list else "")
+            file_line = self.json_doc.position(pointer)[0]
+        return Location(self.path, f"/cells/{cell.index}", line, location.column, cell.index + 1, file_line)
 
     def line_offsets(self) -> list[int]:
         """Offset of the start of each line (and the end of the text)."""
@@ -59,16 +84,71 @@ def parse_suppressions(text: str, python: bool = True) -> dict[int, frozenset[st
     return out
 
 
+def newer_python_needed(text: str) -> str | None:
+    """When `text` does not parse on this Python but does on a newer grammar: which Python it needs."""
+    import sys
+
+    try:
+        import libcst
+
+        libcst.parse_module(text)
+    except Exception:  # libcst's ParserSyntaxError and anything else: not valid on a newer grammar either
+        return None
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"uses Python grammar newer than {running} (e.g. 3.12 f-strings); run ttsdoctor on Python 3.12+ to check it"
+
+
+def _parse(path: str, text: str) -> ast.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escape sequences and the like are not ours to report
+        return ast.parse(text, filename=path)
+
+
 def load_source(path: str) -> SourceFile:
+    if path.endswith(".ipynb"):
+        return load_notebook(path)
     text = decode_utf8(path, read_bytes(path, MAX_SOURCE_BYTES))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escape sequences and the like are not ours to report
-            tree = ast.parse(text, filename=path)
+        tree = _parse(path, text)
     except SyntaxError as exc:
-        raise ArtifactError(
-            path, f"Python syntax error: {exc.msg} at line {exc.lineno}", exc.lineno, exc.offset
-        ) from None
+        newer = newer_python_needed(text)
+        empty = SourceFile(path=path, text="", tree=ast.Module(body=[], type_ignores=[]))
+        if newer is not None:
+            empty.notices.append((None, f"not checked: this file {newer}", False))
+        else:  # a file Python cannot run (Python 2, a template): a finding, not an unreadable input
+            empty.notices.append(
+                (exc.lineno, f"not checked: Python syntax error: {exc.msg} at line {exc.lineno}", True)
+            )
+        return empty
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ArtifactError(path, f"cannot parse Python source ({type(exc).__name__})") from None
     return SourceFile(path=path, text=text, tree=tree, suppressions=parse_suppressions(text))
+
+
+def load_notebook(path: str) -> SourceFile:
+    from ttsdoctor.artifacts import notebook
+    from ttsdoctor.artifacts.jsonfile import parse_json_text
+
+    raw = decode_utf8(path, read_bytes(path, MAX_NOTEBOOK_BYTES))
+    doc = parse_json_text(path, raw)
+    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("cells"), list):
+        raise ArtifactError(path, "is not a Jupyter notebook (no cells list)")
+    virtual = notebook.build(doc.data)
+    try:
+        tree = _parse(path, virtual.text)
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+        raise ArtifactError(path, f"cannot parse the notebook's code cells ({type(exc).__name__})") from None
+    source = SourceFile(
+        path=path,
+        text=virtual.text,
+        tree=tree,
+        suppressions=parse_suppressions(virtual.text),
+        notebook=virtual,
+        json_doc=doc,
+    )
+    for cell in virtual.cells:
+        if cell.skipped is not None:
+            newer = cell.skipped.startswith("uses")
+            why = f"it {cell.skipped}" if newer else cell.skipped
+            source.notices.append((cell.first_line, f"cell not checked: {why}", not newer))
+    return source

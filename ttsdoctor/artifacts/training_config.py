@@ -11,6 +11,7 @@ same loaders as model directories.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,10 @@ from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, Weights, load_weight_fi
 from ttsdoctor.families import Family, detect_config_family
 
 MAX_CONFIG_BYTES = 16 << 20
-PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
+PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "requirements-dev.txt")
+# A Hugging Face Hub repository id (org/name): a remote reference, not a missing file
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+HUB_KEY_HINTS = ("model", "tokenizer", "pretrained", "base", "checkpoint", "processor", "codec", "repo", "hub")
 FILE_KEY_HINTS = (
     "path",
     "file",
@@ -58,6 +62,7 @@ class NamedFile:
     role: str  # "tokenizer" | "base_tokenizer" | "weights" | "other"
     resolved: str | None  # the path that exists, as used
     tried: tuple[str, ...]  # every path tried, in order
+    remote: bool = False  # a Hub id (org/name) that is not a local path: a remote reference
     tokenizer: TokenizerBundle | None = None
     weights: Weights | None = None
     outside_project: bool = False  # a relative path climbing out of the project: reported, never read
@@ -183,12 +188,40 @@ def parse_training_config(path: str) -> TrainingConfig:
 def project_root(start: str) -> str | None:
     current = os.path.abspath(start)
     while True:
-        if any(os.path.lexists(os.path.join(current, marker)) for marker in PROJECT_MARKERS):
+        if any(os.path.lexists(os.path.join(current, marker)) for marker in PROJECT_MARKERS) or any(
+            n.startswith("requirements") and n.endswith(".txt") for n in _listdir(current)
+        ):
             return current
         parent = os.path.dirname(current)
         if parent == current:
             return None
         current = parent
+
+
+LOCAL_FOLDER_NAMES = frozenset(
+    {"models", "model", "data", "dataset", "datasets", "checkpoints", "checkpoint", "ckpt", "ckpts", "pretrained",
+     "pretrained_models", "outputs", "output", "exp", "exps", "configs", "config", "weights", "assets", "resources",
+     "tokenizer", "tokenizers", "runs", "logs", "src", "scripts", "local", "tmp", "cache"}
+)  # fmt: skip
+
+
+def _hub_id(entry: Entry, tried: list[str]) -> bool:
+    """`org/name` under a model or tokenizer key, not a local folder: a Hugging Face Hub repository id."""
+    value = entry.value
+    if not HUB_ID.match(value) or not any(h in entry.key.lower() for h in HUB_KEY_HINTS):
+        return False
+    org = value.split("/", 1)[0]
+    if org.lower() in LOCAL_FOLDER_NAMES or value.lower().endswith(FILE_SUFFIXES):
+        return False
+    # a first component that exists beside the config or under a root makes it a local path
+    return not any(os.path.isdir(c[: len(c) - len(value)] + org) for c in tried if c.endswith(value))
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _role(entry: Entry) -> str | None:
@@ -212,14 +245,16 @@ def _role(entry: Entry) -> str | None:
     return "other"
 
 
-def _candidates(config_path: str, value: str, root: str | None) -> list[str]:
+def _candidates(config_path: str, value: str, roots: list[str]) -> list[str]:
+    """Where a training script could find a relative path: the config's folder, then each root (the project
+    root, the path the user passed to `check`), in that order."""
     display_dir = os.path.dirname(config_path)
     if os.path.isabs(value):
         return [value]
     out = [os.path.normpath(os.path.join(display_dir, value))]
-    if root is not None:
+    for root in roots:
         # Keep the display form relative when the config path was given relatively.
-        rel_root = os.path.relpath(root) if not os.path.isabs(config_path) else root
+        rel_root = os.path.relpath(root) if not os.path.isabs(config_path) and os.path.isabs(root) else root
         candidate = os.path.normpath(os.path.join(rel_root, value))
         if candidate not in out:
             out.append(candidate)
@@ -269,24 +304,29 @@ def _load_named(named: NamedFile) -> list[ArtifactError]:
     return errors
 
 
-def load_training_config(path: str) -> TrainingConfig:
+def load_training_config(path: str, checked_root: str | None = None) -> TrainingConfig:
+    """`checked_root`: the path the user passed to `check` (a repository downloaded without .git has no other
+    marker of its top)."""
     config = parse_training_config(path)
     config.project_root = project_root(os.path.dirname(os.path.abspath(path)))
     config.family = detect_config_family(
         {e.key for e in config.entries}, " ".join(str(e.value) for e in config.entries if isinstance(e.value, str))
     )
+    roots = [r for r in (config.project_root, checked_root) if r is not None]
+    inside_roots = [os.path.dirname(os.path.abspath(path)), *roots]
     for entry in config.entries:
         role = _role(entry)
         if role is None:
             continue
-        tried = _candidates(path, entry.value, config.project_root)
+        tried = _candidates(path, entry.value, roots)
         resolved = next((c for c in tried if os.path.exists(c)), None)
         named = NamedFile(entry, role, resolved, tuple(tried))
         config.named_files.append(named)
-        base = config.project_root or os.path.dirname(os.path.abspath(path))
-        if resolved is not None and not os.path.isabs(entry.value) and not _inside(resolved, base):
+        if resolved is None:
+            named.remote = _hub_id(entry, tried)
+        elif not os.path.isabs(entry.value) and not any(_inside(resolved, root) for root in inside_roots):
             named.outside_project = True
-        elif resolved is not None:
+        else:
             config.errors += _load_named(named)
     return config
 
@@ -327,4 +367,16 @@ def looks_like_training_config(path: str) -> bool:
             head = fh.read(65536).decode("utf-8", errors="replace")
     except OSError:
         return False
+    if is_own_output(head):
+        return False
     return any(f"{key}:" in head or f'"{key}"' in head for key in TRAINING_KEYS)
+
+
+_OWN_OUTPUT = re.compile(
+    r'^\s*\{\s*"(?:version"\s*:\s*\d+\s*,\s*"findings"|\$schema"\s*:\s*"[^"]*sarif[^"]*"|version"\s*:\s*1\s*,\s*"findings")'
+)
+
+
+def is_own_output(head: str) -> bool:
+    """ttsdoctor's own JSON report, baseline or SARIF file: never read as an input."""
+    return _OWN_OUTPUT.match(head) is not None

@@ -131,22 +131,84 @@ class MalformedValue(Rule):
 class MissingNamedFile(Rule):
     id = "ART003"
     name = "missing-named-file"
-    summary = "A training config names a tokenizer, checkpoint or other file that exists nowhere"
+    summary = "A training config names a tokenizer, checkpoint or other file that is not there"
     severity = Severity.WARNING
     targets = ("training_config",)
 
     def check(self, target: Any) -> Iterator[Finding]:
         for named in target.named_files:
-            if named.resolved is not None:
-                continue
+            if named.resolved is not None or named.remote:
+                continue  # found, or a Hub id (a remote reference, for `--remote` checks)
             entry = named.entry
             tried = ", ".join(named.tried)
+            evidence = {"value": entry.value, "tried": list(named.tried)}
+            near = _near_miss(named)
+            if near is not None:
+                folder, present = near
+                listing = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+                yield self.finding(
+                    f"{entry.key} names {entry.value!r}, which is not in {folder} (it holds {listing}): the training "
+                    "run will fail, or silently fall back to another file",
+                    target.path,
+                    entry.pointer,
+                    entry.line,
+                    entry.column,
+                    {**evidence, "folder": folder},
+                )
+                continue
+            why = (
+                "an absolute path of another machine?"
+                if os.path.isabs(entry.value)
+                else "made by a preprocessing or download step?"
+            )
             yield self.finding(
-                f"{entry.key} names {entry.value!r}, which exists nowhere (tried {tried}): the training "
-                "run will fail, or silently fall back to another file",
+                f"{entry.key} names {entry.value!r}, which is not here (tried {tried}; {why}); the rules that would "
+                "read it did not run",
                 target.path,
                 entry.pointer,
                 entry.line,
                 entry.column,
-                {"value": entry.value, "tried": list(named.tried)},
+                evidence,
+                severity=Severity.INFO,
             )
+
+
+PRODUCED_KEY_HINTS = ("data", "dataset", "manifest", "corpus", "wav", "audio", "cache", "log", "output", "proto")
+
+
+def _near_miss(named: Any) -> tuple[str, list[str]] | None:
+    """The folder a relative path names, when it exists and holds files like the missing one (the same suffix,
+    or a close name): then the missing file is very likely a typo or a stale name, not something a later step
+    creates."""
+    import difflib
+
+    value = named.entry.value
+    if os.path.isabs(value) or any(h in named.entry.key.lower() for h in PRODUCED_KEY_HINTS):
+        return None
+    if not os.path.dirname(value.rstrip("/")):
+        return None
+    wanted = os.path.basename(value.rstrip("/"))
+    suffix = os.path.splitext(wanted)[1].lower()
+    for candidate in named.tried:
+        folder = os.path.dirname(candidate.rstrip("/"))
+        try:
+            present = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+        except OSError:
+            continue
+        alike = [n for n in present if (suffix and n.lower().endswith(suffix))]
+        alike += difflib.get_close_matches(wanted, present, n=3, cutoff=0.75)
+        if alike:
+            return folder, present
+    return None
+
+
+class NotChecked(Rule):
+    id = "ART006"
+    name = "not-checked"
+    summary = "A Python file or notebook cell that was not checked: newer grammar (info) or a syntax error (warning)"
+    severity = Severity.INFO
+    targets = ("source",)
+
+    def check(self, target: Any) -> Iterator[Finding]:
+        for line, message, broken in target.notices:
+            yield self.finding(message, target.path, line=line, severity=Severity.WARNING if broken else Severity.INFO)

@@ -11,13 +11,13 @@ from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.checks import pysource
+from ttsdoctor.checks import pyflow, pysource
 from ttsdoctor.environment import transformers_major
 from ttsdoctor.finding import Applicability, Finding, Fix, RemoveJsonKey, ReplaceSource, SetJsonValue, Severity
 from ttsdoctor.rule import Rule
 
 # Text prefilters: the AST is only walked in files these match (most files of a large tree do not).
-_FORCED_TEXT = re.compile(r"output_attentions\s*=\s*True")
+_FORCED_TEXT = re.compile(r"output_attentions\s*=\s*True|[\"']output_attentions[\"']\s*:\s*True")
 _EAGER_TEXT = re.compile(r"[\"']eager[\"']")
 
 
@@ -107,6 +107,8 @@ class ForcedOutputAttentions(Rule):
         if not pysource.mentions(source.text, "output_attentions", _FORCED_TEXT):
             return
         for site in pysource.calls(source, _FORCED_TEXT):
+            if site.name == "dict":
+                continue  # a dict of settings: reported where it is passed as **kwargs
             kw = pysource.keyword(site.node, "output_attentions")
             if kw is None or not pysource.is_true(kw.value):
                 continue
@@ -119,6 +121,8 @@ class ForcedOutputAttentions(Rule):
                 evidence={"in_loop": site.in_loop},
                 fix=_drop_keyword_fix(source, kw),
             )
+        for node, scope, _in_loop in pysource.nodes(source, _FORCED_TEXT):
+            yield from self._forced_by_dict(source, node, scope)
         for node, _scope, in_loop in pysource.nodes(source, _FORCED_TEXT):
             if (
                 isinstance(node, ast.Assign)
@@ -133,8 +137,48 @@ class ForcedOutputAttentions(Rule):
                     column=node.col_offset + 1,
                 )
 
+    def _forced_by_dict(self, source: SourceFile, node: ast.AST, scope: ast.AST) -> Iterator[Finding]:
+        """`kw = {"output_attentions": True}` (or dict(output_attentions=True)) later passed as `**kw`."""
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            return
+        if not any(
+            key == "output_attentions" and pysource.is_true(value) for key, value, _ in pysource.dict_items(node.value)
+        ):
+            return
+        name = node.targets[0].id
+        for call in pyflow.scope_nodes(scope):
+            if not isinstance(call, ast.Call) or call.lineno <= node.lineno:
+                continue
+            for kw in call.keywords:
+                if kw.arg is None and isinstance(kw.value, ast.Name) and kw.value.id == name:
+                    callee = pysource.segment(source, call.func) or "the call"
+                    where = source.line_name(node.lineno)
+                    yield self.finding(
+                        f"{callee}(**{name}) with {name}['output_attentions'] = True ({where}): "
+                        f"{output_attentions_effect(False)}",
+                        source.path,
+                        line=call.lineno,
+                        column=call.col_offset + 1,
+                        evidence={"dict_line": node.lineno},
+                    )
+
 
 ATTN_KEYS = ("attn_implementation", "_attn_implementation")
+
+
+def _selects_implementation(node: ast.Assign, scope: ast.AST) -> bool:
+    """Whether the same function also sets the attribute to something other than "eager"."""
+    names = {t.attr for t in node.targets if isinstance(t, ast.Attribute)} & set(ATTN_KEYS)
+    for other in pyflow.scope_nodes(scope):
+        if other is node or not isinstance(other, ast.Assign):
+            continue
+        if any(isinstance(t, ast.Attribute) and t.attr in names for t in other.targets) and not (
+            isinstance(other.value, ast.Constant) and other.value.value == "eager"
+        ):
+            return True
+    return False
+
+
 EAGER_EFFECT = (
     "eager attention materialises the full attention matrix: slower and more memory than sdpa, which "
     "gives the same greedy tokens"
@@ -181,7 +225,15 @@ class EagerAttentionPinned(Rule):
     def _check_source(self, source: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(source.text, "eager", _EAGER_TEXT):
             return
-        for node, _scope, _loop in pysource.nodes(source, _EAGER_TEXT):
+        remote = {  # keywords of calls that load remote code: its model classes may implement eager only
+            id(kw)
+            for site in pysource.calls(source, _EAGER_TEXT)
+            if pysource.is_true(getattr(pysource.keyword(site.node, "trust_remote_code"), "value", None))
+            for kw in site.node.keywords
+        }
+        for node, scope, _loop in pysource.nodes(source, _EAGER_TEXT):
+            if isinstance(node, ast.Assign) and _selects_implementation(node, scope):
+                continue  # library code choosing among implementations (eager as one branch), not a pin
             value: ast.expr | None = None
             if (isinstance(node, ast.keyword) and node.arg in ATTN_KEYS) or (
                 isinstance(node, ast.Assign)
@@ -199,6 +251,16 @@ class EagerAttentionPinned(Rule):
                     Applicability.SAFE,
                     (ReplaceSource(source.path, where[0], where[1], segment[0] + "sdpa" + segment[0]),),
                 )
+            if id(node) in remote:
+                yield self.finding(
+                    'attention pinned to "eager" while loading remote code (trust_remote_code=True): custom model '
+                    "code often implements eager only; where it supports sdpa, sdpa is faster",
+                    source.path,
+                    line=value.lineno,
+                    column=value.col_offset + 1,
+                    severity=Severity.INFO,
+                )
+                continue
             yield self.finding(
                 f'attention pinned to "eager": {EAGER_EFFECT}',
                 source.path,

@@ -10,7 +10,7 @@ from typing import Any
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.checks import pysource
+from ttsdoctor.checks import pyflow, pysource
 from ttsdoctor.finding import (
     AddImport,
     Applicability,
@@ -59,7 +59,6 @@ GENERATION_KEYS = (
     "eta_cutoff",
 )
 FORWARDING_KEYS = ("model_config", "model_kwargs", "from_pretrained", "load_kwargs", "additional", "init_kwargs")
-_PAD_IS_EOS_SOURCE = re.compile(r"pad_token(_id)?\s*=\s*[\w.]*eos_token(_id)?\b")
 
 
 def _generation_config_fix(source: SourceFile, expr: ast.expr) -> Fix | None:
@@ -191,38 +190,89 @@ class GenerateWithoutAttentionMask(Rule):
     def check(self, target: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(target.text, ".generate(", _GENERATE_TEXT):
             return
-        pad_is_eos = _PAD_IS_EOS_SOURCE.search(target.text) is not None
         for site in pysource.calls(target, _GENERATE_TEXT, "generate"):
             call = site.node
-            if not isinstance(call.func, ast.Attribute) or pysource.has_star_kwargs(call):
+            if not isinstance(call.func, ast.Attribute) or pysource.keyword(call, "attention_mask") is not None:
                 continue
-            if pysource.keyword(call, "attention_mask") is not None:
+            ctx = pyflow.Context(target, site.scope, call.lineno)
+            prompt = call.args[0] if call.args else None
+            for name in ("input_ids", "inputs"):
+                kw = pysource.keyword(call, name)
+                if kw is not None:
+                    prompt = kw.value
+            stars = [pyflow.mask_carrier(kw.value, ctx) for kw in call.keywords if kw.arg is None]
+            if any(s.kind == pyflow.MASK for s in stars):
                 continue
-            if (
-                not call.args
-                and pysource.keyword(call, "input_ids") is None
-                and pysource.keyword(call, "inputs") is None
-            ):
-                continue
-            if pad_is_eos:
-                yield self.finding(
-                    "generate() without attention_mask while this file makes pad the eos token: "
-                    "transformers cannot infer the mask, so padded prompts attend to their padding "
-                    "and the output changes with the batch",
+            if prompt is None:
+                continue  # generate(**something) without a prompt of its own: nothing to judge
+            receiver = pyflow.model_origin(call.func.value, ctx)
+            if receiver.kind == pyflow.OTHER or (receiver.kind == pyflow.UNKNOWN and pyflow.text_api_call(call, ctx)):
+                continue  # vLLM, llama.cpp, a TTS library's own generate(text, ...)
+            yield self._judge(target, call, receiver, pyflow.prompt_shape(prompt, ctx), stars, ctx)
+
+    def _judge(
+        self,
+        target: SourceFile,
+        call: ast.Call,
+        receiver: pyflow.Origin,
+        shape: pyflow.Origin,
+        stars: list[pyflow.Origin],
+        ctx: pyflow.Context,
+    ) -> Finding:
+        unknown_stars = [s for s in stars if s.kind == pyflow.UNKNOWN]
+        line, column = call.lineno, call.col_offset + 1
+        evidence = {"receiver": receiver.why, "prompt": shape.why, "kwargs": [s.why for s in stars]}
+        if receiver.kind == pyflow.HF and shape.kind == pyflow.BATCH and not unknown_stars:
+            pad_eos = _pad_eos_for_call(target, call)
+            if pad_eos is not None:
+                return self.finding(
+                    f"generate() on a padded batch ({shape.why}) without attention_mask while {pad_eos}: "
+                    "transformers cannot infer the mask, so padded prompts attend to their padding and the output "
+                    "changes with the batch",
                     target.path,
-                    line=call.lineno,
-                    column=call.col_offset + 1,
+                    evidence=evidence,
                     severity=Severity.ERROR,
+                    line=line,
+                    column=column,
                 )
-            else:
-                yield self.finding(
-                    "generate() without attention_mask: transformers infers the mask from the pad id, "
-                    "which fails silently when pad is unset or equals eos; pass the tokenizer's "
-                    "attention_mask",
-                    target.path,
-                    line=call.lineno,
-                    column=call.col_offset + 1,
-                )
+            return self.finding(
+                f"generate() on a padded batch ({shape.why}) without attention_mask: transformers infers the mask "
+                "from the pad id, which fails silently when pad is unset or equals eos; pass the tokenizer's "
+                "attention_mask",
+                target.path,
+                evidence=evidence,
+                line=line,
+                column=column,
+            )
+        if receiver.kind != pyflow.HF:
+            why = f"the receiver is not traced to a transformers model ({receiver.why})"
+        elif unknown_stars:
+            why = f"{unknown_stars[0].why}"
+        elif shape.kind == pyflow.SINGLE:
+            why = f"{shape.why}: the output is right, but transformers warns when it cannot infer the mask"
+        else:
+            why = f"whether the prompt is a padded batch is not shown ({shape.why})"
+        return self.finding(
+            f"generate() without attention_mask ({why}); pass the tokenizer's attention_mask to be safe with "
+            "padded batches",
+            target.path,
+            evidence=evidence,
+            severity=Severity.INFO,
+            line=line,
+            column=column,
+        )
+
+
+def _pad_eos_for_call(target: SourceFile, call: ast.Call) -> str | None:
+    """Why pad equals eos for this generate call, from the tree: the call passes pad_token_id=<eos>, or the module
+    assigns pad = eos unconditionally."""
+    kw = pysource.keyword(call, "pad_token_id")
+    if kw is not None and pyflow.EOS_NAMES & {getattr(kw.value, "attr", None), getattr(kw.value, "id", None)}:
+        return "the call passes pad_token_id=eos"
+    for node, guarded in pyflow.pad_facts(target).pad_is_eos:
+        if not guarded:
+            return f"{target.line_name(node.lineno)} makes pad the eos token"
+    return None
 
 
 class GenerationKeysInConfig(Rule):

@@ -11,7 +11,7 @@ from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
 from ttsdoctor.artifacts.weights import head_bias, resizable
-from ttsdoctor.checks import pysource
+from ttsdoctor.checks import pyflow, pysource
 from ttsdoctor.finding import AddSpecialToken, Applicability, Edit, Finding, Fix, ResizeTensor, SetJsonValue, Severity
 from ttsdoctor.rule import Rule
 
@@ -203,13 +203,11 @@ def _const_int(node: ast.AST | None) -> int | None:
     return None
 
 
-_MASKS_PAD_LABELS = re.compile(
-    r"DataCollatorForLanguageModeling|labels\s*\[\s*labels\s*==\s*[\w.]*pad_token_id|"
-    r"==\s*[\w.]*pad_token_id\s*\]\s*=\s*-100|masked_fill\([^)]*pad_token_id"
-)
-
-
 class PadIsEosInSource(Rule):
+    """pad = eos in code. What makes it matter is read from the module's tree: label or attention masking by
+    comparison with the pad id (or DataCollatorForLanguageModeling) makes it an error, a module that trains a
+    warning; otherwise (inference code) it is worth knowing, not a bug by itself."""
+
     id = "TOK002"
     name = "pad-is-eos-in-source"
     summary = "Source code that makes the pad token the eos token"
@@ -219,29 +217,10 @@ class PadIsEosInSource(Rule):
     def check(self, target: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(target.text, "pad_token", _PAD_TEXT):
             return
-        masks_labels = _MASKS_PAD_LABELS.search(target.text) is not None
+        facts = pyflow.pad_facts(target)
+        for assign, guarded in facts.pad_is_eos:
+            yield _pad_is_eos_finding(self, target, assign, guarded, facts)
         for node, _scope, _loop in pysource.nodes(target, _PAD_TEXT):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                left, right = _attr_name(node.targets[0]), _attr_name(node.value)
-                pairs = {("pad_token", "eos_token"), ("pad_token_id", "eos_token_id")}
-                if (left, right) in pairs:
-                    source = pysource.segment(target, node) or f"{left} = {right}"
-                    if masks_labels:
-                        yield self.finding(
-                            f"`{source}` and this file masks labels equal to the pad id: every EOS label is masked, "
-                            "so the fine-tuned model never learns to stop",
-                            target.path,
-                            line=node.lineno,
-                            column=node.col_offset + 1,
-                            severity=Severity.ERROR,
-                        )
-                    else:
-                        yield self.finding(
-                            f"`{source}` makes pad the eos token: {PAD_EOS_CONSEQUENCE}",
-                            target.path,
-                            line=node.lineno,
-                            column=node.col_offset + 1,
-                        )
             pad = eos = None
             anchor: ast.AST | None = None
             if isinstance(node, ast.Dict):
@@ -264,6 +243,45 @@ class PadIsEosInSource(Rule):
                     column=getattr(anchor, "col_offset", -1) + 1,
                     severity=Severity.ERROR,
                 )
+
+
+def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarded: bool, facts: Any) -> Finding:
+    source = pysource.segment(target, node) or "pad_token = eos_token"
+    line, column = node.lineno, node.col_offset + 1
+    # guarded by `if tokenizer.pad_token is None`: whether it runs depends on the tokenizer (unsloth's loaders
+    # add a pad token, plain Llama 3 tokenizers have none), which the module does not show
+    condition = " (only when the tokenizer has no pad token, as Llama 3's has none)" if guarded else ""
+    if facts.masks_pad:
+        mask_node, what = facts.masks_pad[0]
+        return rule.finding(
+            f"`{source}`{condition} and {target.line_name(mask_node.lineno)} {what}: every EOS label is masked with "
+            "the padding, so the fine-tuned model never learns to emit EOS (it can stop only at another trained end "
+            "token)",
+            target.path,
+            evidence={"masking_line": mask_node.lineno, "guarded": guarded},
+            severity=Severity.INFO if guarded else Severity.ERROR,
+            line=line,
+            column=column,
+        )
+    if facts.trains is not None:  # a collator that pads labels with -100 by length (Seq2Seq, trl's) is fine
+        return rule.finding(
+            f"`{source}`{condition} in a module that trains ({target.line_name(facts.trains.lineno)}), with no "
+            "masking by the pad id in it: fine while labels are padded with -100 by length, but "
+            f"{PAD_EOS_CONSEQUENCE}",
+            target.path,
+            evidence={"training_line": facts.trains.lineno, "guarded": guarded},
+            severity=Severity.INFO,
+            line=line,
+            column=column,
+        )
+    return rule.finding(
+        f"`{source}`{condition} makes pad the eos token: harmless for one unpadded prompt at a time, but "
+        f"{PAD_EOS_CONSEQUENCE}",
+        target.path,
+        severity=Severity.INFO,
+        line=line,
+        column=column,
+    )
 
 
 class SpecialIdOutOfRange(Rule):

@@ -1,0 +1,198 @@
+"""The ecosystem check: ttsdoctor on pinned public TTS repositories and packages, against labelled expectations.
+
+    python ecosystem/run.py fetch --corpus DIR    # bring the pinned trees into DIR (needs the network)
+    python ecosystem/run.py check --corpus DIR    # check every tree, compare with ecosystem/labels.json
+    python ecosystem/run.py check --corpus DIR --update   # also add new findings to labels.json, unlabelled
+
+`corpus.json` pins each entry: a GitHub repository at a commit (its tree without `.git`, as a downloaded archive
+is) or a PyPI release (the wheel or sdist unpacked). `labels.json` holds every error and warning ttsdoctor
+reports on them, each labelled by a person "true", "false" or "debatable" with a reason, and the number of info
+findings per entry and rule. `check` prints the findings by severity, the labels, the precision for errors and
+for warnings (debatable rows are left out of it and listed), and every difference: a finding nobody labelled, a
+labelled finding that is gone (a true one lost is a regression). It exits 1 on a false error, an unlabelled
+error or warning, or a lost true finding. CI has no network: every lesson learned here is also a fixture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus.json")
+LABELS = os.path.join(HERE, "labels.json")
+
+
+def load_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def fetch(corpus_dir: str) -> int:
+    os.makedirs(corpus_dir, exist_ok=True)
+    failed = 0
+    for entry in load_json(CORPUS)["entries"]:
+        dest = os.path.join(corpus_dir, entry["id"])
+        if os.path.isdir(dest):
+            continue
+        try:
+            if "git" in entry:
+                _fetch_git(entry, dest)
+            else:
+                _fetch_pypi(entry, dest)
+            print(f"fetched {entry['id']}")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            failed += 1
+            print(f"could not fetch {entry['id']}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _fetch_git(entry: dict, dest: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = os.path.join(tmp, "repo")
+        url = f"https://github.com/{entry['git']}.git"
+        subprocess.run(["git", "clone", "--quiet", "--filter=blob:none", "--no-checkout", url, repo], check=True)
+        archive = subprocess.run(
+            ["git", "-C", repo, "archive", entry["commit"]], check=True, capture_output=True
+        ).stdout
+        os.makedirs(dest)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
+
+
+def _fetch_pypi(entry: dict, dest: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = f"{entry['pypi']}=={entry['version']}"
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, spec], check=True)
+        (name,) = os.listdir(tmp)
+        os.makedirs(dest)
+        path = os.path.join(tmp, name)
+        if name.endswith(".whl"):
+            with zipfile.ZipFile(path) as zf:
+                zf.extractall(dest)
+        else:
+            with tarfile.open(path) as tar:
+                tar.extractall(dest, filter="data")
+
+
+def run_check(corpus_dir: str, entry_id: str) -> list[dict]:
+    """ttsdoctor's findings on one tree, with paths relative to the tree (as a user in its folder sees them)."""
+    tree = os.path.join(corpus_dir, entry_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.json")
+        proc = subprocess.run(
+            [sys.executable, "-m", "ttsdoctor", "check", ".", "--format", "json", "-o", report],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"{entry_id}: ttsdoctor exited {proc.returncode}: {proc.stderr[-2000:]}")
+        findings = load_json(report)["findings"]
+    out = []
+    for f in findings:
+        out.append(
+            {
+                "entry": entry_id,
+                "code": f["code"],
+                "severity": f["severity"],
+                "path": os.path.normpath(f["path"]).replace(os.sep, "/"),
+                "line": f["line"],
+                "cell": f.get("cell"),
+                "message": f["message"],
+            }
+        )
+    return out
+
+
+def key(row: dict) -> tuple:
+    return row["entry"], row["code"], row["path"], row["line"], row.get("cell")
+
+
+def compare(corpus_dir: str, update: bool) -> int:
+    corpus = load_json(CORPUS)["entries"]
+    labels = load_json(LABELS) if os.path.exists(LABELS) else {"version": 1, "findings": [], "infos": {}}
+    labelled = {key(row): row for row in labels["findings"]}
+    missing_trees = [e["id"] for e in corpus if not os.path.isdir(os.path.join(corpus_dir, e["id"]))]
+    if missing_trees:
+        print(f"not in {corpus_dir} (run fetch): {', '.join(missing_trees)}", file=sys.stderr)
+        return 2
+    seen: set[tuple] = set()
+    new_rows: list[dict] = []
+    infos: dict[str, int] = {}
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    print(f"{'entry':45} {'errors':>7} {'warnings':>9} {'infos':>6}")
+    for entry in corpus:
+        findings = run_check(corpus_dir, entry["id"])
+        by_sev = collections.Counter(f["severity"] for f in findings)
+        print(f"{entry['id']:45} {by_sev['error']:>7} {by_sev['warning']:>9} {by_sev['info']:>6}")
+        for f in findings:
+            if f["severity"] == "info":
+                name = f"{f['entry']} {f['code']}"
+                infos[name] = infos.get(name, 0) + 1
+                continue
+            k = key(f)
+            seen.add(k)
+            row = labelled.get(k)
+            if row is None:
+                new_rows.append({**f, "label": "unlabelled", "why": ""})
+                continue
+            counts[(f["severity"], row["label"])] += 1
+    lost = [row for k, row in labelled.items() if k not in seen]
+    lost_true = [row for row in lost if row["label"] == "true"]
+
+    print()
+    for severity in ("error", "warning"):
+        true, false, debatable = (counts[(severity, label)] for label in ("true", "false", "debatable"))
+        judged = true + false
+        precision = f"{true / judged:.1%}" if judged else "n/a"
+        print(f"{severity}s: {true} true, {false} false, {debatable} debatable -> precision {precision}")
+    info_total = sum(infos.values())
+    print(f"infos: {info_total} (per entry and rule in labels.json)")
+    for row in labels["findings"]:
+        if row["label"] == "debatable" and key(row) in seen:
+            print(f"  debatable: {row['entry']}/{row['path']}:{row['line']} {row['code']}: {row['why']}")
+    for row in new_rows:
+        print(f"NEW {row['severity']}: {row['entry']}/{row['path']}:{row['line']} {row['code']} {row['message'][:160]}")
+    for row in lost:
+        print(f"GONE ({row['label']}): {row['entry']}/{row['path']}:{row['line']} {row['code']}: {row['why']}")
+    info_changes = {k: (labels.get("infos", {}).get(k, 0), v) for k, v in infos.items()}
+    info_changes.update({k: (v, 0) for k, v in labels.get("infos", {}).items() if k not in infos})
+    for name, (before, now) in sorted(info_changes.items()):
+        if before != now:
+            print(f"infos changed: {name}: {before} -> {now}")
+
+    if update:
+        labels["findings"] = [row for row in labels["findings"] if key(row) in seen] + new_rows
+        labels["findings"].sort(key=lambda r: (r["entry"], r["path"], r.get("cell") or 0, r["line"] or 0, r["code"]))
+        labels["infos"] = dict(sorted(infos.items()))
+        with open(LABELS, "w", encoding="utf-8") as fh:
+            json.dump(labels, fh, indent=1, ensure_ascii=False)
+            fh.write("\n")
+        print(f"wrote {LABELS}: label the new rows")
+    false_errors = counts[("error", "false")]
+    return 1 if false_errors or new_rows or lost_true else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("fetch", "check"))
+    parser.add_argument("--corpus", required=True, help="folder holding one tree per corpus entry")
+    parser.add_argument("--update", action="store_true", help="add new findings to labels.json, unlabelled")
+    args = parser.parse_args()
+    if args.command == "fetch":
+        return fetch(args.corpus)
+    return compare(os.path.abspath(args.corpus), args.update)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

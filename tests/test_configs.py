@@ -1,0 +1,50 @@
+"""Training configs and repository layouts as people have them: archives without .git, Hub ids, own reports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from conftest import ROOT, run_main
+
+from ttsdoctor import engine
+from ttsdoctor.discover import discover
+from ttsdoctor.registry import ALL_RULES
+
+AMHARIC = os.path.join(ROOT, "fixtures/ART003/good/paths-resolve-from-project-root")
+
+
+def test_archive_without_git_resolves_paths_from_the_checked_folder(tmp_path) -> None:
+    """A repository downloaded as an archive has no .git: the folder given to `check` is a root too."""
+    repo = tmp_path / "Amharic_chatterbox-TTS-main"
+    shutil.copytree(AMHARIC, repo)
+    for marker in (".git", "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt"):
+        path = repo / marker
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    findings = engine.run(ALL_RULES, discover([str(repo)])).findings
+    assert [f for f in findings if f.rule_id in ("ART003", "SEC004")] == []
+
+
+def test_hub_ids_are_remote_references_not_missing_files(tmp_path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "model_name_or_path: canopylabs/orpheus-3b-0.1-pretrained\ntokenizer_name: HKUSTAudio/Llasa-1B\n"
+        "tokenizer: models/tokenizer/merged.json\nlearning_rate: 1.0e-4\n"
+    )
+    findings = [f for f in engine.run(ALL_RULES, discover([str(tmp_path)])).findings if f.rule_id == "ART003"]
+    assert [f.evidence["value"] for f in findings] == ["models/tokenizer/merged.json"]
+    assert findings[0].severity.value == "info"  # no models/ folder here at all: made by a setup step
+
+
+def test_reports_and_baselines_are_never_read_as_configs(tmp_path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)
+    run_main("check", str(tmp_path), "--format", "json", "-o", str(tmp_path / "report.json"))
+    run_main("check", str(tmp_path), "--format", "sarif", "-o", str(tmp_path / "report.sarif"))
+    run_main("check", str(tmp_path), "--write-baseline", str(tmp_path / "baseline.json"))
+    targets = discover([str(tmp_path)])
+    assert [t.kind for t in targets] == ["model_dir"]
+    code, out = run_main("check", str(tmp_path / "report.json"))
+    assert code == 2 and "not a kind of file ttsdoctor checks" in out

@@ -1,0 +1,263 @@
+"""Source rules on code as people write it: receivers traced through the module, notebooks, newer grammar."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import textwrap
+
+import pytest
+from conftest import ROOT, run_main
+
+from ttsdoctor import engine, report
+from ttsdoctor.discover import discover
+from ttsdoctor.registry import ALL_RULES
+
+
+def _check(tmp_path, name: str, code: str, select: str | None = None) -> list:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    findings = engine.run(ALL_RULES, discover([str(path)])).findings
+    return [f for f in findings if select is None or f.rule_id == select]
+
+
+HF_HEAD = """
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("m")
+model = AutoModelForCausalLM.from_pretrained("m").to("cuda")
+"""
+
+GENERATE_CASES = {
+    # name: (code, expected severity of GEN002 or None)
+    "vllm": ("from vllm import LLM\nllm = LLM(model='m')\nout = llm.generate(prompts, params)\n", None),
+    "llama-cpp": ("from llama_cpp import Llama\nllm = Llama(model_path='m.gguf')\nllm.generate(tokens)\n", None),
+    "tts-library": (
+        "from chatterbox.tts import ChatterboxTTS\nmodel = ChatterboxTTS.from_pretrained(device='cuda')\n"
+        "wav = model.generate(text, audio_prompt_path='ref.wav')\n",
+        None,
+    ),
+    "text-argument-unknown-receiver": ("def f(model):\n    return model.generate('Hello there')\n", None),
+    "padded-batch": (
+        HF_HEAD + "enc = tokenizer(texts, padding=True, return_tensors='pt')\nout = model.generate(enc.input_ids)\n",
+        "warning",
+    ),
+    "padded-batch-pad-is-eos": (
+        HF_HEAD
+        + "tokenizer.pad_token = tokenizer.eos_token\n"
+        + "enc = tokenizer(texts, padding=True, return_tensors='pt')\nout = model.generate(enc.input_ids)\n",
+        "error",
+    ),
+    "padded-batch-pad-eos-in-call": (
+        HF_HEAD
+        + "enc = tokenizer(['a', 'b'], padding='longest', return_tensors='pt')\n"
+        + "out = model.generate(enc['input_ids'], pad_token_id=tokenizer.eos_token_id)\n",
+        "error",
+    ),
+    "pad-is-eos-only-in-a-guarded-fallback": (
+        HF_HEAD
+        + "if tokenizer.pad_token is None:\n    tokenizer.pad_token = tokenizer.eos_token\n"
+        + "enc = tokenizer(texts, padding=True, return_tensors='pt')\nout = model.generate(enc.input_ids)\n",
+        "warning",
+    ),
+    "single-chat-template": (
+        HF_HEAD
+        + "tokenizer.pad_token = tokenizer.eos_token\n"
+        + "ids = tokenizer.apply_chat_template(chat, return_tensors='pt')\nout = model.generate(ids)\n",
+        "info",
+    ),
+    "tokenizer-output-kwargs": (
+        HF_HEAD + "inputs = tokenizer(texts, padding=True, return_tensors='pt').to('cuda')\n"
+        "out = model.generate(**inputs)\n",
+        None,
+    ),
+    "generation-settings-kwargs": (
+        HF_HEAD + "gen_kwargs = {'max_new_tokens': 64, 'do_sample': True}\n"
+        "enc = tokenizer(texts, padding=True, return_tensors='pt')\n"
+        "out = model.generate(enc.input_ids, **gen_kwargs)\n",
+        "warning",
+    ),
+    "unknown-kwargs": (
+        HF_HEAD + "enc = tokenizer(texts, padding=True, return_tensors='pt')\n"
+        "out = model.generate(enc.input_ids, **build())\n",
+        "info",
+    ),
+    "unsloth-tuple": (
+        "from unsloth import FastLanguageModel\n"
+        "model, tokenizer = FastLanguageModel.from_pretrained('unsloth/orpheus-3b-0.1-ft')\n"
+        "enc = tokenizer(['a', 'b'], padding=True, return_tensors='pt')\nmodel.generate(enc.input_ids)\n",
+        "warning",
+    ),
+    "self-attribute": (
+        "from transformers import AutoModelForCausalLM\n"
+        "class TTS:\n"
+        "    def __init__(self):\n        self.model = AutoModelForCausalLM.from_pretrained('m')\n"
+        "    def run(self, loader):\n"
+        "        for batch in loader:\n            yield self.model.generate(batch['input_ids'])\n",
+        "warning",
+    ),
+    "parameter-receiver": ("def run(model, ids):\n    return model.generate(ids)\n", "info"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATE_CASES))
+def test_generate_receivers_and_prompts_are_traced(tmp_path, name: str) -> None:
+    code, expected = GENERATE_CASES[name]
+    found = _check(tmp_path, "infer.py", code, "GEN002")
+    assert [f.severity.value for f in found] == ([expected] if expected else []), [f.message for f in found]
+    if expected == "info":
+        assert "(" in found[0].message  # says why it is only info
+
+
+def test_comments_and_docstrings_never_escalate(tmp_path) -> None:
+    code = '''
+    """Training used DataCollatorForLanguageModeling; labels[labels == tokenizer.pad_token_id] = -100."""
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained("m")
+    tokenizer.pad_token = tokenizer.eos_token  # DataCollatorForLanguageModeling masks pad labels
+    '''
+    found = _check(tmp_path, "infer.py", code, "TOK002")
+    assert [f.severity.value for f in found] == ["info"]
+
+
+@pytest.mark.parametrize(
+    ("masking", "guard", "expected"),
+    [
+        ("labels[input_ids == self.pad_token_id] = -100", "", "error"),
+        ("attention_mask = (input_ids != tokenizer.pad_token_id).long()", "", "error"),
+        ("collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)", "", "error"),
+        ("labels[input_ids == self.pad_token_id] = -100", "if tokenizer.pad_token is None:\n    ", "info"),
+        ("trainer = Trainer(model=model, data_collator=DataCollatorForSeq2Seq(tokenizer))", "", "info"),
+    ],
+)
+def test_pad_is_eos_severity_comes_from_the_tree(tmp_path, masking: str, guard: str, expected: str) -> None:
+    code = f"tokenizer = load()\n{guard}tokenizer.pad_token = tokenizer.eos_token\n{masking}\n"
+    found = _check(tmp_path, "train.py", code, "TOK002")
+    assert [f.severity.value for f in found] == [expected], [f.message for f in found]
+
+
+def test_generation_config_pad_reached_through_a_variable(tmp_path) -> None:
+    code = "gen_cfg = model.generation_config\ngen_cfg.pad_token_id = gen_cfg.eos_token_id\n"
+    assert [f.rule_id for f in _check(tmp_path, "gen.py", code, "TOK002")] == ["TOK002"]
+
+
+def test_output_attentions_through_a_kwargs_dict(tmp_path) -> None:
+    code = """
+    def step(model, x):
+        kwargs = dict(use_cache=True, output_attentions=True)
+        return model(inputs_embeds=x, **kwargs)
+    """
+    found = _check(tmp_path, "t3.py", code, "ATT001")
+    assert len(found) == 1 and found[0].location.line == 4 and "line 3" in found[0].message
+
+
+def test_newer_grammar_is_info_and_python2_a_warning_never_exit_2(tmp_path) -> None:
+    (tmp_path / "new.py").write_text('d = {"a": 1}\nprint(f"{d["a"]}")\n')
+    (tmp_path / "old.py").write_text('print "hello"\n')
+    (tmp_path / "ok.py").write_text("from transformers import AutoTokenizer\nt = AutoTokenizer.from_pretrained('m')\n")
+    result = engine.run(ALL_RULES, discover([str(tmp_path)]))
+    assert not result.unreadable
+    by_file = {os.path.basename(f.location.path): (f.rule_id, f.severity.value) for f in result.findings}
+    assert by_file == {"new.py": ("ART006", "info"), "old.py": ("ART006", "warning")}
+    assert "3.12" in next(f.message for f in result.findings if f.location.path.endswith("new.py"))
+    code, _ = run_main("check", str(tmp_path / "new.py"))
+    assert code == 0
+
+
+# --- notebooks ---------------------------------------------------------------------------------------------
+
+NOTEBOOK = os.path.join(ROOT, "fixtures/GEN001/bad/colab-notebook-dict-config/orpheus_finetune.ipynb")
+
+
+def _notebook(tmp_path, cells: list[list[str]]) -> str:
+    nb = {
+        "cells": [
+            {"cell_type": "code", "execution_count": i, "metadata": {}, "outputs": [], "source": src}
+            for i, src in enumerate(cells, start=1)
+        ],
+        "metadata": {"kernelspec": {"name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb, indent=1) + "\n")
+    return str(path)
+
+
+def test_notebook_cells_checked_with_cell_locations(tmp_path) -> None:
+    path = _notebook(
+        tmp_path,
+        [
+            ["%%capture\n", "!pip install unsloth \\\n", "    snac\n", "%env X=1"],
+            ["from transformers import DataCollatorForLanguageModeling\n", "if True:\n", "    !nvidia-smi\n"],
+            ["tokenizer.pad_token = tokenizer.eos_token\n", "c = DataCollatorForLanguageModeling(tokenizer)"],
+            ["print f\n"],  # Python 2 in a cell: that cell only is skipped
+            ['x = {"a": 1}\n', 'print(f"{x["a"]}")'],
+        ],
+    )
+    result = engine.run(ALL_RULES, discover([str(tmp_path)]))
+    rows = [(f.rule_id, f.severity.value, f.location.cell, f.location.line) for f in result.findings]
+    assert rows == [
+        ("TOK002", "error", 3, 1),
+        ("ART006", "warning", 4, 1),
+        ("ART006", "info", 5, 1),
+    ], rows
+    tok = result.findings[0]
+    assert "cell 3, line 2 uses DataCollatorForLanguageModeling" in tok.message
+    assert report.location_text(tok) == f"{path}:cell 3:1:1"
+    assert report.finding_json(tok)["cell"] == 3 and report.finding_json(tok)["pointer"] == "/cells/2"
+    # GitHub and SARIF point at the line of the .ipynb file that holds the cell's line
+    file_lines = open(path).read().splitlines()
+    assert "tokenizer.pad_token = tokenizer.eos_token" in file_lines[tok.location.file_line - 1]
+    import io
+
+    out = io.StringIO()
+    report.write_github(result, out)
+    assert f"line={tok.location.file_line}," in out.getvalue() and "cell 3, line 1: " in out.getvalue()
+    sarif = report.sarif_payload(result)["runs"][0]["results"][0]
+    assert sarif["locations"][0]["physicalLocation"]["region"]["startLine"] == tok.location.file_line
+    assert sarif["properties"]["cell"] == 3 and sarif["properties"]["cellLine"] == 1
+
+
+def test_notebook_suppression_in_a_cell(tmp_path) -> None:
+    _notebook(tmp_path, [["tokenizer.pad_token = tokenizer.eos_token  # ttsdoctor: ignore[TOK002]\n"]])
+    assert engine.run(ALL_RULES, discover([str(tmp_path)])).findings == []
+
+
+def test_notebook_fix_changes_only_the_cell_sources(tmp_path) -> None:
+    nb_dir = tmp_path / "nb"
+    shutil.copytree(os.path.dirname(NOTEBOOK), nb_dir)
+    path = nb_dir / os.path.basename(NOTEBOOK)
+    before_text = path.read_text()
+    before = json.loads(before_text)
+    code, out = run_main("fix", str(nb_dir), "--apply", "--no-backups")
+    assert code == 0, out
+    after_text = path.read_text()
+    after = json.loads(after_text)
+    assert after["metadata"] == before["metadata"] and after["nbformat"] == before["nbformat"]
+    changed = [i for i, (a, b) in enumerate(zip(before["cells"], after["cells"])) if a != b]
+    assert changed == [2, 3]  # the import lands in the cell that imports; the call in its own cell
+    for i in changed:  # outputs, ids and metadata of changed cells untouched
+        assert {k: v for k, v in after["cells"][i].items() if k != "source"} == {
+            k: v for k, v in before["cells"][i].items() if k != "source"
+        }
+    assert 'generation_config=GenerationConfig(**{"max_new_tokens": 1200' in "".join(after["cells"][3]["source"])
+    # formatting kept: only the changed source lines differ from the original text
+    import difflib
+
+    diff = [d for d in difflib.ndiff(before_text.splitlines(), after_text.splitlines()) if d[:2] in ("- ", "+ ")]
+    assert [d[:2] for d in diff] == ["+ ", "- ", "+ "], diff  # the import line added, the call line changed
+    assert "from transformers import GenerationConfig" in diff[0]
+    remaining = engine.run(ALL_RULES, discover([str(nb_dir)])).findings
+    assert [f.rule_id for f in remaining] == ["GEN002"] and remaining[0].severity.value == "info"
+    code, out = run_main("fix", str(nb_dir), "--apply", "--no-backups")
+    assert path.read_text() == after_text  # idempotent
+
+
+def test_hooks_cover_notebooks() -> None:
+    with open(os.path.join(ROOT, ".pre-commit-hooks.yaml"), encoding="utf-8") as fh:
+        patterns = re.findall(r"files: '(.*)'", fh.read())
+    assert patterns and all(re.search(p, "notebooks/Orpheus_(3B)-TTS.ipynb") for p in patterns)
+    assert [t.kind for t in discover(["notebooks/x.ipynb"], hook=True)] == []  # a deleted file
+    assert [t.kind for t in discover([NOTEBOOK], hook=True)] == ["source"]

@@ -1,0 +1,225 @@
+"""Jupyter / Colab notebooks (.ipynb) as Python sources.
+
+The code cells, in order, become one Python text (names flow between cells as they do when the notebook
+runs), each cell opened by a marker comment (`# %% ttsdoctor cell N`). IPython syntax is kept as comments, line
+for line, so that line numbers inside a cell never move:
+- line magics and shell lines (`%pip install`, `!nvidia-smi`, `x = !ls`, `obj?`) become
+  `pass  # ttsdoctor-magic <line>` (a statement, so an `if` holding only a magic still parses), and the lines a
+  trailing backslash continues become `# ttsdoctor-magic <line>`;
+- a cell magic (`%%time`, `%%capture`) keeps its Python body; any other cell magic (`%%bash`, `%%writefile`)
+  comments out the whole cell;
+- a cell that still does not parse is commented out as `# ttsdoctor-skip <line>` and reported (a cell that
+  parses on a newer Python is an info finding, never an error).
+
+Findings point at the notebook with the cell number (1-based, counting every cell as Jupyter and VS Code do)
+and the line in that cell; fixes are applied to the cell's text and only that cell's `source` is replaced in the
+JSON, so outputs, metadata and formatting stay as they were.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+MARK = "# %% ttsdoctor cell "
+MAGIC = "# ttsdoctor-magic "
+PASS_MAGIC = "pass  # ttsdoctor-magic "
+SKIP = "# ttsdoctor-skip "
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "memit", "mprun", "skip"})
+_LINE_MAGIC = re.compile(r"^\s*([!%]|\w[\w.\[\], ]*=\s*[!%])|^[^#'\"]*\?\s*$")
+_UNPREFIX = re.compile(rf"^(\s*)(?:{re.escape(PASS_MAGIC)}|{re.escape(MAGIC)}|{re.escape(SKIP)})(.*)$")
+
+
+@dataclass
+class Cell:
+    index: int  # position among all cells of the notebook (0-based)
+    text: str  # the cell's source, as in the file
+    as_list: bool  # source stored as a list of lines (nbformat's usual form) or a single string
+    first_line: int = 0  # virtual line of the cell's first line (the line after its marker)
+    lines: int = 0
+    skipped: str | None = None  # why the cell is not checked: a syntax error, or the Python it needs
+
+
+@dataclass
+class VirtualNotebook:
+    text: str
+    cells: list[Cell] = field(default_factory=list)
+
+    def locate(self, line: int) -> tuple[Cell, int] | None:
+        """The cell holding a virtual line, and the line number inside that cell (1-based)."""
+        for cell in self.cells:
+            if cell.first_line <= line < cell.first_line + max(cell.lines, 1):
+                return cell, line - cell.first_line + 1
+        return None
+
+
+def code_cells(notebook: Any) -> list[Cell]:
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list):
+        return []
+    out = []
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(s, str) for s in source):
+            out.append(Cell(index, "".join(source), True))
+        elif isinstance(source, str):
+            out.append(Cell(index, source, False))
+    return out
+
+
+def _virtual_lines(cell: Cell) -> list[str]:
+    lines = cell.text.splitlines()
+    if cell.skipped is not None:
+        return [_prefix(line, SKIP) for line in lines]
+    out = []
+    body_magic = bool(lines) and lines[0].lstrip().startswith("%%")
+    python_body = body_magic and lines[0].lstrip()[2:].split(" ")[0].strip() in PYTHON_CELL_MAGICS
+    continued = False  # a shell line ending in a backslash goes on on the next line
+    for number, line in enumerate(lines):
+        if continued or (body_magic and number > 0 and not python_body):
+            out.append(_prefix(line, MAGIC))
+        elif (body_magic and number == 0) or _LINE_MAGIC.match(line):
+            out.append(_prefix(line, PASS_MAGIC))  # a statement, so that a block holding only a magic still parses
+            continued = line.rstrip().endswith("\\")
+            continue
+        else:
+            out.append(line)
+        continued = continued and line.rstrip().endswith("\\")
+    return out
+
+
+def _prefix(line: str, prefix: str) -> str:
+    stripped = line.lstrip()
+    return line[: len(line) - len(stripped)] + prefix + stripped
+
+
+def render(cells: list[Cell]) -> str:
+    parts = []
+    line = 1
+    for cell in cells:
+        body = _virtual_lines(cell)
+        parts.append(f"{MARK}{cell.index + 1}")
+        cell.first_line = line + 1
+        cell.lines = len(body)
+        parts += body
+        line += 1 + len(body)
+    return "\n".join(parts) + "\n" if parts else ""
+
+
+def build(notebook: Any) -> VirtualNotebook:
+    """The notebook's code as one Python text that parses: cells that do not parse are commented out."""
+    cells = code_cells(notebook)
+    for _ in range(len(cells) + 1):
+        text = render(cells)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ast.parse(text)
+            return VirtualNotebook(text, cells)
+        except SyntaxError as exc:
+            found = VirtualNotebook(text, cells).locate(exc.lineno or 0)
+            cell = found[0] if found is not None else None
+            if cell is None or cell.skipped is not None:
+                break
+            cell.skipped = _why_not_parsed(cell, exc)
+        except (RecursionError, MemoryError, ValueError):
+            break
+    for cell in cells:  # give up on the rest rather than loop
+        cell.skipped = cell.skipped or "could not be parsed"
+    return VirtualNotebook(render(cells), cells)
+
+
+def _why_not_parsed(cell: Cell, exc: SyntaxError) -> str:
+    from ttsdoctor.artifacts.source import newer_python_needed
+
+    body = "\n".join(_virtual_lines(cell)) + "\n"
+    needed = newer_python_needed(body)
+    if needed is not None:
+        return needed
+    return f"Python syntax error: {exc.msg}"
+
+
+def split(text: str, restore: bool = True) -> dict[int, str]:
+    """Cell number (1-based) -> cell text, from a virtual text (after edits), magics restored unless told not."""
+    out: dict[int, str] = {}
+    current: int | None = None
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith(MARK):
+            if current is not None:
+                out[current] = _join(lines)
+            current, lines = int(line[len(MARK) :]), []
+        elif current is not None:
+            match = _UNPREFIX.match(line) if restore else None
+            lines.append(match.group(1) + match.group(2) if match else line)
+    if current is not None:
+        out[current] = _join(lines)
+    return out
+
+
+def restore_magics(text: str) -> str:
+    return "\n".join(m.group(1) + m.group(2) if (m := _UNPREFIX.match(line)) else line for line in text.split("\n"))
+
+
+def import_cell(cells: dict[int, str]) -> int | None:
+    """The cell a new import goes into: the first that already imports at top level and does not start with a cell
+    magic (which must stay its first line), else the first such cell at all."""
+    usable = [n for n, text in sorted(cells.items()) if not text.lstrip().startswith(PASS_MAGIC + "%%")]
+    importing = [n for n in usable if re.search(r"^(import |from \S+ import )", cells[n], re.MULTILINE)]
+    chosen = importing or usable
+    return chosen[0] if chosen else None
+
+
+def _join(lines: list[str]) -> str:
+    while lines and lines[-1] == "":
+        lines.pop()
+    return "\n".join(lines)
+
+
+def apply_cells(json_text: str, notebook: Any, new_cells: dict[int, str]) -> str:
+    """Replace the `source` of the changed cells in the notebook's JSON text, nothing else."""
+    from ttsdoctor.edits import EditError, json_spans
+
+    spans = json_spans(json_text)
+    changes = []
+    for cell in code_cells(notebook):
+        new = new_cells.get(cell.index + 1)
+        if new is None:
+            continue
+        old_core = cell.text.rstrip("\n")
+        if new.rstrip("\n") == old_core:
+            continue
+        new = new.rstrip("\n") + cell.text[len(old_core) :]  # the cell's own trailing newlines
+        span = spans.get(f"/cells/{cell.index}/source")
+        if span is None:
+            raise EditError(f"cell {cell.index + 1} has no source in the notebook")
+        changes.append((span.value_start, span.value_end, _render_source(json_text, span.value_start, new, cell)))
+    for start, end, rendered in sorted(changes, reverse=True):
+        json_text = json_text[:start] + rendered + json_text[end:]
+    return json_text
+
+
+def _render_source(json_text: str, start: int, text: str, cell: Cell) -> str:
+    if not cell.as_list:
+        return json.dumps(text, ensure_ascii=False)
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return "[]"
+    original = json_text[start:]
+    match = re.match(r"\[(\s*)", original)
+    gap = match.group(1) if match else ""
+    if "\n" not in gap:  # a one-line list
+        return "[" + ", ".join(json.dumps(line, ensure_ascii=False) for line in lines) + "]"
+    indent = gap.split("\n")[-1]
+    close_indent = indent[:-1] if indent.endswith(" ") else indent
+    close = re.search(r"\n([ \t]*)\]", original)
+    if close:
+        close_indent = close.group(1)
+    body = (",\n" + indent).join(json.dumps(line, ensure_ascii=False) for line in lines)
+    return "[\n" + indent + body + "\n" + close_indent + "]"
