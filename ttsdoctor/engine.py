@@ -27,6 +27,7 @@ class Checked:
     kind: str
     path: str
     family: Any = None
+    family_evidence: str | None = None  # what the family was recognised from
 
 
 @dataclass
@@ -151,7 +152,12 @@ def run(
         if progress is not None:
             progress(index, len(targets), target.path)
         loaded = load(target)
-        result.loaded.append(Checked(loaded.kind, loaded.path, getattr(loaded, "family", None)))
+        if settings is not None and getattr(loaded, "kind", None) == "model_dir":
+            settings.apply_family(loaded)
+        detection = getattr(loaded, "family_detection", None)
+        result.loaded.append(
+            Checked(loaded.kind, loaded.path, getattr(loaded, "family", None), detection and detection.evidence)
+        )
         for finding in check_loaded(rules, loaded, result.internal_errors):
             if finding not in seen:  # a file shared by two targets reports once
                 seen.add(finding)

@@ -1,7 +1,10 @@
 """TTS model families, recognised from config, tokenizer and weight names.
 
 Detection is data: each family lists the config `model_type`s / architectures, tokenizer token
-markers and tensor-name markers that identify it. The first family whose markers match wins.
+markers and tensor-name markers that identify it. A `model_type` or an architecture identifies a family alone;
+token spelling needs at least two of the family's markers (one `<|audio_start|>` is not OuteTTS), and a family
+inferred from spelling alone only ever raises warnings. Every detection says what it rests on (`Detection`), and
+a project can name the family of a folder in its settings (`[tool.ttsdoctor.families]`).
 """
 
 from __future__ import annotations
@@ -61,16 +64,16 @@ FAMILIES: tuple[Family, ...] = (
         ),
         value_markers=("chatterbox", "t3_mtl", "t3_cfg"),
     ),
-    Family("OuteTTS 1.0", token_markers=("<|c1_0|>", "<|c2_0|>")),
-    Family("OuteTTS 0.2/0.3", token_markers=("<|audio_start|>", "<|text_start|>")),
-    Family("Orpheus", token_markers=("<custom_token_10>",)),
-    Family("Llasa", token_markers=("<|s_0|>", "<|SPEECH_GENERATION_START|>")),
+    Family("OuteTTS 1.0", token_markers=("<|c1_0|>", "<|c2_0|>", "<|c1_1024|>", "<|c2_1024|>")),
+    Family("OuteTTS 0.2/0.3", token_markers=("<|audio_start|>", "<|text_start|>", "<|audio_end|>", "<|0|>")),
+    Family("Orpheus", token_markers=("<custom_token_10>", "<custom_token_4>", "<custom_token_28000>")),
+    Family("Llasa", token_markers=("<|s_0|>", "<|SPEECH_GENERATION_START|>", "<|SPEECH_GENERATION_END|>")),
     Family(
         "CosyVoice",
         model_types=("cosyvoice", "cosyvoice2"),
         tensor_markers=("speech_embedding.weight", "llm_decoder.weight"),
     ),
-    Family("Spark-TTS", token_markers=("<|bicodec_semantic_0|>",)),
+    Family("Spark-TTS", token_markers=("<|bicodec_semantic_0|>", "<|bicodec_global_0|>")),
     Family(
         "vall-e",
         model_types=("valle", "vall_e"),
@@ -97,17 +100,32 @@ def detect_config_family(keys: set[str], strings: str = "") -> Family | None:
     return best if sum(k in keys for k in best.config_markers) >= 2 else None
 
 
+@dataclass(frozen=True)
+class Detection:
+    """How a folder's family was recognised: from what, and whether only from the spelling of tokens."""
+
+    evidence: str  # "model_type 'parler_tts'", "tokens <|s_0|>, <|SPEECH_GENERATION_START|>", "settings"
+    from_tokens_only: bool = False
+
+
+FAMILY_BY_NAME = {f.name.lower(): f for f in FAMILIES}
+
+
 def detect_family(
     model_type: str | None, architectures: tuple[str, ...], tokens: Container[str] | None, tensor_names: tuple[str, ...]
-) -> Family | None:
+) -> tuple[Family | None, Detection | None]:
     for family in FAMILIES:
         if model_type and model_type in family.model_types:
-            return family
-        if any(a in family.architectures for a in architectures):
-            return family
+            return family, Detection(f"model_type {model_type!r}")
+        matched = [a for a in architectures if a in family.architectures]
+        if matched:
+            return family, Detection(f"architecture {matched[0]}")
     for family in FAMILIES:
-        if tokens and any(marker in tokens for marker in family.token_markers):
-            return family
-        if any(marker in name for marker in family.tensor_markers for name in tensor_names):
-            return family
-    return None
+        tensors = [m for m in family.tensor_markers if any(m in name for name in tensor_names)]
+        if tensors:
+            return family, Detection(f"tensor names with {', '.join(tensors)}")
+    for family in FAMILIES:
+        found = [m for m in family.token_markers if tokens and m in tokens]
+        if len(found) >= 2:
+            return family, Detection(f"tokens {', '.join(found)}", from_tokens_only=True)
+    return None, None

@@ -45,9 +45,9 @@ def target_summary(result: CheckResult) -> dict[str, Any]:
     return kinds
 
 
-def families(result: CheckResult) -> list[tuple[str, str]]:
+def families(result: CheckResult) -> list[tuple[str, str, str | None]]:
     return [
-        (m.path, m.family.name)
+        (m.path, m.family.name, m.family_evidence)
         for m in result.loaded
         if m.kind in ("model_dir", "training_config") and m.family is not None
     ]
@@ -95,7 +95,9 @@ def write_json(result: CheckResult, stream: TextIO) -> None:
         "version": JSON_VERSION,
         "findings": [finding_json(f) for f in result.findings],
         "summary": summary(result),
-        "families": [{"path": path, "family": name} for path, name in families(result)],
+        "families": [
+            {"path": path, "family": name, **({"evidence": why} if why else {})} for path, name, why in families(result)
+        ],
     }
     json.dump(payload, stream, indent=2, default=str)
     stream.write("\n")
@@ -112,8 +114,8 @@ def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) 
         where = paint(location_text(finding), _BOLD)
         label = "" if finding.severity is Severity.ERROR else f"[{finding.severity.value}] "
         stream.write(f"{where}: {code} {label}{finding.message}\n")
-    for path, name in families(result):
-        stream.write(paint(f"{path}: detected {name}\n", _DIM))
+    for path, name, why in families(result):
+        stream.write(paint(f"{path}: detected {name}" + (f" (from {why})" if why else "") + "\n", _DIM))
     s = summary(result)
     checked = ", ".join(
         _plural(n, w)

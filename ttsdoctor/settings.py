@@ -52,6 +52,19 @@ class Settings:
     per_path_ignores: dict[str, list[str]] = field(default_factory=dict)
     suppress: list[Suppression] = field(default_factory=list)
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [tool.ttsdoctor.rules.<ID>]
+    families: dict[str, str] = field(default_factory=dict)  # [tool.ttsdoctor.families] glob -> family or "none"
+
+    def apply_family(self, model: Any) -> None:
+        """Set a model folder's family as the project says (`"none"`: no TTS family), overriding detection."""
+        from ttsdoctor.families import FAMILY_BY_NAME, Detection
+
+        rel = self.relative(model.path)
+        for pattern, name in self.families.items():
+            if _glob(rel, pattern) or rel == pattern.rstrip("/"):
+                model.family = FAMILY_BY_NAME.get(name.lower())
+                model.family_detection = Detection(f"[tool.ttsdoctor.families] {pattern!r} = {name!r}")
+                model.cache.clear()
+                return
 
     @property
     def root(self) -> str:
@@ -134,7 +147,7 @@ def load_settings(path: str | None) -> Settings:
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [tool.ttsdoctor] must be a table")
     settings = Settings(path=path)
-    known = {"select", "ignore", "unsafe-fixes", "baseline", "per-path-ignores", "suppress", "rules"}
+    known = {"select", "ignore", "unsafe-fixes", "baseline", "per-path-ignores", "suppress", "rules", "families"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise SettingsError(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -158,6 +171,16 @@ def load_settings(path: str | None) -> Settings:
     if not isinstance(rules, dict) or not all(isinstance(v, dict) for v in rules.values()):
         raise SettingsError(f"{path}: [tool.ttsdoctor.rules.<ID>] tables hold rule options")
     settings.rule_options = {str(k).upper(): dict(v) for k, v in rules.items()}
+    families = table.get("families", {})
+    if not isinstance(families, dict) or not all(isinstance(v, str) for v in families.values()):
+        raise SettingsError(f"{path}: [tool.ttsdoctor.families] maps folder globs to family names")
+    from ttsdoctor.families import FAMILY_BY_NAME
+
+    for pattern, name in families.items():
+        if name.lower() != "none" and name.lower() not in FAMILY_BY_NAME:
+            names = ", ".join(f.name for f in FAMILY_BY_NAME.values())
+            raise SettingsError(f"{path}: unknown family {name!r} for {pattern!r} (known: {names}, or none)")
+    settings.families = {str(k): str(v) for k, v in families.items()}
     for item in table.get("suppress", []):
         if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not isinstance(item.get("code"), str):
             raise SettingsError(f"{path}: each [[suppress]] needs a path and a code")

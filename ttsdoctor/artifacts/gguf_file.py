@@ -74,5 +74,7 @@ def load_gguf(path: str) -> ModelDir:
     model.weights = Weights(files=[WeightFile(path=path, format="gguf", tensors=tensors)])
     arch = _scalar(reader, "general.architecture")
     arch_name = bytes(arch).decode() if isinstance(arch, (bytes, bytearray)) else None
-    model.family = detect_family(arch_name, (), model.tokenizer.file if model.tokenizer else None, tuple(tensors))
+    model.family, model.family_detection = detect_family(
+        arch_name, (), model.tokenizer.file if model.tokenizer else None, tuple(tensors)
+    )
     return model

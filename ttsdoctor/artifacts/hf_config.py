@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.jsonfile import JsonDoc, escape_pointer_part, load_json
 
 ID_KEYS = ("pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id", "decoder_start_token_id")
@@ -134,6 +135,39 @@ def validate_types(doc: JsonDoc) -> None:
 
 
 def load_config(path: str) -> JsonDoc:
-    doc = load_json(path)
+    try:
+        doc = load_json(path)
+    except ArtifactError as exc:
+        doc = _with_comments(path, exc)
     validate_types(doc)
     return doc
+
+
+def _with_comments(path: str, error: ArtifactError) -> JsonDoc:
+    """A config.json with // comments (Coqui TTS / VITS-style toolkits strip them in their loader): read it, and
+    say so; transformers' json.load would reject it. Any other invalid JSON raises the original error."""
+    from ttsdoctor.artifacts.errors import decode_utf8, read_bytes
+    from ttsdoctor.artifacts.jsonfile import MAX_JSON_BYTES, parse_json_text, strip_json_comments
+
+    if not error.problem.startswith("invalid JSON"):
+        raise error
+    text = decode_utf8(path, read_bytes(path, MAX_JSON_BYTES))
+    stripped = strip_json_comments(text)
+    if stripped is None:
+        raise error
+    try:
+        doc = parse_json_text(path, stripped)
+    except ArtifactError:
+        raise error from None
+    if not isinstance(doc.data, dict):
+        raise error
+    hf = "model_type" in doc.data or "architectures" in doc.data
+    doc.problems.append(
+        (
+            "",
+            "comments (// or /* */) in JSON: transformers' json.load rejects this config.json"
+            if hf
+            else "not standard JSON: // or /* */ comments, read as a toolkit that strips them reads it",
+        )
+    )
+    return doc  # its text is the stripped one: comments blanked, so every offset and line is the file's

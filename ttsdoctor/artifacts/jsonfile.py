@@ -129,6 +129,27 @@ def parse_json_text(path: str, text: str) -> JsonDoc:
     return JsonDoc(path=path, data=data, text=text, problems=problems)
 
 
+_JSON_WITH_COMMENTS = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
+
+
+def strip_json_comments(text: str) -> str | None:
+    """`//` and `/* */` comments blanked out (strings untouched, line numbers kept), or None when there are none.
+
+    Some TTS toolkits keep comments in their JSON configs and strip them in their own loader."""
+    found = False
+
+    def blank(match: re.Match[str]) -> str:
+        nonlocal found
+        token = match.group()
+        if token.startswith('"'):
+            return token
+        found = True
+        return re.sub(r"[^\n]", " ", token)
+
+    stripped = _JSON_WITH_COMMENTS.sub(blank, text)
+    return stripped if found else None
+
+
 def load_json(path: str, expect_object: bool = True) -> JsonDoc:
     text = decode_utf8(path, read_bytes(path, MAX_JSON_BYTES))
     doc = parse_json_text(path, text)

@@ -13,7 +13,7 @@ from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.special_tokens import SpecialDecl, config_decls, tokenizer_decls
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
 from ttsdoctor.artifacts.weights import TensorInfo, Weights, load_weights_in_dir, text_embedding, text_head
-from ttsdoctor.families import Family, detect_family
+from ttsdoctor.families import Detection, Family, detect_family
 
 
 @dataclass
@@ -26,6 +26,7 @@ class ModelDir:
     weights: Weights | None = None
     errors: list[ArtifactError] = field(default_factory=list)
     family: Family | None = None
+    family_detection: Detection | None = None  # what the family was recognised from
     extra_decls: list[SpecialDecl] = field(default_factory=list)  # special ids from GGUF metadata
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
 
@@ -134,5 +135,5 @@ def load_model_dir(path: str) -> ModelDir:
     if model.config is not None and isinstance(model.config.data.get("architectures"), list):
         architectures = tuple(a for a in model.config.data["architectures"] if isinstance(a, str))
     tokens = model.tokenizer.file if model.tokenizer is not None else None
-    model.family = detect_family(model.model_type, architectures, tokens, tuple(model.tensors))
+    model.family, model.family_detection = detect_family(model.model_type, architectures, tokens, tuple(model.tensors))
     return model

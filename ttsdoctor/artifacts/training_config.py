@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
-from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text
+from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text, strip_json_comments
 from ttsdoctor.artifacts.source import parse_suppressions
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
 from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, Weights, load_weight_file, load_weights_in_dir
@@ -80,6 +80,7 @@ class TrainingConfig:
     suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # YAML comments
     family: Family | None = None
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
+    notes: list[str] = field(default_factory=list)  # how the file departs from its format, but still reads
 
     kind = "training_config"
 
@@ -161,9 +162,22 @@ def parse_training_config(path: str) -> TrainingConfig:
     text = decode_utf8(path, read_bytes(path, MAX_CONFIG_BYTES))
     entries: list[Entry] = []
     if path.endswith(".json"):
-        doc = parse_json_text(path, text)
+        notes = []
+        try:
+            doc = parse_json_text(path, text)
+        except ArtifactError:
+            stripped = strip_json_comments(text) if ("//" in text or "/*" in text) else None
+            if stripped is None:
+                raise
+            doc = parse_json_text(path, stripped)  # still invalid: the error names the real problem
+            notes.append(
+                "not standard JSON: it has // or /* */ comments, which json.load rejects; read as the "
+                "loaders that strip comments read it"
+            )
         _flatten(doc.data, "", "", entries)
-        return TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
+        config = TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
+        config.notes = notes
+        return config
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -231,7 +245,8 @@ def _role(entry: Entry) -> str | None:
         return None
     if value.startswith(("http://", "https://", "hf://")) or "{" in value or value.startswith("lambda"):
         return None
-    looks_like_file = "/" in value or "\\" in value or value.lower().endswith(FILE_SUFFIXES)
+    bare_word = re.fullmatch(r"[\w.-]+", value) is not None  # `tokenizer: model`: a folder only if it exists
+    looks_like_file = "/" in value or "\\" in value or value.lower().endswith(FILE_SUFFIXES) or bare_word
     if not looks_like_file or not any(h in key for h in FILE_KEY_HINTS):
         return None
     if any(h in key for h in OUTPUT_KEY_HINTS):
@@ -320,6 +335,8 @@ def load_training_config(path: str, checked_root: str | None = None) -> Training
             continue
         tried = _candidates(path, entry.value, roots)
         resolved = next((c for c in tried if os.path.exists(c)), None)
+        if resolved is None and "/" not in entry.value and not entry.value.lower().endswith(FILE_SUFFIXES):
+            continue  # a bare word that names nothing here is a setting ("bpe", "char"), not a path
         named = NamedFile(entry, role, resolved, tuple(tried))
         config.named_files.append(named)
         if resolved is None:

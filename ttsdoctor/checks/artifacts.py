@@ -109,23 +109,25 @@ class MalformedValue(Rule):
     name = "malformed-value"
     summary = "A config value of the wrong type, a duplicate key or a non-standard JSON constant"
     severity = Severity.ERROR
-    targets = ("model_dir",)
+    targets = ("model_dir", "training_config")
 
     def check(self, target: Any) -> Iterator[Finding]:
+        if target.kind == "training_config":
+            for note in target.notes:
+                yield self.finding(note, target.path, severity=Severity.INFO)
+            return
         for doc in (target.config, target.generation_config):
             if doc is None:
                 continue
             for pointer, problem in doc.problems:
                 line, column = doc.position(pointer) if pointer else (None, None)
-                soft = problem.startswith(("duplicate key", "non-standard"))
-                yield self.finding(
-                    problem,
-                    doc.path,
-                    pointer or None,
-                    line,
-                    column,
-                    severity=Severity.WARNING if soft else Severity.ERROR,
-                )
+                if problem.startswith("not standard JSON"):
+                    severity = Severity.INFO  # comments in a toolkit's config that its loader strips
+                elif problem.startswith(("duplicate key", "non-standard", "comments")):
+                    severity = Severity.WARNING
+                else:
+                    severity = Severity.ERROR
+                yield self.finding(problem, doc.path, pointer or None, line, column, severity=severity)
 
 
 class MissingNamedFile(Rule):

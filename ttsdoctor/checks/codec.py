@@ -229,11 +229,19 @@ class AudioTokenRange(Rule):
             family = target.family.name if target.family else "this model"
             if expected is not None and len(codes) != expected:
                 via = f" ({codec.name}, {codec.codebook_size} codes)" if codec else ""
+                detection = target.family_detection
+                inferred = detection is not None and detection.from_tokens_only
+                why = f" (the family is inferred from {detection.evidence} only)" if inferred and detection else ""
                 yield self.finding(
                     f"the tokenizer has {len(codes)} {spelled} audio tokens but {family}{via} uses "
-                    f"{expected}: codes the codec emits have no token (or tokens no code)",
+                    f"{expected}{why}: codes the codec emits have no token (or tokens no code)",
                     tok.path,
-                    evidence={"tokens": len(codes), "expected": expected},
+                    evidence={
+                        "tokens": len(codes),
+                        "expected": expected,
+                        "family_from": detection and detection.evidence,
+                    },
+                    severity=Severity.WARNING if inferred else None,
                 )
             if not codes:
                 continue

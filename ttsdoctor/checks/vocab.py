@@ -313,6 +313,24 @@ class UnexplainedSurplus(Rule):
                 rows.pointer,
                 evidence={"rows": rows.value, "tokenizer_ids": tok.value, "surplus": surplus},
             )
+        if not isinstance(target, TrainingConfig):
+            return
+        for size in view.declared:  # n_vocab: 3000 beside a 2535-id tokenizer builds 465 rows no id reaches
+            if size.value <= tok.value or is_normal_padding(
+                size.value, tok.value, self.padding_multiple, self.max_surplus
+            ):
+                continue
+            surplus = size.value - tok.value
+            yield self.finding(
+                f"{size.what} is {size.value}, {surplus} more than the {tok.value} ids of {tok.what}: the model gets "
+                f"rows {tok.value}..{size.value - 1} that no token reaches (dead rows, and a size that matches no "
+                f"checkpoint of this tokenizer); set it to {tok.value}",
+                size.path,
+                size.pointer,
+                size.line,
+                size.column,
+                evidence={"declared": size.value, "tokenizer_ids": tok.value, "surplus": surplus},
+            )
 
 
 class MergedTokenizerMovedIds(Rule):
