@@ -129,6 +129,49 @@ def test_fifo_named_config_json_does_not_block(tmp_path) -> None:
     )
 
 
+def test_fifo_named_train_yaml_in_a_tree_does_not_block(tmp_path) -> None:
+    model = _model(tmp_path)
+    os.mkfifo(os.path.join(model, "train.yaml"))
+    os.mkfifo(os.path.join(model, "weights.bin"))
+    code, out, err, seconds, _ = _run(["check", "m", "--format", "json"], cwd=str(tmp_path))
+    assert "Traceback" not in err and seconds < MAX_SECONDS
+    assert any("not a regular file" in f["message"] for f in json.loads(out)["findings"]), out
+
+
+def test_fix_never_writes_through_a_symlinked_backups_folder(tmp_path) -> None:
+    from conftest import run_main
+
+    model = tmp_path / "m"
+    shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, model / ".ttsdoctor-backups")  # committed by a hostile repository
+    before = _digest(str(model))
+    code, out = run_main("fix", str(model), "--apply")
+    assert code == 2
+    assert os.listdir(elsewhere) == [] and _digest(str(model)) == before
+
+
+def test_unreadable_folder_in_a_tree_is_reported(tmp_path, monkeypatch) -> None:
+    model = _model(tmp_path)
+    real_walk = os.walk
+
+    def walk(top, *args, onerror=None, **kwargs):  # CI runs as root: simulate a folder it cannot list
+        for entry in real_walk(top, *args, onerror=onerror, **kwargs):
+            yield entry
+            if entry[0] == str(tmp_path) and onerror is not None:
+                onerror(PermissionError(13, "Permission denied", os.path.join(str(tmp_path), "private")))
+
+    monkeypatch.setattr(os, "walk", walk)
+    from ttsdoctor import engine
+    from ttsdoctor.discover import discover
+    from ttsdoctor.registry import ALL_RULES
+
+    result = engine.run(ALL_RULES, discover([str(tmp_path)]))
+    assert any(f.rule_id == "ART001" and f.location.path.endswith("private") for f in result.findings)
+    assert os.path.isdir(model)
+
+
 def test_header_of_hundreds_of_megabytes(tmp_path) -> None:
     model = _model(tmp_path)
     with open(os.path.join(model, "model.safetensors"), "wb") as fh:

@@ -261,3 +261,38 @@ def test_hooks_cover_notebooks() -> None:
     assert patterns and all(re.search(p, "notebooks/Orpheus_(3B)-TTS.ipynb") for p in patterns)
     assert [t.kind for t in discover(["notebooks/x.ipynb"], hook=True)] == []  # a deleted file
     assert [t.kind for t in discover([NOTEBOOK], hook=True)] == ["source"]
+
+
+def test_generation_config_fix_keeps_meaning_and_runs_with_real_transformers(tmp_path) -> None:
+    src = tmp_path / "infer.py"
+    src.write_text(
+        "base = {'max_new_tokens': 10}\n\n\n"
+        "def run(model, ids):\n    return model.generate(ids, generation_config=dict(base, do_sample=False))\n"
+    )
+    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
+    assert code == 0, out
+    fixed = src.read_text()
+    assert "GenerationConfig(**base, do_sample=False)" in fixed
+    namespace: dict = {}
+    exec(compile(fixed, str(src), "exec"), namespace)  # the real transformers GenerationConfig
+
+    class Model:
+        def generate(self, ids, generation_config):
+            return generation_config
+
+    from transformers import GenerationConfig
+
+    cfg = namespace["run"](Model(), [[1]])
+    assert isinstance(cfg, GenerationConfig) and cfg.max_new_tokens == 10 and cfg.do_sample is False
+
+
+def test_generation_config_fix_never_shadows_a_project_name(tmp_path) -> None:
+    src = tmp_path / "infer.py"
+    original = (
+        "class GenerationConfig(dict):\n    pass\n\n\n"
+        "def run(model, ids):\n    return model.generate(ids, generation_config={'max_new_tokens': 5})\n"
+    )
+    src.write_text(original)
+    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
+    assert src.read_text() == original
+    assert "already binds GenerationConfig (class GenerationConfig at line 1)" in out

@@ -48,7 +48,7 @@ MODEL_DIR_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".safetensors.index.json")
 
 @dataclass(frozen=True, order=True)
 class Target:
-    kind: str  # "model_dir" | "gguf" | "training_config" | "source" | "missing" | "unsupported"
+    kind: str  # "model_dir" | "gguf" | "training_config" | "source" | "missing" | "unsupported" | "unreadable"
     path: str
     root: str | None = field(default=None, compare=False)  # the path the user passed, a root for named files
 
@@ -72,9 +72,13 @@ def _file_target(path: str) -> Target:
 
 
 def _own_output(path: str) -> bool:
+    import stat
+
     from ttsdoctor.artifacts.training_config import is_own_output
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as fh:
             return is_own_output(fh.read(4096).decode("utf-8", errors="replace"))
     except OSError:
@@ -87,7 +91,10 @@ def _walk(root: str) -> list[Target]:
 
 def _walk_tree(root: str) -> list[Target]:
     found: list[Target] = []
-    for walked, dirnames, filenames in os.walk(root, followlinks=False):
+    unreadable: list[str] = []
+    for walked, dirnames, filenames in os.walk(
+        root, followlinks=False, onerror=lambda exc: unreadable.append(exc.filename or root)
+    ):
         directory = os.path.normpath(walked)  # "./models" -> "models": paths as a user would write them
         dirnames[:] = sorted(
             d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
@@ -110,6 +117,7 @@ def _walk_tree(root: str) -> list[Target]:
                 and looks_like_training_config(path)
             ):
                 found.append(Target("training_config", path))
+    found += [Target("unreadable", os.path.normpath(path)) for path in unreadable]  # never skipped silently
     return found
 
 

@@ -57,6 +57,10 @@ def load(target: Target) -> Any:
         return load_gguf(target.path)
     if target.kind == "missing":
         return BrokenTarget(target.path, [ArtifactError(target.path, "no such file or directory")])
+    if target.kind == "unreadable":
+        return BrokenTarget(
+            target.path, [ArtifactError(target.path, "cannot list this folder: nothing in it was checked")]
+        )
     if target.kind == "unsupported":
         return BrokenTarget(
             target.path,

@@ -75,6 +75,10 @@ class Transaction:
     def backup(self, path: str) -> None:
         if path in self.backups:
             return
+        folder = os.path.join(os.path.dirname(path) or ".", BACKUP_DIR)
+        for link in (path, folder):
+            if os.path.islink(link):  # committable in a hostile repository: never write where it points
+                raise OSError(f"{link} is a symbolic link: fix does not write through a link it did not create")
         if not os.path.exists(path):
             self.backups[path] = None
             return

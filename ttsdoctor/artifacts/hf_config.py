@@ -54,7 +54,7 @@ class ConfigScope:
 
     def get_int(self, key: str) -> int | None:
         value = self.data.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return value if isinstance(value, int) and _sane_int(value) else None
 
     def get_number(self, key: str) -> float | None:
         value = self.data.get(key)
@@ -67,9 +67,9 @@ class ConfigScope:
     def get_ids(self, key: str) -> tuple[int, ...]:
         """An id key as a tuple: () when absent, null or of the wrong type."""
         value = self.data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and _sane_int(value):
             return (value,)
-        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if isinstance(value, list) and all(_sane_int(v) for v in value):
             return tuple(value)
         return ()
 
@@ -111,6 +111,15 @@ def _type_name(value: Any) -> str:
     )
 
 
+# Ids and sizes beyond this are no vocabulary, length or id of any model (the largest vocabularies are ~1e6 and
+# context lengths ~1e7); reading them as numbers would overflow tokenizers' and numpy's 64-bit integers.
+MAX_SANE_INT = 1 << 40
+
+
+def _sane_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_SANE_INT <= value <= MAX_SANE_INT
+
+
 def validate_types(doc: JsonDoc) -> None:
     """Record wrong-typed known keys as problems on the document (load time, once)."""
     for scope in scopes(doc):
@@ -125,6 +134,8 @@ def validate_types(doc: JsonDoc) -> None:
                 if not ok:
                     want = "an integer or a list of integers" if key in LIST_ID_KEYS else "an integer"
                     doc.problems.append((pointer, f"{key} is {_type_name(value)} ({value!r:.40}), expected {want}"))
+                elif not all(_sane_int(v) for v in (value if isinstance(value, list) else [value])):
+                    doc.problems.append((pointer, f"{key} is {str(value)[:40]}: beyond any vocabulary, id or size"))
                 elif key in ID_KEYS and any(v < 0 for v in scope.get_ids(key)):
                     doc.problems.append((pointer, f"{key} is negative ({value!r:.40})"))
             elif key in FLOAT_KEYS and value is not None:

@@ -27,7 +27,7 @@ from ttsdoctor.artifacts.pickle_scan import python2_names, scan_pickle
 from ttsdoctor.artifacts.weights import TORCH_STORAGE_DTYPES, TensorInfo, WeightFile
 
 MAX_PICKLE_BYTES = 256 << 20  # of pickle bytes read from one file (the tensors' data is never read)
-MAX_OBJECTS = 2_000_000  # containers and tensors walked when naming tensors (a memo "DAG bomb" stops here)
+MAX_OBJECTS = 500_000  # containers and tensors walked when naming tensors (a memo "DAG bomb" stops here)
 MAX_DEPTH = 64
 
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a pre-zip torch.save file
@@ -341,7 +341,7 @@ def read_pickle_checkpoint(path: str) -> WeightFile:
                 "in it was still vetted)"
             )
     if not read_any and not globals_:
-        why = "; ".join(problems) or "no pickle could be read"
+        why = "; ".join(problems + read.unchecked) or "no pickle could be read"
         raise ArtifactError(path, f"not a readable pickle checkpoint ({why})"[:300])
     if walk.truncated:
         read.unchecked.append(f"more than {MAX_OBJECTS} objects or {MAX_DEPTH} levels: not every tensor was named")
@@ -360,7 +360,11 @@ def read_pickle_checkpoint(path: str) -> WeightFile:
 
 def looks_like_checkpoint(path: str) -> bool:
     """Whether a `.bin` file is a PyTorch checkpoint at all (many `.bin` files are raw data or vocabularies)."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return True  # let the reader refuse it by name
         with open(path, "rb") as fh:
             head = fh.read(512)
     except OSError:

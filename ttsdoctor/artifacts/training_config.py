@@ -119,9 +119,18 @@ class TrainingConfig:
         return found[0] if found else None
 
 
+MAX_CONFIG_VALUES = 200_000  # the largest real training configs hold a few thousand values
+
+
+class _TooManyValues(Exception):
+    pass
+
+
 def _flatten(node: Any, pointer: str, key: str, out: list[Entry], depth: int = 0) -> None:
     if depth > 64:
         return
+    if len(out) > MAX_CONFIG_VALUES:  # YAML aliases can make a few lines mean billions of values
+        raise _TooManyValues
     line = column = None
     if isinstance(node, dict):
         lc = getattr(node, "lc", None)
@@ -174,7 +183,7 @@ def parse_training_config(path: str) -> TrainingConfig:
                 "not standard JSON: it has // or /* */ comments, which json.load rejects; read as the "
                 "loaders that strip comments read it"
             )
-        _flatten(doc.data, "", "", entries)
+        _flatten_within_budget(path, doc.data, entries)
         config = TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
         config.notes = notes
         return config
@@ -195,8 +204,18 @@ def parse_training_config(path: str) -> TrainingConfig:
         raise ArtifactError(path, f"invalid YAML: {problem}{where}", line, column) from None
     except RecursionError:
         raise ArtifactError(path, "invalid YAML: nested too deeply to read") from None
-    _flatten(data, "", "", entries)
+    _flatten_within_budget(path, data, entries)
     return TrainingConfig(path, "yaml", data, entries, suppressions=parse_suppressions(text, python=False))
+
+
+def _flatten_within_budget(path: str, data: Any, entries: list[Entry]) -> None:
+    try:
+        _flatten(data, "", "", entries)
+    except _TooManyValues:
+        raise ArtifactError(
+            path,
+            f"holds more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded (an alias bomb?): not read",
+        ) from None
 
 
 def project_root(start: str) -> str | None:
@@ -379,7 +398,11 @@ TRAINING_KEYS = frozenset(
 
 def looks_like_training_config(path: str) -> bool:
     """Cheap content sniff for files found while walking a tree (explicit paths skip this)."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named train.yaml would block the read forever
+            return False
         with open(path, "rb") as fh:
             head = fh.read(65536).decode("utf-8", errors="replace")
     except OSError:

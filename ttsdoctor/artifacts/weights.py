@@ -242,7 +242,7 @@ def read_safetensors_header(path: str) -> WeightFile:
         if not isinstance(entry, dict):
             raise ArtifactError(path, f"tensor {name!r}: header entry is not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise ArtifactError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
         if not (
             isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)

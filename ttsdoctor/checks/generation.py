@@ -67,12 +67,31 @@ def _generation_config_fix(source: SourceFile, expr: ast.expr) -> Fix | None:
     if found is None:
         return None
     start, end = found
+    bound = _binding_of_generation_config(source)
+    if bound is not None:  # a name of the project's own: importing transformers' would shadow it, or not take effect
+        return Fix(
+            f"Wrap the dict in transformers.GenerationConfig by hand: this module already binds GenerationConfig "
+            f"({bound})",
+            Applicability.DISPLAY_ONLY,
+            (),
+        )
     edits: list[Edit]
     if isinstance(expr, ast.Call):
         func = pysource.span(source, expr.func)
         if func is None:
             return None
-        edits = [ReplaceSource(source.path, func[0], func[1], "GenerationConfig")]
+        if expr.args:  # dict(base, k=v): GenerationConfig(base, k=v) would raise TypeError
+            if len(expr.args) != 1 or isinstance(expr.args[0], ast.Starred):
+                return None
+            arg = pysource.span(source, expr.args[0])
+            if arg is None:
+                return None
+            edits = [
+                ReplaceSource(source.path, arg[0], arg[0], "**"),
+                ReplaceSource(source.path, func[0], func[1], "GenerationConfig"),
+            ]
+        else:
+            edits = [ReplaceSource(source.path, func[0], func[1], "GenerationConfig")]
     elif isinstance(expr, ast.Dict):
         edits = [
             ReplaceSource(source.path, end, end, ")"),
@@ -82,6 +101,24 @@ def _generation_config_fix(source: SourceFile, expr: ast.expr) -> Fix | None:
         return None
     edits.append(AddImport(source.path, "transformers", "GenerationConfig"))
     return Fix("Wrap the dict in transformers.GenerationConfig", Applicability.SAFE, tuple(edits))
+
+
+def _binding_of_generation_config(source: SourceFile) -> str | None:
+    """How the module binds the name GenerationConfig other than by importing it from transformers, if it does."""
+    for node in ast.walk(source.tree):
+        if isinstance(node, ast.ClassDef) and node.name == "GenerationConfig":
+            return f"class GenerationConfig at {source.line_name(node.lineno)}"
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if (alias.asname or alias.name) == "GenerationConfig" and not (node.module or "").startswith(
+                    "transformers"
+                ):
+                    return f"imported from {node.module or '.'} at {source.line_name(node.lineno)}"
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "GenerationConfig" for t in node.targets
+        ):
+            return f"assigned at {source.line_name(node.lineno)}"
+    return None
 
 
 class DictGenerationConfig(Rule):
