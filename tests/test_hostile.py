@@ -133,7 +133,7 @@ def test_fifo_named_train_yaml_in_a_tree_does_not_block(tmp_path) -> None:
     model = _model(tmp_path)
     os.mkfifo(os.path.join(model, "train.yaml"))
     os.mkfifo(os.path.join(model, "weights.bin"))
-    code, out, err, seconds, _ = _run(["check", "m", "--format", "json"], cwd=str(tmp_path))
+    _, out, err, seconds, _ = _run(["check", "m", "--format", "json"], cwd=str(tmp_path))
     assert "Traceback" not in err and seconds < MAX_SECONDS
     assert any("not a regular file" in f["message"] for f in json.loads(out)["findings"]), out
 
@@ -147,7 +147,7 @@ def test_fix_never_writes_through_a_symlinked_backups_folder(tmp_path) -> None:
     elsewhere.mkdir()
     os.symlink(elsewhere, model / ".ttsdoctor-backups")  # committed by a hostile repository
     before = _digest(str(model))
-    code, out = run_main("fix", str(model), "--apply")
+    code, _ = run_main("fix", str(model), "--apply")
     assert code == 2
     assert os.listdir(elsewhere) == [] and _digest(str(model)) == before
 

@@ -293,6 +293,6 @@ def test_generation_config_fix_never_shadows_a_project_name(tmp_path) -> None:
         "def run(model, ids):\n    return model.generate(ids, generation_config={'max_new_tokens': 5})\n"
     )
     src.write_text(original)
-    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
+    _, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
     assert src.read_text() == original
     assert "already binds GenerationConfig (class GenerationConfig at line 1)" in out
