@@ -296,3 +296,36 @@ def test_generation_config_fix_never_shadows_a_project_name(tmp_path) -> None:
     _, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
     assert src.read_text() == original
     assert "already binds GenerationConfig (class GenerationConfig at line 1)" in out
+
+
+def test_warnings_in_test_code_are_info(tmp_path) -> None:
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    code = "def stub(cfg):\n    cfg._attn_implementation = 'eager'\n"
+    (tests / "test_attention.py").write_text(code)
+    (tmp_path / "load.py").write_text(code)
+    result = engine.run(ALL_RULES, discover([str(tmp_path)]))
+    by_file = {os.path.basename(f.location.path): f for f in result.findings if f.rule_id == "ATT002"}
+    assert by_file["load.py"].severity.value == "warning"
+    assert by_file["test_attention.py"].severity.value == "info"
+    assert by_file["test_attention.py"].message.endswith("(in test code)")
+
+
+def test_notebook_round_trip_keeps_every_cell_exactly() -> None:
+    from ttsdoctor.artifacts import notebook
+
+    cells = [
+        "%%capture\n!pip install unsloth \\\n    snac\n%env X=1",
+        " !tts --text 'hi' \\\n      --out_path out.wav",
+        "if gpu:\n    !nvidia-smi\nelse:\n    %time x = 1\nfiles = !ls\nobj?",
+        "%%bash\necho hi\n  indented",
+        "print 'python 2'\n",
+        'x = {"a": 1}\nprint(f"{x["a"]}")\n\n\n',
+    ]
+    nb = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": []} for c in cells]}
+    virtual = notebook.build(nb)
+    import ast
+
+    ast.parse(virtual.text)  # whatever the cells hold, the virtual text parses
+    back = notebook.split(virtual.text)
+    assert [back[i + 1] for i in range(len(cells))] == [c.rstrip("\n") for c in cells]

@@ -136,6 +136,13 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
             if internal_errors is not None:
                 internal_errors.append(f"{rule.id} crashed on {loaded.path}: {type(exc).__name__}: {exc}")
     findings += _unused_inline(loaded, used, rules)
+    if getattr(loaded, "is_test", False):  # test code pins odd values on purpose: worth knowing, not failing CI
+        findings = [
+            dataclasses.replace(f, severity=Severity.INFO, message=f"{f.message} (in test code)")
+            if f.severity is Severity.WARNING and f.rule_id != UNUSED.id
+            else f
+            for f in findings
+        ]
     map_location = getattr(loaded, "map_location", None)  # notebooks: cell and line in the cell
     if map_location is not None:
         findings = [dataclasses.replace(f, location=map_location(f.location)) for f in findings]

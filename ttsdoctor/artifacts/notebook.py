@@ -31,7 +31,8 @@ PASS_MAGIC = "pass  # ttsdoctor-magic "
 SKIP = "# ttsdoctor-skip "
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "memit", "mprun", "skip"})
 _LINE_MAGIC = re.compile(r"^\s*([!%]|\w[\w.\[\], ]*=\s*[!%])|^[^#'\"]*\?\s*$")
-_UNPREFIX = re.compile(rf"^(\s*)(?:{re.escape(PASS_MAGIC)}|{re.escape(MAGIC)}|{re.escape(SKIP)})(.*)$")
+_UNPREFIX = re.compile(rf"^(\s*)(?:{re.escape(MAGIC)}|{re.escape(SKIP)})(.*)$")
+_UNPASS = re.compile(rf"^\s*{re.escape(PASS_MAGIC)}(.*)$")
 
 
 @dataclass
@@ -81,17 +82,30 @@ def _virtual_lines(cell: Cell) -> list[str]:
     body_magic = bool(lines) and lines[0].lstrip().startswith("%%")
     python_body = body_magic and lines[0].lstrip()[2:].split(" ")[0].strip() in PYTHON_CELL_MAGICS
     continued = False  # a shell line ending in a backslash goes on on the next line
+    last_code = ""  # the last line of Python, whose indentation a magic's `pass` must fit
     for number, line in enumerate(lines):
         if continued or (body_magic and number > 0 and not python_body):
             out.append(_prefix(line, MAGIC))
         elif (body_magic and number == 0) or _LINE_MAGIC.match(line):
-            out.append(_prefix(line, PASS_MAGIC))  # a statement, so that a block holding only a magic still parses
+            # a statement, so that a block holding only a magic still parses, at an indentation Python accepts
+            out.append(_fit(line, last_code))
             continued = line.rstrip().endswith("\\")
             continue
         else:
             out.append(line)
+            if line.strip() and not line.lstrip().startswith("#"):
+                last_code = line
         continued = continued and line.rstrip().endswith("\\")
     return out
+
+
+def _fit(line: str, last_code: str) -> str:
+    """`pass  # ttsdoctor-magic <line>` indented as deep as the line may be: as the block it opens or sits in."""
+    indent = len(line) - len(line.lstrip())
+    previous = len(last_code) - len(last_code.lstrip())
+    opens_block = last_code.rstrip().endswith(":")
+    allowed = indent if opens_block and indent > previous else min(indent, previous)
+    return line[:allowed] + PASS_MAGIC + line  # the whole original line after the marker: restored exactly
 
 
 def _prefix(line: str, prefix: str) -> str:
@@ -156,15 +170,22 @@ def split(text: str, restore: bool = True) -> dict[int, str]:
                 out[current] = _join(lines)
             current, lines = int(line[len(MARK) :]), []
         elif current is not None:
-            match = _UNPREFIX.match(line) if restore else None
-            lines.append(match.group(1) + match.group(2) if match else line)
+            lines.append(_restore(line) if restore else line)
     if current is not None:
         out[current] = _join(lines)
     return out
 
 
+def _restore(line: str) -> str:
+    passed = _UNPASS.match(line)
+    if passed:
+        return passed.group(1)
+    match = _UNPREFIX.match(line)
+    return match.group(1) + match.group(2) if match else line
+
+
 def restore_magics(text: str) -> str:
-    return "\n".join(m.group(1) + m.group(2) if (m := _UNPREFIX.match(line)) else line for line in text.split("\n"))
+    return "\n".join(_restore(line) for line in text.split("\n"))
 
 
 def import_cell(cells: dict[int, str]) -> int | None:

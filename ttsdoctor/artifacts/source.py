@@ -34,6 +34,18 @@ class SourceFile:
 
     kind = "source"
 
+    @property
+    def is_test(self) -> bool:
+        """Test code (tests/, test_*.py, *_test.py, conftest.py), which sets odd values on purpose."""
+        parts = self.path.replace("\\", "/").split("/")
+        name = parts[-1]
+        return (
+            any(p in ("tests", "test", "testing") for p in parts[:-1])
+            or name.startswith("test_")
+            or name.endswith("_test.py")
+            or name == "conftest.py"
+        )
+
     def line_name(self, line: int) -> str:
         """How a message names a line: "line 12", or in a notebook "cell 4, line 2"."""
         found = self.notebook.locate(line) if self.notebook is not None else None
