@@ -93,3 +93,23 @@ def test_family_needs_more_than_one_token_and_can_be_set(tmp_path) -> None:
     assert "families" in result.loaded[0].family_evidence
     cod = [f for f in result.findings if f.rule_id == "COD003"]
     assert cod and cod[0].severity.value == "error"  # the project said so: the expectation holds
+
+
+def test_parent_relative_path_inside_the_checked_tree_is_read(tmp_path) -> None:
+    """config/train.yaml naming ../models/... in a tree without project markers: inside what the user asked to
+    check, so it is read (no SEC004), and the seed's numbers come out (887 declared, 2535 ids)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(os.path.join(ROOT, "fixtures/VOC001/bad/chatterbox-amharic-887"), repo)
+    (repo / "pyproject.toml").unlink()
+    config = repo / "config" / "training_config.yaml"
+    config.write_text(
+        config.read_text().replace('"models/tokenizer"', '"../models/tokenizer/Am_tokenizer_merged.json"')
+    )
+    findings = engine.run(ALL_RULES, discover([str(repo)])).findings
+    assert not [f for f in findings if f.rule_id == "SEC004"]
+    voc = [f.message for f in findings if f.rule_id == "VOC001"]
+    assert any("2535 ids" in m and "887" in m for m in voc), voc
+    escape = tmp_path / "escape"
+    escape.mkdir()
+    (escape / "train.yaml").write_text("tokenizer: ../../../../../../../../../etc/passwd\nn_vocab: 10\n")
+    assert [f.rule_id for f in engine.run(ALL_RULES, discover([str(escape)])).findings] == ["SEC004"]

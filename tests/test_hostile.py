@@ -266,3 +266,35 @@ def test_permission_denied_on_the_second_of_three_files(tmp_path, monkeypatch) -
     assert after == before  # every file exactly as before
     code, out = run_main("fix", str(model), "--apply", "--select", "TOK001")
     assert code == 0 and "fixed TOK001" in out  # and the same fix applies cleanly afterwards
+
+
+def test_second_fix_on_the_same_folder_waits_its_turn(tmp_path, capsys) -> None:
+    from conftest import run_main
+
+    from ttsdoctor import fixer
+
+    model = tmp_path / "m"
+    shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)
+    before = _digest(str(model))
+    with fixer.folder_locks([str(model)]):  # another run holds the folder
+        code, _ = run_main("fix", str(model), "--apply")
+    assert code == 2 and _digest(str(model)) == before
+    assert "another ttsdoctor fix is running" in capsys.readouterr().err
+
+
+def test_a_file_changed_after_planning_is_never_overwritten(tmp_path, monkeypatch) -> None:
+    from ttsdoctor import engine, fixer
+    from ttsdoctor.discover import discover
+    from ttsdoctor.fsio import Transaction
+    from ttsdoctor.registry import ALL_RULES
+
+    model = tmp_path / "m"
+    shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)
+    planned = fixer.plan(engine.run(ALL_RULES, discover([str(model)])).findings)
+    config = model / "config.json"
+    replaced = config.read_text().replace("{", "{\n", 1)
+    os.unlink(config)
+    config.write_text(replaced)  # another program replaced the file between the plan and the write
+    with pytest.raises(fixer.FixFailed, match="changed since it was read"):
+        fixer.write(planned, Transaction())
+    assert config.read_text() == replaced

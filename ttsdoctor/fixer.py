@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ class Plan:
     originals: dict[str, str] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)  # path -> new text
     tensors: dict[str, list[ResizeTensor]] = field(default_factory=dict)
+    identities: dict[str, tuple[int, int, int] | None] = field(default_factory=dict)  # path -> (inode, size, mtime)
 
     @property
     def empty(self) -> bool:
@@ -104,6 +106,7 @@ def plan(findings: Iterable[Finding], unsafe: bool = False) -> Plan:
         trial: dict[str, str] = {}
         try:
             for path in fix.paths:
+                result.identities.setdefault(path, identity(path))
                 edits = [e for e in accepted.get(path, []) + list(fix.edits) if e.path == path]
                 text_edits = [e for e in edits if not isinstance(e, ResizeTensor)]
                 if text_edits:
@@ -115,6 +118,11 @@ def plan(findings: Iterable[Finding], unsafe: bool = False) -> Plan:
                     resize_plan(path, resizes)
         except (EditError, OSError, UnicodeDecodeError, ValueError) as exc:
             result.skipped.append((finding, f"not applied: {exc}"))
+            continue
+        except Exception as exc:  # an editing library failing on odd input (YAML anchors, a BOM): skip, say why
+            if os.environ.get("TTSDOCTOR_DEBUG"):
+                raise
+            result.skipped.append((finding, f"not applied: {type(exc).__name__}: {exc}"[:300]))
             continue
         for edit in fix.edits:
             accepted.setdefault(edit.path, [])
@@ -170,10 +178,22 @@ class FixFailed(Exception):
         self.restored = restored
 
 
+def identity(path: str) -> tuple[int, int, int] | None:
+    """What makes a file the same file: inode, size and modification time (None when it does not exist)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def write(p: Plan, tx: Transaction) -> None:
-    """Write every file of the plan inside the transaction; on any failure restore them all."""
+    """Write every file of the plan inside the transaction; on any failure restore them all. Each file is checked
+    to be the one that was read right before it is replaced: a file changed since is never overwritten."""
     try:
         for path in p.paths:
+            if path in p.identities and identity(path) != p.identities[path]:
+                raise EditError(f"{path} changed since it was read: not overwritten; run fix again")
             if path in p.tensors:
                 writer = resize_writer(path, p.tensors[path])
                 tx.write(path, writer)
@@ -241,6 +261,53 @@ def fix_and_verify(
     looks at every finding."""
     run = check or (lambda: engine.run(rules, targets))
     report = FixReport()
+    try:
+        with folder_locks(
+            sorted({t.path if os.path.isdir(t.path) else os.path.dirname(t.path) or "." for t in targets})
+        ):
+            return _fix_passes(run, unsafe, only, report)
+    except FolderBusy as exc:
+        report.failure = str(exc)
+        return report
+
+
+class FolderBusy(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def folder_locks(folders: list[str]) -> Iterator[None]:
+    """One `fix` per folder at a time: an exclusive lock on each folder itself (no lock file is left behind)."""
+    import fcntl
+
+    held: list[int] = []
+    try:
+        for folder in folders:
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except OSError:
+                continue  # the check reports a folder it cannot open
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise FolderBusy(
+                    f"another ttsdoctor fix is running on {folder}: run again when it has finished"
+                ) from None
+            held.append(fd)
+        yield
+    finally:
+        for fd in held:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _fix_passes(
+    run: Callable[[], engine.CheckResult],
+    unsafe: bool,
+    only: Callable[[Finding], bool] | None,
+    report: FixReport,
+) -> FixReport:
     result = run()
     seen: set[tuple[Any, ...]] = set()
     for _ in range(MAX_ITERATIONS):

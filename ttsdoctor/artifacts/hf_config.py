@@ -145,9 +145,12 @@ def validate_types(doc: JsonDoc) -> None:
                 doc.problems.append((pointer, f"{key} is {_type_name(value)} ({value!r:.40}), expected true or false"))
 
 
+MAX_CONFIG_JSON_BYTES = 16 << 20  # config.json, generation_config.json: real ones are kilobytes (id2label ~100 KB)
+
+
 def load_config(path: str) -> JsonDoc:
     try:
-        doc = load_json(path)
+        doc = load_json(path, limit=MAX_CONFIG_JSON_BYTES)
     except ArtifactError as exc:
         doc = _with_comments(path, exc)
     validate_types(doc)
@@ -158,11 +161,11 @@ def _with_comments(path: str, error: ArtifactError) -> JsonDoc:
     """A config.json with // comments (Coqui TTS / VITS-style toolkits strip them in their loader): read it, and
     say so; transformers' json.load would reject it. Any other invalid JSON raises the original error."""
     from ttsdoctor.artifacts.errors import decode_utf8, read_bytes
-    from ttsdoctor.artifacts.jsonfile import MAX_JSON_BYTES, parse_json_text, strip_json_comments
+    from ttsdoctor.artifacts.jsonfile import parse_json_text, strip_json_comments
 
     if not error.problem.startswith("invalid JSON"):
         raise error
-    text = decode_utf8(path, read_bytes(path, MAX_JSON_BYTES))
+    text = decode_utf8(path, read_bytes(path, MAX_CONFIG_JSON_BYTES))
     stripped = strip_json_comments(text)
     if stripped is None:
         raise error

@@ -150,8 +150,8 @@ def strip_json_comments(text: str) -> str | None:
     return stripped if found else None
 
 
-def load_json(path: str, expect_object: bool = True) -> JsonDoc:
-    text = decode_utf8(path, read_bytes(path, MAX_JSON_BYTES))
+def load_json(path: str, expect_object: bool = True, limit: int = MAX_JSON_BYTES) -> JsonDoc:
+    text = decode_utf8(path, read_bytes(path, limit))
     doc = parse_json_text(path, text)
     if expect_object and not isinstance(doc.data, dict):
         raise ArtifactError(path, f"expected a JSON object at the top level, found {type(doc.data).__name__}")
