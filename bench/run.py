@@ -258,6 +258,23 @@ def main() -> None:
             )
         except ImportError:
             print("transformers not installed: skipping the transformers comparisons", file=sys.stderr)
+        # a tree of 40 small model folders: the default (all usable cores) vs one process, runs interleaved
+        tree = os.path.join(work, "tree")
+        for i in range(40):
+            shutil.copytree(os.path.join(ROOT, "fixtures", "TOK001", "bad", "outetts-pad-eos-0"), f"{tree}/m{i:02d}")
+        serial, parallel = [], []
+        for _ in range(max(1, args.repeat // 2)):
+            serial.append(timed_process([*check, tree, "--jobs", "1"], 1)[0])
+            parallel.append(timed_process([*check, tree], 1)[0])
+        rows_out.append(
+            (
+                f"check of 40 small folders: --jobs 1 vs the default ({os.cpu_count()} cores)",
+                statistics.median(serial),
+                statistics.median(parallel),
+                statistics.median(serial) / statistics.median(parallel),
+                ">= 1.6x on 2 cores",
+            )
+        )
         # untrained-row scan on real bytes
         from ttsdoctor.artifacts.weights import read_safetensors_header
         from ttsdoctor.checks.row_stats import MAX_NEW_ROWS, REFERENCE_ROWS, _spaced, row_report

@@ -33,6 +33,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
+def _jobs(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--jobs takes a whole number, not {value!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError("--jobs takes a number of 1 or more")
+    return jobs
+
+
+def _job_count(args: argparse.Namespace) -> int:
+    from ttsdoctor.engine import usable_cores
+
+    return args.jobs if getattr(args, "jobs", None) else usable_cores()
+
+
 def _codes(value: str) -> list[str]:
     return [c.strip() for c in value.split(",") if c.strip()]
 
@@ -59,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--baseline", help="report only findings that are not in this baseline file")
     check.add_argument("--write-baseline", metavar="FILE", help="record today's findings in FILE and exit 0")
     check.add_argument("--hook", action="store_true", help=argparse.SUPPRESS)
+    check.add_argument("--jobs", "-j", type=_jobs, default=None, help="worker processes (default: usable cores)")
 
     fix = sub.add_parser("fix", help="show (default) or apply the fixes of the findings")
     fix.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
@@ -81,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
     fix.add_argument("--config", help="settings file (default: found from the first path upwards)")
     fix.add_argument("--hook", action="store_true", help=argparse.SUPPRESS)
+    fix.add_argument("--jobs", "-j", type=_jobs, default=None, help="worker processes (default: usable cores)")
 
     smoke = sub.add_parser("smoke", help="load the model with transformers and prove it generates correctly")
     smoke.add_argument("path", help="a model directory")
@@ -178,7 +196,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             + " ".join(args.paths)
             + "\n"
         )
-    result = engine.run(rules, targets, settings, progress=_progress_bar)
+    result = engine.run(rules, targets, settings, progress=_progress_bar, jobs=_job_count(args))
     _progress_done()
     if args.write_baseline:
         count = write_baseline(result.findings, args.write_baseline)
@@ -249,7 +267,7 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write("ttsdoctor: error: --prove runs with --apply (it proves the fix it applies)\n")
         return EXIT_ERROR
     if not args.apply:
-        result = engine.run(rules, targets, settings)
+        result = engine.run(rules, targets, settings, jobs=_job_count(args))
         if result.unreadable:
             report.write_text(
                 engine.CheckResult([f for f in result.findings if f.rule_id == "ART001"], result.loaded), out
@@ -276,7 +294,7 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
     if args.prove:
         return _fix_with_proof(args, rules, targets, settings, out)
     outcome = fixer.fix_and_verify(
-        rules, targets, args.unsafe_fixes, check=lambda: engine.run(rules, targets, settings)
+        rules, targets, args.unsafe_fixes, check=lambda: engine.run(rules, targets, settings, jobs=_job_count(args))
     )
     for fix, findings in outcome.applied:
         where = ", ".join(sorted({report.location_text(f) for f in findings}))
@@ -335,7 +353,7 @@ def _fix_with_proof(
         return EXIT_ERROR
     before = {path: _run_smoke(path, args.device) for path in models}
     outcome = fixer.fix_and_verify(
-        rules, targets, args.unsafe_fixes, check=lambda: engine.run(rules, targets, settings)
+        rules, targets, args.unsafe_fixes, check=lambda: engine.run(rules, targets, settings, jobs=_job_count(args))
     )
     if outcome.failure:
         sys.stderr.write(f"ttsdoctor: error: {outcome.failure}\n")

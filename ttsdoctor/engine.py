@@ -149,36 +149,131 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
     return findings
 
 
+def check_target(
+    rules: tuple[Rule, ...], target: Target, settings: Settings | None
+) -> tuple[Checked, list[Finding], list[str]]:
+    """Load and check one target: what the report needs of it, its findings and any rule crash."""
+    loaded = load(target)
+    if settings is not None and getattr(loaded, "kind", None) == "model_dir":
+        settings.apply_family(loaded)
+    detection = getattr(loaded, "family_detection", None)
+    checked = Checked(loaded.kind, loaded.path, getattr(loaded, "family", None), detection and detection.evidence)
+    internal: list[str] = []
+    findings = check_loaded(rules, loaded, internal)
+    return checked, findings, internal
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+PARALLEL_MIN_TARGETS = 4  # below this, starting workers costs more than it saves
+
+
 def run(
     rules: Iterable[Rule],
     targets: Iterable[Target],
     settings: Settings | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    jobs: int = 1,
 ) -> CheckResult:
+    """Check every target; with `jobs` > 1 in worker processes. The result is the same whatever `jobs` is:
+    targets are reported in discovery order, findings in the same order, a target that crashes a worker is a
+    finding of its own."""
     rules = tuple(rules)
     targets = list(targets)
     result = CheckResult(findings=[])
+    if jobs > 1 and len(targets) >= PARALLEL_MIN_TARGETS:
+        outcomes = _run_parallel(rules, targets, settings, progress, jobs)
+    else:
+        outcomes = []
+        for index, target in enumerate(targets):
+            if progress is not None:
+                progress(index, len(targets), target.path)
+            outcomes.append(check_target(rules, target, settings))
     seen: set[Finding] = set()
-    for index, target in enumerate(targets):
-        if progress is not None:
-            progress(index, len(targets), target.path)
-        loaded = load(target)
-        if settings is not None and getattr(loaded, "kind", None) == "model_dir":
-            settings.apply_family(loaded)
-        detection = getattr(loaded, "family_detection", None)
-        result.loaded.append(
-            Checked(loaded.kind, loaded.path, getattr(loaded, "family", None), detection and detection.evidence)
-        )
-        for finding in check_loaded(rules, loaded, result.internal_errors):
+    for target, (checked, findings, internal) in zip(targets, outcomes):
+        result.loaded.append(checked)
+        result.internal_errors += internal
+        for finding in findings:
             if finding not in seen:  # a file shared by two targets reports once
                 seen.add(finding)
                 result.findings.append(finding)
                 result.target_of[finding] = target.path
-        del loaded
     if settings is not None:
         result.findings = apply_settings(result.findings, settings, rules)
     result.findings.sort(key=Finding.sort_key)
     return result
+
+
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them: a worker that took it would keep waiting for work."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate(pool: Any) -> None:
+    processes = list(getattr(pool, "_processes", {}).values())  # the executor has no public way to kill workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+
+
+def _crashed(target: Target, why: str) -> tuple[Checked, list[Finding], list[str]]:
+    broken = BrokenTarget(target.path, [ArtifactError(target.path, f"checking it crashed a worker process ({why})")])
+    from ttsdoctor.checks.artifacts import UnreadableArtifact
+
+    return Checked("broken", target.path), list(UnreadableArtifact().check(broken)), []
+
+
+def _run_parallel(
+    rules: tuple[Rule, ...],
+    targets: list[Target],
+    settings: Settings | None,
+    progress: Callable[[int, int, str], None] | None,
+    jobs: int,
+) -> list[tuple[Checked, list[Finding], list[str]]]:
+    """Targets in worker processes (fork: the workers start with every module already imported). Results come
+    back in target order. A worker that dies (a segfault in a parsing library) breaks the pool: the targets it
+    left are run again one process each, so that only the culprit is reported."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    outcomes: dict[int, tuple[Checked, list[Finding], list[str]]] = {}
+    done = 0
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(targets)), mp_context=context, initializer=_worker_init)
+    try:
+        futures = {pool.submit(check_target, rules, t, settings): i for i, t in enumerate(targets)}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                outcomes[index] = future.result()
+            except BrokenProcessPool:
+                continue
+            done += 1
+            if progress is not None:
+                progress(done, len(targets), targets[index].path)
+    except BaseException:  # Ctrl-C (only this process gets it) or a bug: stop the workers, leave none behind
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)
+    for index, target in enumerate(targets):  # isolate what a dead worker left: one process per target
+        if index in outcomes:
+            continue
+        with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_worker_init) as alone:
+            try:
+                outcomes[index] = alone.submit(check_target, rules, target, settings).result()
+            except BrokenProcessPool as exc:
+                outcomes[index] = _crashed(target, str(exc) or "the process died")
+    return [outcomes[i] for i in range(len(targets))]
 
 
 def apply_settings(findings: list[Finding], settings: Settings, rules: tuple[Rule, ...]) -> list[Finding]:

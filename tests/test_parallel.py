@@ -1,0 +1,76 @@
+"""`check --jobs`: the same report as one process, crashes isolated, Ctrl-C clean."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import FIXTURES, ROOT, run_cli
+
+from ttsdoctor import engine
+from ttsdoctor.discover import discover
+from ttsdoctor.registry import ALL_RULES
+
+
+def _tree(tmp_path, copies: int = 6) -> str:
+    for i in range(copies):
+        shutil.copytree(os.path.join(FIXTURES, "TOK001/bad/outetts-pad-eos-0"), tmp_path / f"m{i}")
+    shutil.copytree(os.path.join(FIXTURES, "GEN002/bad/dataloader-batch-without-mask"), tmp_path / "src")
+    return str(tmp_path)
+
+
+def test_parallel_report_is_byte_identical(tmp_path) -> None:
+    tree = _tree(tmp_path)
+    outputs = {}
+    for jobs in ("1", "2", "3"):
+        for fmt in ("text", "json", "sarif"):
+            code, out, err = run_cli("check", tree, "--jobs", jobs, "--format", fmt, cwd=str(tmp_path))
+            assert code == 1 and "Traceback" not in err, err
+            outputs[(jobs, fmt)] = out
+    for fmt in ("text", "json", "sarif"):
+        assert outputs[("1", fmt)] == outputs[("2", fmt)] == outputs[("3", fmt)]
+
+
+def test_a_target_that_kills_its_worker_is_a_finding(tmp_path, monkeypatch) -> None:
+    tree = _tree(tmp_path)
+    real_load = engine.load
+
+    def load(target):  # a parsing library that segfaults on one folder
+        if target.path.endswith("m3"):
+            os._exit(139)
+        return real_load(target)
+
+    monkeypatch.setattr(engine, "load", load)
+    result = engine.run(ALL_RULES, discover([tree]), jobs=2)
+    crashed = [f for f in result.findings if "crashed a worker" in f.message]
+    assert [f.location.path for f in crashed] == [os.path.join(tree, "m3")]
+    assert {c.path for c in result.loaded} == {t.path for t in discover([tree])}  # every other target checked
+    assert sum(1 for f in result.findings if f.rule_id == "TOK001" and "/m5/" in f.location.path) > 0
+
+
+def test_ctrl_c_stops_cleanly(tmp_path) -> None:
+    tree = _tree(tmp_path, copies=150)
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ttsdoctor", "check", tree, "--jobs", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        # a shell's background jobs inherit SIGINT ignored, and Python then never raises KeyboardInterrupt:
+        # give the child the default disposition a terminal gives it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to the whole process group
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 1:  # finished before the signal arrived on a fast machine
+        return
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert "interrupted" in err and "Traceback" not in err
