@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, LfsPointer
-from ttsdoctor.artifacts.weights import WeightFile
+from ttsdoctor.artifacts.weights import WeightFile, Weights
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
@@ -95,13 +95,16 @@ class IncompleteRead(Rule):
                 )
 
 
-def _all_weight_files(target: Any) -> list[WeightFile]:
-    """Every weight file a target read: the model's weights and the pickles beside them, or a config's named ones."""
+def weights_of(target: Any) -> list[Weights]:
+    """The weights a target read: a model folder's own, or those a training config names."""
     if target.kind == "model_dir":
-        weights = [target.weights] if target.weights is not None else []
-    else:
-        weights = [named.weights for named in target.named("weights") if named.weights is not None]
-    return [wf for w in weights for wf in (*w.files, *w.extras)]
+        return [target.weights] if target.weights is not None else []
+    return [named.weights for named in target.named("weights") if named.weights is not None]
+
+
+def _all_weight_files(target: Any) -> list[WeightFile]:
+    """Every weight file a target read: the weights and the pickles beside them."""
+    return [wf for w in weights_of(target) for wf in (*w.files, *w.extras)]
 
 
 class MalformedValue(Rule):

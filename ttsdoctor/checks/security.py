@@ -10,6 +10,7 @@ from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.pickle_scan import UNKNOWN
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.artifacts.weights import SAFE_PICKLE_GLOBALS, WeightFile
+from ttsdoctor.checks.artifacts import weights_of
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
@@ -180,12 +181,8 @@ class UnsafePickle(Rule):
 
 def _pickle_files(target: Any) -> list[tuple[WeightFile, bool]]:
     """(pickle file, whether it is the model's weights) for every pickle the target read."""
-    if isinstance(target, ModelDir):
-        weights = [target.weights] if target.weights is not None else []
-    else:
-        weights = [named.weights for named in target.named("weights") if named.weights is not None]
     out = []
-    for w in weights:
+    for w in weights_of(target):
         out += [(wf, True) for wf in w.files if wf.format not in ("safetensors", "gguf")]
         out += [(wf, False) for wf in w.extras]
     return out
