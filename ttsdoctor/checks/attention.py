@@ -159,7 +159,7 @@ class ForcedOutputAttentions(Rule):
                         source.path,
                         line=call.lineno,
                         column=call.col_offset + 1,
-                        evidence={"dict_line": node.lineno},
+                        evidence={"dict": source.line_name(node.lineno)},
                     )
 
 

@@ -258,7 +258,7 @@ def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarde
             "the padding, so the fine-tuned model never learns to emit EOS (it can stop only at another trained end "
             "token)",
             target.path,
-            evidence={"masking_line": mask_node.lineno, "guarded": guarded},
+            evidence={"masking": target.line_name(mask_node.lineno), "guarded": guarded},
             severity=Severity.INFO if guarded else Severity.ERROR,
             line=line,
             column=column,
@@ -269,7 +269,7 @@ def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarde
             "masking by the pad id in it: fine while labels are padded with -100 by length, but "
             f"{PAD_EOS_CONSEQUENCE}",
             target.path,
-            evidence={"training_line": facts.trains.lineno, "guarded": guarded},
+            evidence={"training": target.line_name(facts.trains.lineno), "guarded": guarded},
             severity=Severity.INFO,
             line=line,
             column=column,

@@ -308,7 +308,8 @@ class TTSDoctorApp(App[None]):
                 )
                 for finding in of_severity:
                     where = os.path.relpath(finding.location.path, group) if finding.location.path != group else ""
-                    line = f":{finding.location.line}" if finding.location.line else ""
+                    loc = finding.location
+                    line = (f":cell {loc.cell}" if loc.cell else "") + (f":{loc.line}" if loc.line else "")
                     label = Text(f"{finding.rule_id} ", style=SEVERITY_STYLE[severity])
                     label.append(f"{where}{line} ", style="dim")
                     label.append(finding.message[:90])
@@ -347,6 +348,7 @@ class TTSDoctorApp(App[None]):
         loc = finding.location
         where = (
             loc.path
+            + (f":cell {loc.cell}" if loc.cell else "")
             + (f":{loc.line}:{loc.column or 1}" if loc.line else "")
             + (f"  {loc.pointer}" if loc.pointer and not loc.line else "")
         )
@@ -476,13 +478,15 @@ class TTSDoctorApp(App[None]):
         if finding is None:
             return
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
-        where = finding.location.path + (f":{finding.location.line}" if finding.location.line else "")
+        loc = finding.location
+        file_line = loc.file_line if loc.cell is not None else loc.line  # a notebook opens at its .ipynb line
+        where = loc.path + (f":{file_line}" if file_line else "")
         if not editor:
             self.notify(f"{where} (set $EDITOR to open it here)")
             return
-        command = [*shlex.split(editor), finding.location.path]
-        if finding.location.line:
-            command.insert(-1, f"+{finding.location.line}")
+        command = [*shlex.split(editor), loc.path]
+        if file_line:
+            command.insert(-1, f"+{file_line}")
         try:
             with self.suspend():
                 subprocess.run(command, check=False)
