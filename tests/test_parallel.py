@@ -69,7 +69,7 @@ def test_ctrl_c_stops_cleanly(tmp_path) -> None:
     )
     time.sleep(1.5)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: to the whole process group
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     if proc.returncode == 1:  # finished before the signal arrived on a fast machine
         return
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
