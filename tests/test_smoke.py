@@ -110,6 +110,7 @@ def test_smoke_cli_json_report(tmp_path) -> None:
         "attention",
         "warnings",
     }
+    assert all(c["seconds"] > 0 for c in payload["checks"] if c["name"] != "warnings"), payload["checks"]
     assert json.loads((tmp_path / "r.json").read_text()) == payload
 
 

@@ -16,6 +16,7 @@ Checks, each a small function returning a Check:
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -204,10 +205,15 @@ def run_smoke(
         ):
             say(f"running {name}")
             before = len(capture.messages)
+            started_check = time.perf_counter()
             try:
-                result = check(model, tokenizer, dev, max_new_tokens, explicit_mask)
+                result, seconds = _timed(
+                    dev, functools.partial(check, model, tokenizer, dev, max_new_tokens, explicit_mask)
+                )
             except Exception as exc:
                 result = Check(name, False, f"{type(exc).__name__}: {str(exc)[:300]}")
+                seconds = time.perf_counter() - started_check
+            result.seconds = seconds  # every check reports its real duration (synchronised on CUDA)
             result.data.setdefault("warnings", capture.messages[before:])
             report.checks.append(result)
             _release(dev)
