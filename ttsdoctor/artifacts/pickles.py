@@ -22,7 +22,7 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError, check_lfs_pointer, regular_file_size
+from ttsdoctor.artifacts.errors import LFS_POINTER_PREFIX, ArtifactError, check_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.pickle_scan import python2_names, scan_pickle
 from ttsdoctor.artifacts.weights import TORCH_STORAGE_DTYPES, TensorInfo, WeightFile
 
@@ -370,8 +370,7 @@ def looks_like_checkpoint(path: str) -> bool:
     except OSError:
         return True  # let the reader report it
     return (
-        head.startswith((ZIP_LOCAL_HEADER, *PICKLE_STARTS))
-        or head.startswith(b"version https://git-lfs")
+        head.startswith((ZIP_LOCAL_HEADER, LFS_POINTER_PREFIX, *PICKLE_STARTS))
         or (len(head) >= 262 and head[257:262] == b"ustar")
         or os.path.getsize(path) == 0
     )

@@ -185,10 +185,6 @@ class Weights:
     extras: list[WeightFile] = field(default_factory=list)
 
     @property
-    def pickle_files(self) -> list[WeightFile]:
-        return [wf for wf in (*self.files, *self.extras) if wf.format not in ("safetensors", "gguf")]
-
-    @property
     def tensors(self) -> dict[str, TensorInfo]:
         out: dict[str, TensorInfo] = {}
         for wf in self.files:

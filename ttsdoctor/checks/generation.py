@@ -245,7 +245,7 @@ class GenerateWithoutAttentionMask(Rule):
             receiver = pyflow.model_origin(call.func.value, ctx)
             if receiver.kind == pyflow.OTHER or (receiver.kind == pyflow.UNKNOWN and pyflow.text_api_call(call, ctx)):
                 continue  # vLLM, llama.cpp, a TTS library's own generate(text, ...)
-            yield self._judge(target, call, receiver, pyflow.prompt_shape(prompt, ctx), stars, ctx)
+            yield self._judge(target, call, receiver, pyflow.prompt_shape(prompt, ctx), stars)
 
     def _judge(
         self,
@@ -254,7 +254,6 @@ class GenerateWithoutAttentionMask(Rule):
         receiver: pyflow.Origin,
         shape: pyflow.Origin,
         stars: list[pyflow.Origin],
-        ctx: pyflow.Context,
     ) -> Finding:
         unknown_stars = [s for s in stars if s.kind == pyflow.UNKNOWN]
         line, column = call.lineno, call.col_offset + 1

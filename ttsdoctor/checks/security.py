@@ -141,7 +141,7 @@ def _global_name(module: str, name: str) -> str:
 
 def _where(wf: WeightFile) -> str:
     members = [m for m in wf.pickle_members if m != "byte 0"]
-    return f" (pickles read: {', '.join(members)})" if members and len(members) > 1 else ""
+    return f" (pickles read: {', '.join(members)})" if len(members) > 1 else ""
 
 
 class UnsafePickle(Rule):
@@ -191,9 +191,7 @@ def _pickle_files(target: Any) -> list[tuple[WeightFile, bool]]:
 class AmbiguousPickle(Rule):
     id = "SEC005"
     name = "ambiguous-checkpoint"
-    summary = (
-        "A checkpoint in which torch and other tools read different pickles (duplicate members, a zip behind a pickle)"
-    )
+    summary = "A checkpoint in which torch and other tools read different pickles (duplicates, a zip behind a pickle)"
     severity = Severity.ERROR
     targets = ("model_dir", "training_config")
 
