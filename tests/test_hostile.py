@@ -19,8 +19,15 @@ from conftest import FIXTURES, ROOT, run_main
 HOSTILE = os.path.join(FIXTURES, "hostile")
 with open(os.path.join(HOSTILE, "cases.json"), encoding="utf-8") as _fh:
     CASES = json.load(_fh)
-MAX_SECONDS = 60
+MAX_SECONDS = 30  # a hang detector, not a speed goal: the slowest case takes ~2 s on a quiet machine
 MAX_RSS_MB = 600
+ADDRESS_SPACE = 1 << 30  # each run is a fresh process under a 1 GiB memory limit: a bomb is a MemoryError there
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
 def _digest(root: str) -> dict[str, str]:
@@ -67,6 +74,7 @@ def _run(args: list[str], cwd: str) -> tuple[int, str, str, float, float]:
             text=True,
             env=env,
             timeout=MAX_SECONDS,
+            preexec_fn=_limit_memory,
         )
     except subprocess.TimeoutExpired:
         raise AssertionError(f"ttsdoctor {' '.join(args)} did not finish in {MAX_SECONDS} s") from None
@@ -298,3 +306,71 @@ def test_a_file_changed_after_planning_is_never_overwritten(tmp_path, monkeypatc
     with pytest.raises(fixer.FixFailed, match="changed since it was read"):
         fixer.write(planned, Transaction())
     assert config.read_text() == replaced
+
+
+def test_hostile_corpus_is_what_its_generator_writes(tmp_path) -> None:
+    """The committed corpus is reproducible byte for byte: generated again in a scratch copy, nothing differs."""
+    scratch = tmp_path / "hostile"
+    scratch.mkdir()
+    shutil.copy(os.path.join(HOSTILE, "_make_hostile.py"), scratch)
+    subprocess.run([sys.executable, str(scratch / "_make_hostile.py")], check=True, capture_output=True)
+    committed = {k: v for k, v in _digest(HOSTILE).items() if "__pycache__" not in k}
+    assert _digest(str(scratch)) == committed
+
+
+def _gguf_with(path: str, key: str, item_type: int, items: bytes, count: int) -> None:
+    def string(text: bytes) -> bytes:
+        return struct.pack("<Q", len(text)) + text
+
+    kv = string(b"general.architecture") + struct.pack("<I", 8) + string(b"qwen2")
+    kv += string(key.encode()) + struct.pack("<IIQ", 9, item_type, count) + items
+    with open(path, "wb") as fh:
+        fh.write(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + kv)
+
+
+@pytest.mark.parametrize(
+    ("item_type", "count", "width", "expect"),
+    [
+        (0, 8_000_000, 1, "gguf_array_items limit"),  # 8M uint8 values: refused before a byte is decoded
+        (8, 2_000_000, 8, None),  # 2M empty strings: within budget, skipped in bounded time
+    ],
+)
+def test_gguf_huge_arrays_take_bounded_time(tmp_path, item_type, count, width, expect) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    _gguf_with(str(model / "model.gguf"), "tokenizer.ggml.merges", item_type, b"\0" * (count * width), count)
+    code, out, err, seconds, rss = _run(["check", "m/model.gguf", "--format", "json"], cwd=str(tmp_path))
+    assert "Traceback" not in err and seconds < 20 and rss < MAX_RSS_MB, (seconds, rss, err)
+    messages = [f["message"] for f in json.loads(out)["findings"]]
+    if expect:
+        assert code == 2 and any(expect in m for m in messages), messages
+    else:
+        assert not any(f.startswith("GGUF header") for f in messages), messages
+
+
+def test_a_budget_names_its_setting_and_the_setting_raises_it(tmp_path, monkeypatch) -> None:
+    from ttsdoctor.artifacts.gguf_file import load_gguf
+
+    path = os.path.join(HOSTILE, "gguf-array-count-beyond-budget", "model.gguf")
+    (error,) = load_gguf(path).errors
+    assert "above the gguf_array_items limit of 3000000 items (raise it with TTSDOCTOR_LIMIT_GGUF_ARRAY_ITEMS=N)" in (
+        error.problem
+    )
+    monkeypatch.setenv("TTSDOCTOR_LIMIT_GGUF_ARRAY_ITEMS", str(10**13))
+    (error,) = load_gguf(path).errors  # within the raised budget, the file is still checked against its size
+    assert "past the end of the" in error.problem and "limit" not in error.problem
+
+
+def test_six_hundred_thousand_tensors_are_refused_before_parsing(tmp_path) -> None:
+    model = _model(tmp_path)
+    header = ",".join(
+        f'"t{i}":{{"dtype":"F32","shape":[1],"data_offsets":[{4 * i},{4 * i + 4}]}}' for i in range(600_000)
+    )
+    raw = ("{" + header + "}").encode()
+    with open(os.path.join(model, "model.safetensors"), "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw + b"\0" * (4 * 600_000))
+    _check_case(
+        str(tmp_path),
+        "m",
+        {"exit": 2, "code": "ART001", "message": "above the safetensors_tensors limit", "path": "model.safetensors"},
+    )

@@ -76,4 +76,10 @@ def test_gguf_rows_and_broken_file(tmp_path) -> None:
     code, out = run_main("check", str(broken), "--format", "json")
     assert code == 2
     finding = json.loads(out)["findings"][0]
-    assert finding["code"] == "ART001" and "not a readable GGUF file" in finding["message"]
+    assert (
+        finding["code"] == "ART001"
+        and "the metadata count is 18446744073709551615 keys, above the gguf_kv limit" in finding["message"]
+    )
+    broken.write_bytes(b"GGML\x03\x00\x00\x00" + b"\0" * 40)
+    code, out = run_main("check", str(broken), "--format", "json")
+    assert code == 2 and "not a GGUF file: starts with b'GGML'" in json.loads(out)["findings"][0]["message"]

@@ -82,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     mode = fix.add_mutually_exclusive_group()
     mode.add_argument("--diff", action="store_true", help="print the planned changes and exit 1 if any (default)")
     mode.add_argument("--apply", action="store_true", help="write the changes (backups first, re-check after)")
+    mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish a fix that was interrupted: put its files back, then apply again (as --apply does)",
+    )
+    mode.add_argument(
+        "--rollback",
+        action="store_true",
+        help="undo an interrupted fix, or else the last fix applied, from its backups",
+    )
     fix.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change weights or outputs")
     fix.add_argument(
         "--no-backups",
@@ -196,6 +206,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             + " ".join(args.paths)
             + "\n"
         )
+    _warn_interrupted(targets)
     result = engine.run(rules, targets, settings, progress=_progress_bar, jobs=_job_count(args))
     _progress_done()
     if args.write_baseline:
@@ -263,10 +274,14 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
     args.unsafe_fixes = args.unsafe_fixes or settings.unsafe_fixes
+    args.apply = args.apply or args.resume
+    if args.rollback:
+        return _rollback(targets, out)
     if args.prove and not args.apply:
         sys.stderr.write("ttsdoctor: error: --prove runs with --apply (it proves the fix it applies)\n")
         return EXIT_ERROR
     if not args.apply:
+        _warn_interrupted(targets)
         result = engine.run(rules, targets, settings, jobs=_job_count(args))
         if result.unreadable:
             report.write_text(
@@ -296,6 +311,8 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
     outcome = fixer.fix_and_verify(
         rules, targets, args.unsafe_fixes, check=lambda: engine.run(rules, targets, settings, jobs=_job_count(args))
     )
+    for found, restored in outcome.recovered:
+        out.write(f"rolled back an interrupted fix ({found.journal}): restored {len(restored)} file(s)\n")
     for fix, findings in outcome.applied:
         where = ", ".join(sorted({report.location_text(f) for f in findings}))
         out.write(f"fixed {findings[0].rule_id} ({fix.title}) at {where}\n")
@@ -320,6 +337,36 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         + "\n"
     )
     return EXIT_FINDINGS if blocking else EXIT_CLEAN
+
+
+def _warn_interrupted(targets: list[Target]) -> None:
+    from ttsdoctor import fixer
+
+    for found in fixer.interrupted(fixer.target_folders(targets)):
+        sys.stderr.write(
+            f"ttsdoctor: warning: an interrupted fix left {found.names} possibly half-written ({found.journal}): "
+            "run `ttsdoctor fix --rollback` to put them back, or `ttsdoctor fix --resume` to finish it\n"
+        )
+
+
+def _rollback(targets: list[Target], out: TextIO) -> int:
+    from ttsdoctor import fixer
+
+    try:
+        done = fixer.rollback_last(targets)
+    except fixer.FolderBusy as exc:
+        sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+        return EXIT_ERROR
+    except OSError as exc:
+        sys.stderr.write(f"ttsdoctor: error: nothing rolled back: {exc}\n")
+        return EXIT_ERROR
+    if not done:
+        out.write("Nothing to roll back: no fix journal in these folders.\n")
+        return EXIT_CLEAN
+    for found, restored in done:
+        what = "an interrupted fix" if found.state == "writing" else "the last fix"
+        out.write(f"rolled back {what} ({found.journal}): restored {', '.join(restored) or 'no file (none changed)'}\n")
+    return EXIT_CLEAN
 
 
 def _write_by_hand(findings: list[Finding], out: TextIO) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor import engine
+from ttsdoctor import engine, fsio
 from ttsdoctor.discover import Target
 from ttsdoctor.edits import EditError, apply_text, resize_plan, resize_writer
 from ttsdoctor.finding import (
@@ -38,7 +38,7 @@ from ttsdoctor.finding import (
     SetYamlValue,
     Severity,
 )
-from ttsdoctor.fsio import Transaction, write_bytes
+from ttsdoctor.fsio import RollbackFailed, Transaction, write_bytes
 from ttsdoctor.rule import Rule
 
 MAX_ITERATIONS = 10
@@ -188,9 +188,14 @@ def identity(path: str) -> tuple[int, int, int] | None:
 
 
 def write(p: Plan, tx: Transaction) -> None:
-    """Write every file of the plan inside the transaction; on any failure restore them all. Each file is checked
-    to be the one that was read right before it is replaced: a file changed since is never overwritten."""
+    """Write every file of the plan inside the transaction; on any failure restore those already replaced.
+    Every backup is made and journalled before the first replacement, and each file is checked to be the one
+    that was read right before it is replaced: a file changed since is never overwritten."""
     try:
+        changed = [path for path in p.paths if path in p.identities and identity(path) != p.identities[path]]
+        if changed:
+            raise EditError(f"{changed[0]} changed since it was read: not overwritten; run fix again")
+        tx.begin(p.paths)
         for path in p.paths:
             if path in p.identities and identity(path) != p.identities[path]:
                 raise EditError(f"{path} changed since it was read: not overwritten; run fix again")
@@ -201,9 +206,13 @@ def write(p: Plan, tx: Transaction) -> None:
                 data = p.texts[path].encode("utf-8")
                 tx.write(path, functools.partial(write_bytes, data))
     except BaseException as exc:
-        restored = tx.rollback()
+        try:
+            restored = tx.rollback()
+        except RollbackFailed as failed:
+            raise FixFailed(f"writing failed ({exc}) and {failed}", failed.restored) from exc
         if isinstance(exc, (OSError, EditError, ValueError)):
-            raise FixFailed(f"writing failed ({exc}); every file was restored", restored) from exc
+            what = "every file was restored" if restored else "no file was changed"
+            raise FixFailed(f"writing failed ({exc}); {what}", restored) from exc
         raise
 
 
@@ -239,12 +248,17 @@ class FixReport:
     failure: str | None = None
     restored: list[str] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)
+    recovered: list[tuple[fsio.Journalled, list[str]]] = field(default_factory=list)
 
     def rollback(self) -> list[str]:
         """Undo every applied pass, newest first (used when a later proof fails)."""
         restored: list[str] = []
         for tx in reversed(self.transactions):
-            restored += tx.rollback()
+            try:
+                restored += tx.rollback()
+            except RollbackFailed as failed:
+                restored += failed.restored
+                self.failure = str(failed)
         return sorted(set(restored))
 
 
@@ -262,13 +276,44 @@ def fix_and_verify(
     run = check or (lambda: engine.run(rules, targets))
     report = FixReport()
     try:
-        with folder_locks(
-            sorted({t.path if os.path.isdir(t.path) else os.path.dirname(t.path) or "." for t in targets})
-        ):
+        with folder_locks(target_folders(targets)):
+            report.recovered = _recover(target_folders(targets))
             return _fix_passes(run, unsafe, only, report)
     except FolderBusy as exc:
         report.failure = str(exc)
         return report
+    except OSError as exc:  # a journal's backup that cannot be put back: say so, change nothing more
+        report.failure = f"an interrupted fix could not be rolled back: {exc}"
+        return report
+
+
+def target_folders(targets: list[Target]) -> list[str]:
+    return sorted({t.path if os.path.isdir(t.path) else os.path.dirname(t.path) or "." for t in targets})
+
+
+def interrupted(folders: list[str]) -> list[fsio.Journalled]:
+    """Transactions a killed `fix` left unfinished in these folders (the journal was never committed)."""
+    return [found for folder in folders for found in fsio.journalled(folder, "writing")]
+
+
+def _recover(folders: list[str]) -> list[tuple[fsio.Journalled, list[str]]]:
+    """Put back every file of an interrupted transaction (run under the folder locks, before planning)."""
+    return [(found, fsio.recover(found)) for found in interrupted(folders)]
+
+
+def rollback_last(targets: list[Target]) -> list[tuple[fsio.Journalled, list[str]]]:
+    """`fix --rollback`: undo interrupted transactions, or else the last committed fix of each folder (refused
+    for a file changed since that fix)."""
+    folders = target_folders(targets)
+    with folder_locks(folders):
+        done = _recover(folders)
+        if done:
+            return done
+        for folder in folders:
+            committed = fsio.journalled(folder, "committed")
+            if committed:
+                done.append((committed[-1], fsio.recover(committed[-1], check_after=True)))
+        return done
 
 
 class FolderBusy(Exception):
@@ -333,10 +378,15 @@ def _fix_passes(
         fixed = [f for _, findings in current.fixes for f in findings]
         problems = verify(result.findings, after.findings, fixed)
         if problems:
-            report.restored = tx.rollback()
-            report.failure = "re-check failed, every file was restored: " + "; ".join(problems[:3])
+            try:
+                report.restored = tx.rollback()
+                report.failure = "re-check failed, every file was restored: " + "; ".join(problems[:3])
+            except RollbackFailed as failed:
+                report.restored = failed.restored
+                report.failure = f"re-check failed ({'; '.join(problems[:3])}) and {failed}"
             report.result = run()
             return report
+        tx.commit()
         report.applied += current.fixes
         report.transactions.append(tx)
         for path, backup in tx.backups.items():

@@ -74,14 +74,18 @@ def refuse_lfs_pointer(path: str, size: int) -> None:
     check_lfs_pointer(path, head, size)
 
 
-def read_bytes(path: str, limit: int) -> bytes:
-    """Read a whole regular file, refusing directories, special files and files above `limit` bytes."""
+def read_bytes(path: str, budget: str) -> bytes:
+    """Read a whole regular file, refusing directories, special files and files above the byte budget named."""
+    from ttsdoctor.limits import limit as budget_of
+    from ttsdoctor.limits import over
+
     size = regular_file_size(path)
+    limit = budget_of(budget)
     if size > limit:
-        raise ArtifactError(path, f"is {size} bytes, above the {limit}-byte limit for this kind of file")
+        raise ArtifactError(path, f"is {over(budget, size)}")
     try:
         with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+            data = fh.read(min(size, limit) + 1)  # read(n) allocates n bytes up front: never ask for the limit
     except PermissionError:
         raise ArtifactError(path, "permission denied") from None
     except OSError as exc:

@@ -145,12 +145,9 @@ def validate_types(doc: JsonDoc) -> None:
                 doc.problems.append((pointer, f"{key} is {_type_name(value)} ({value!r:.40}), expected true or false"))
 
 
-MAX_CONFIG_JSON_BYTES = 16 << 20  # config.json, generation_config.json: real ones are kilobytes (id2label ~100 KB)
-
-
 def load_config(path: str) -> JsonDoc:
     try:
-        doc = load_json(path, limit=MAX_CONFIG_JSON_BYTES)
+        doc = load_json(path, budget="config_json_bytes")
     except ArtifactError as exc:
         doc = _with_comments(path, exc)
     validate_types(doc)
@@ -165,7 +162,7 @@ def _with_comments(path: str, error: ArtifactError) -> JsonDoc:
 
     if not error.problem.startswith("invalid JSON"):
         raise error
-    text = decode_utf8(path, read_bytes(path, MAX_CONFIG_JSON_BYTES))
+    text = decode_utf8(path, read_bytes(path, "config_json_bytes"))
     stripped = strip_json_comments(text)
     if stripped is None:
         raise error

@@ -14,7 +14,6 @@ from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 
-MAX_JSON_BYTES = 1 << 30
 MAX_POSITION_SCAN_BYTES = 2 << 20  # key lines are computed for files below this size
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
@@ -150,8 +149,8 @@ def strip_json_comments(text: str) -> str | None:
     return stripped if found else None
 
 
-def load_json(path: str, expect_object: bool = True, limit: int = MAX_JSON_BYTES) -> JsonDoc:
-    text = decode_utf8(path, read_bytes(path, limit))
+def load_json(path: str, expect_object: bool = True, budget: str = "json_bytes") -> JsonDoc:
+    text = decode_utf8(path, read_bytes(path, budget))
     doc = parse_json_text(path, text)
     if expect_object and not isinstance(doc.data, dict):
         raise ArtifactError(path, f"expected a JSON object at the top level, found {type(doc.data).__name__}")

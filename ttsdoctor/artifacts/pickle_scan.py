@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
+from ttsdoctor.limits import limit, over
+
 UNKNOWN = "?"  # module or name that only running the pickle would reveal
 
 _STRING_OPS = frozenset(
@@ -26,7 +28,6 @@ _STRING_OPS = frozenset(
         "SHORT_BINSTRING",
     }
 )
-MAX_OPS = 5_000_000  # a 7B state dict's data.pkl has ~20k opcodes; past this the rest is reported unvetted
 
 
 @dataclass
@@ -50,7 +51,7 @@ def python2_names(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-def scan_pickle(data: bytes, start: int = 0, max_ops: int = MAX_OPS) -> Scan:
+def scan_pickle(data: bytes, start: int = 0, max_ops: int | None = None) -> Scan:
     import pickletools
 
     result = Scan(start)
@@ -64,11 +65,12 @@ def scan_pickle(data: bytes, start: int = 0, max_ops: int = MAX_OPS) -> Scan:
     mark = object()
     stack: list[object] = []  # a model of the unpickler's stack: strings kept, every other value None
     count = 0
+    max_ops = max_ops if max_ops is not None else limit("pickle_ops")
     try:
         for op, arg, _pos in pickletools.genops(stream):
             count += 1
             if count > max_ops:
-                result.problem = f"more than {max_ops} opcodes: the rest was not vetted"
+                result.problem = f"more opcodes, {over('pickle_ops')}: the rest was not vetted"
                 return result
             opname = op.name
             if opname in ("PROTO", "FRAME"):

@@ -25,10 +25,7 @@ from typing import Any
 from ttsdoctor.artifacts.errors import LFS_POINTER_PREFIX, ArtifactError, check_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.pickle_scan import python2_names, scan_pickle
 from ttsdoctor.artifacts.weights import TORCH_STORAGE_DTYPES, TensorInfo, WeightFile
-
-MAX_PICKLE_BYTES = 256 << 20  # of pickle bytes read from one file (the tensors' data is never read)
-MAX_OBJECTS = 500_000  # containers and tensors walked when naming tensors (a memo "DAG bomb" stops here)
-MAX_DEPTH = 64
+from ttsdoctor.limits import limit, over
 
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a pre-zip torch.save file
 ZIP_LOCAL_HEADER = b"PK\x03\x04"
@@ -142,6 +139,8 @@ def _rebuild_from_type(func: Any, new_type: Any, args: Any = (), state: Any = No
 class _Walk:
     out: dict[str, _Tensor] = field(default_factory=dict)
     visited: int = 0
+    max_objects: int = field(default_factory=lambda: limit("pickle_objects"))
+    max_depth: int = field(default_factory=lambda: limit("pickle_depth"))
     truncated: bool = False
 
 
@@ -149,7 +148,7 @@ def _flatten(obj: Any, prefix: str, walk: _Walk, depth: int = 0) -> None:
     """Name every tensor as `torch.load(...)` users see it: dotted dict keys, list indices, and for pickled
     modules the names their `state_dict()` would have."""
     walk.visited += 1
-    if walk.visited > MAX_OBJECTS or depth > MAX_DEPTH:
+    if walk.visited > walk.max_objects or depth > walk.max_depth:
         walk.truncated = True
         return
     join = lambda key: f"{prefix}.{key}" if prefix else str(key)  # noqa: E731
@@ -216,12 +215,14 @@ def _read_zip(path: str, read: _Read) -> None:
                     "reads: tools that pick another member see another checkpoint"
                 )
             for info in chosen + others:
-                if info.file_size > MAX_PICKLE_BYTES:
-                    read.unchecked.append(f"{info.filename} is {info.file_size} bytes, above the pickle limit")
+                if info.file_size > limit("pickle_bytes"):
+                    read.unchecked.append(f"{info.filename} is {over('pickle_bytes', info.file_size)}")
                     continue
                 try:
                     with zf.open(info) as member:
-                        read.pickles.append((info.filename, member.read(MAX_PICKLE_BYTES + 1)))
+                        read.pickles.append(
+                            (info.filename, member.read(min(info.file_size, limit("pickle_bytes")) + 1))
+                        )
                 except (NotImplementedError, RuntimeError, zipfile.BadZipFile, ValueError, EOFError) as exc:
                     read.unchecked.append(f"{info.filename} could not be read ({exc})"[:200])
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -242,7 +243,7 @@ def _read_tar(path: str, read: _Read) -> bool:
                 handle = tar.extractfile(info) if info.isfile() else None
                 if handle is None:
                     continue
-                read.pickles.append((f"tar member {member}", handle.read(min(info.size, MAX_PICKLE_BYTES))))
+                read.pickles.append((f"tar member {member}", handle.read(min(info.size, limit("pickle_bytes")))))
                 if member in ("storages", "tensors"):
                     read.unchecked.append(
                         f"tar member {member!r}: only its first record was vetted (legacy tar checkpoints interleave "
@@ -257,7 +258,7 @@ def _read_tar(path: str, read: _Read) -> bool:
 def _read_raw(path: str, read: _Read) -> None:
     try:
         with open(path, "rb") as fh:
-            data = fh.read(MAX_PICKLE_BYTES)
+            data = fh.read(min(os.fstat(fh.fileno()).st_size, limit("pickle_bytes")))
     except OSError as exc:
         raise ArtifactError(path, f"cannot read: {exc.strerror or exc}") from None
     first = scan_pickle(data, 0)
@@ -344,7 +345,10 @@ def read_pickle_checkpoint(path: str) -> WeightFile:
         why = "; ".join(problems + read.unchecked) or "no pickle could be read"
         raise ArtifactError(path, f"not a readable pickle checkpoint ({why})"[:300])
     if walk.truncated:
-        read.unchecked.append(f"more than {MAX_OBJECTS} objects or {MAX_DEPTH} levels: not every tensor was named")
+        read.unchecked.append(
+            f"more than {walk.max_objects} objects or {walk.max_depth} levels: not every tensor was named (limits "
+            "pickle_objects and pickle_depth; raise them with TTSDOCTOR_LIMIT_PICKLE_OBJECTS / _DEPTH)"
+        )
     tensors = {name: TensorInfo(name, t.dtype, t.shape, path) for name, t in walk.out.items()}
     return WeightFile(
         path=path,

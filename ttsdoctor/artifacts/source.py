@@ -13,8 +13,6 @@ from typing import Any
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 from ttsdoctor.finding import Location
 
-MAX_SOURCE_BYTES = 8 << 20
-MAX_NOTEBOOK_BYTES = 64 << 20  # notebooks carry their outputs (images, logs)
 _NEWLINE = re.compile(r"\r\n|\n|\r")
 _SUPPRESS = re.compile(r"#\s*ttsdoctor:\s*ignore(?:\[([A-Za-z0-9_, ]+)\])?")
 
@@ -119,7 +117,7 @@ def _parse(path: str, text: str) -> ast.Module:
 def load_source(path: str) -> SourceFile:
     if path.endswith(".ipynb"):
         return load_notebook(path)
-    text = decode_utf8(path, read_bytes(path, MAX_SOURCE_BYTES))
+    text = decode_utf8(path, read_bytes(path, "source_bytes"))
     try:
         tree = _parse(path, text)
     except SyntaxError as exc:
@@ -141,7 +139,7 @@ def load_notebook(path: str) -> SourceFile:
     from ttsdoctor.artifacts import notebook
     from ttsdoctor.artifacts.jsonfile import parse_json_text
 
-    raw = decode_utf8(path, read_bytes(path, MAX_NOTEBOOK_BYTES))
+    raw = decode_utf8(path, read_bytes(path, "notebook_bytes"))
     doc = parse_json_text(path, raw)
     if not isinstance(doc.data, dict) or not isinstance(doc.data.get("cells"), list):
         raise ArtifactError(path, "is not a Jupyter notebook (no cells list)")

@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes, regular_file_size
 from ttsdoctor.artifacts.jsonfile import JsonDoc, load_json, parse_json_text
+from ttsdoctor.limits import limit, over
 
-MAX_TOKENIZER_BYTES = 1 << 30
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -202,11 +202,11 @@ def without_merges(raw: bytes) -> bytes | None:
 
 def load_tokenizer_json(path: str) -> TokenizerFile:
     size = regular_file_size(path)
-    if size > MAX_TOKENIZER_BYTES:
-        raise ArtifactError(path, f"is {size} bytes, above the {MAX_TOKENIZER_BYTES}-byte limit for a tokenizer")
+    if size > limit("tokenizer_bytes"):
+        raise ArtifactError(path, f"is {over('tokenizer_bytes', size)}")
     if size == 0:
         raise ArtifactError(path, "file is empty")
-    raw = read_bytes(path, MAX_TOKENIZER_BYTES)
+    raw = read_bytes(path, "tokenizer_bytes")
     from tokenizers import Tokenizer  # ~15 ms to import: only when a tokenizer is present
 
     tok = None
@@ -302,7 +302,7 @@ class SymbolList:
 
 
 def load_symbol_list(path: str) -> SymbolList:
-    text = decode_utf8(path, read_bytes(path, MAX_TOKENIZER_BYTES))
+    text = decode_utf8(path, read_bytes(path, "tokenizer_bytes"))
     if not text:
         raise ArtifactError(path, "file is empty")
     lines = text.split("\n")

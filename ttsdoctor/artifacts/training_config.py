@@ -21,8 +21,8 @@ from ttsdoctor.artifacts.source import parse_suppressions
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
 from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, Weights, load_weight_file, load_weights_in_dir
 from ttsdoctor.families import Family, detect_config_family
+from ttsdoctor.limits import limit, over
 
-MAX_CONFIG_BYTES = 16 << 20
 PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "requirements-dev.txt")
 # A Hugging Face Hub repository id (org/name): a remote reference, not a missing file
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -119,9 +119,6 @@ class TrainingConfig:
         return found[0] if found else None
 
 
-MAX_CONFIG_VALUES = 200_000  # the largest real training configs hold a few thousand values
-
-
 class _TooManyValues(Exception):
     pass
 
@@ -129,7 +126,7 @@ class _TooManyValues(Exception):
 def _flatten(node: Any, pointer: str, key: str, out: list[Entry], depth: int = 0) -> None:
     if depth > 64:
         return
-    if len(out) > MAX_CONFIG_VALUES:  # YAML aliases can make a few lines mean billions of values
+    if len(out) > limit("training_config_values"):  # YAML aliases can make a few lines mean billions of values
         raise _TooManyValues
     line = column = None
     if isinstance(node, dict):
@@ -168,7 +165,7 @@ def _json_positions(doc: Any, entries: list[Entry]) -> list[Entry]:
 
 
 def parse_training_config(path: str) -> TrainingConfig:
-    text = decode_utf8(path, read_bytes(path, MAX_CONFIG_BYTES))
+    text = decode_utf8(path, read_bytes(path, "training_config_bytes"))
     entries: list[Entry] = []
     if path.endswith(".json"):
         notes = []
@@ -214,7 +211,8 @@ def _flatten_within_budget(path: str, data: Any, entries: list[Entry]) -> None:
     except _TooManyValues:
         raise ArtifactError(
             path,
-            f"holds more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded (an alias bomb?): not read",
+            "not read: once YAML aliases are expanded (an alias bomb?) it holds more values, "
+            + over("training_config_values"),
         ) from None
 
 

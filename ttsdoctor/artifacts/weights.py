@@ -16,8 +16,7 @@ from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, refuse_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.jsonfile import load_json
-
-MAX_HEADER_BYTES = 100 << 20  # the safetensors library refuses larger headers too
+from ttsdoctor.limits import limit, over
 
 DTYPE_SIZES = {
     "BOOL": 1,
@@ -206,8 +205,8 @@ def read_safetensors_header(path: str) -> WeightFile:
                     path, f"truncated safetensors file: {size} bytes, not even the 8-byte header length"
                 )
             (n,) = struct.unpack("<Q", head)
-            if n > MAX_HEADER_BYTES:
-                raise ArtifactError(path, f"safetensors header length {n} is above the {MAX_HEADER_BYTES}-byte limit")
+            if n > limit("safetensors_header_bytes"):
+                raise ArtifactError(path, f"safetensors header length {over('safetensors_header_bytes', n)}")
             if 8 + n > size:
                 raise ArtifactError(
                     path, f"safetensors header length {n} points past the end of the file ({size} bytes)"
@@ -221,6 +220,9 @@ def read_safetensors_header(path: str) -> WeightFile:
         raise ArtifactError(path, "is a directory where a file is expected") from None
     except OSError as exc:
         raise ArtifactError(path, f"cannot read: {exc.strerror or exc}") from None
+    listed = raw.count(b'"data_offsets"')  # one per tensor (an escaped quote inside a name cannot match)
+    if listed > limit("safetensors_tensors"):  # refused before a slow parse of millions of entries
+        raise ArtifactError(path, f"safetensors header lists {over('safetensors_tensors', listed)}")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -232,28 +234,32 @@ def read_safetensors_header(path: str) -> WeightFile:
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict):
         raise ArtifactError(path, "safetensors __metadata__ is not an object")
+    if len(header) > limit("safetensors_tensors"):
+        raise ArtifactError(path, f"safetensors header lists {over('safetensors_tensors', len(header))}")
     tensors: dict[str, TensorInfo] = {}
     spans: list[tuple[int, int, str]] = []
-    for name, entry in header.items():
-        if not isinstance(entry, dict):
+    for name, entry in header.items():  # the hot loop of a large header: exact type checks, no generators
+        if type(entry) is not dict:
             raise ArtifactError(path, f"tensor {name!r}: header entry is not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        if type(dtype) is not str or dtype not in DTYPE_SIZES:
             raise ArtifactError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not (
-            isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise ArtifactError(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
-        if not (
-            isinstance(offsets, list)
-            and len(offsets) == 2
-            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        ):
+        numel = 1
+        if type(shape) is not list:
+            shape = None
+        else:
+            for d in shape:
+                if type(d) is not int or d < 0:
+                    shape = None
+                    break
+                numel *= d
+        if shape is None:
+            raise ArtifactError(
+                path, f"tensor {name!r}: shape {entry.get('shape')!r} is not a list of non-negative integers"
+            )
+        if type(offsets) is not list or len(offsets) != 2 or type(offsets[0]) is not int or type(offsets[1]) is not int:
             raise ArtifactError(path, f"tensor {name!r}: data_offsets {offsets!r} is not a pair of integers")
         begin, end = offsets
-        numel = 1
-        for d in shape:
-            numel *= d
         expected = numel * DTYPE_SIZES[dtype]
         if not 0 <= begin <= end:
             raise ArtifactError(path, f"tensor {name!r}: data_offsets {offsets} are out of order")

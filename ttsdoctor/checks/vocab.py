@@ -12,13 +12,13 @@ from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
 from ttsdoctor.artifacts.weights import TensorInfo, Weights, head_bias, resize_refusal, text_embedding, text_head
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, SetJsonValue, SetYamlValue, Severity
+from ttsdoctor.limits import limit, over
 from ttsdoctor.rule import Rule
 
 DECLARED_KEYS = ("n_vocab", "vocab_size", "text_vocab_size", "num_text_tokens", "text_tokens_dict_size", "n_text_vocab")
 BASE_KEYS = ("original_vocab_size", "base_vocab_size", "orig_vocab_size", "pretrained_vocab_size")
 PADDING_MULTIPLES = (64, 128)
 OUT_OF_RANGE = "IndexError on CPU, device-side assert on CUDA"
-MAX_RESIZE_ROWS = 4_000_000  # fix never grows an embedding past this (4x the largest real vocabulary)
 
 
 @dataclass(frozen=True)
@@ -165,10 +165,10 @@ def _resize_fix(target: Any, view: VocabView, ids: int) -> Fix | None:
     current = max(t.rows or 0 for t in tensors)
     multiple = next((m for m in (128, 64) if current % m == 0), 1)
     rows = padded_size(ids, multiple)
-    if rows > MAX_RESIZE_ROWS:  # a hostile or broken id (4e9) must not plan a 64 GB rewrite
+    if rows > limit("resize_rows"):  # a hostile or broken id (4e9) must not plan a 64 GB rewrite
         return Fix(
-            f"Grow the embedding by hand, if at all: {rows} rows is above the {MAX_RESIZE_ROWS} rows fix writes "
-            "(the largest real vocabularies have ~1e6 ids); check the tokenizer's highest id first",
+            f"Grow the embedding by hand, if at all: {over('resize_rows', rows)}; the largest real vocabularies "
+            "have ~262k ids: check the tokenizer's highest id first",
             Applicability.DISPLAY_ONLY,
             (),
         )
