@@ -374,3 +374,21 @@ def test_six_hundred_thousand_tensors_are_refused_before_parsing(tmp_path) -> No
         "m",
         {"exit": 2, "code": "ART001", "message": "above the safetensors_tensors limit", "path": "model.safetensors"},
     )
+
+
+def test_links_leading_out_of_a_checked_tree_are_reported_and_never_written_through(tmp_path) -> None:
+    outside = tmp_path / "outside"
+    shutil.copytree(os.path.join(FIXTURES, "TOK001/bad/outetts-pad-eos-0"), outside)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.symlink(outside, tree / "linked-model")
+    shutil.copytree(outside, tree / "m", ignore=shutil.ignore_patterns("config.json"))
+    os.symlink(outside / "config.json", tree / "m" / "config.json")
+    os.symlink(tree / "m", tree / "inside-link")  # a link within the tree is fine
+    before = _digest(str(outside))
+    code, out = run_main("check", str(tree), "--format", "json", "--select", "SEC004")
+    findings = json.loads(out)["findings"]
+    assert code == 1 and sorted(os.path.relpath(f["path"], tree) for f in findings) == ["linked-model", "m/config.json"]
+    assert "not followed, nothing in it was checked" in findings[0]["message"]
+    code, _ = run_main("fix", str(tree), "--apply")
+    assert code == 2 and _digest(str(outside)) == before and os.path.islink(tree / "m" / "config.json")

@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import load_config, scopes
-from ttsdoctor.artifacts.jsonfile import key_positions, load_json
+from ttsdoctor.artifacts.jsonfile import load_json, position_in
 from ttsdoctor.artifacts.model_dir import load_model_dir
 from ttsdoctor.artifacts.pickles import read_pickle_checkpoint
 from ttsdoctor.artifacts.source import load_source
@@ -31,10 +31,12 @@ OUTETTS = "fixtures/TOK001/bad/outetts-pad-eos-0"
 
 def test_key_positions_nested_and_arrays() -> None:
     text = '{\n  "a": 1,\n  "decoder": {\n    "pad_token_id": 5,\n    "ids": [1,\n      2]\n  }\n}\n'
-    pos = key_positions(text)
-    assert pos["/a"] == (2, 3)
-    assert pos["/decoder/pad_token_id"] == (4, 5)
-    assert pos["/decoder/ids/1"] == (6, 7)
+    assert position_in(text, "/a") == (2, 3)
+    assert position_in(text, "/decoder/pad_token_id") == (4, 5)
+    assert position_in(text, "/decoder/ids/1") == (6, 7)
+    assert position_in(text, "/decoder/ids/2") is None and position_in(text, "/b") is None
+    assert position_in('{"a~/b": {"x": [0, {"y": 1}]}}', "/a~0~1b/x/1/y") == (1, 21)
+    assert position_in('{"a": 1, "a": 2}', "/a") == (1, 2)  # duplicate keys: the first, as before
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ttsdoctor.artifacts.errors import ArtifactError
-from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text
+from ttsdoctor.artifacts.jsonfile import escape_pointer_part, locate, parse_json_text
 from ttsdoctor.artifacts.weights import read_safetensors_header
-from ttsdoctor.edits import json_spans, remove_json_key, set_json_value, set_yaml_value
+from ttsdoctor.edits import remove_json_key, set_json_value, set_yaml_value
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 keys = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=8)
@@ -67,7 +67,8 @@ def test_set_json_value_changes_only_that_value(doc, indent, data) -> None:
     result = json.loads(edited)
     assert _get(result, pointer) == value or (value != value)
     # everything outside the value's span is byte-identical
-    span = json_spans(text)[pointer]
+    span = locate(text, pointer)
+    assert span is not None
     assert edited[: span.value_start] == text[: span.value_start]
     assert edited.endswith(text[span.value_end :])
     assert edited.endswith("\n")

@@ -34,3 +34,10 @@ def test_required_top_level_layout() -> None:
 def test_readme_sections_appear_once() -> None:
     headings = re.findall(r"^#+ .+$", _readme(), flags=re.MULTILINE)
     assert len(headings) == len(set(headings)), sorted(h for h in headings if headings.count(h) > 1)
+
+
+def test_readme_limits_table_is_the_one_limits_py_generates() -> None:
+    from ttsdoctor.limits import markdown_table
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        assert markdown_table() in fh.read()

@@ -329,3 +329,81 @@ def test_notebook_round_trip_keeps_every_cell_exactly() -> None:
     ast.parse(virtual.text)  # whatever the cells hold, the virtual text parses
     back = notebook.split(virtual.text)
     assert [back[i + 1] for i in range(len(cells))] == [c.rstrip("\n") for c in cells]
+
+
+def test_source_fix_on_a_file_with_a_byte_order_mark_keeps_its_offsets(tmp_path) -> None:
+    src = tmp_path / "infer.py"
+    body = "import torch\n\n\ndef run(model, ids):\n"
+    body += "    return model.generate(ids, generation_config={'max_new_tokens': 5})\n"
+    src.write_bytes("\ufeff".encode() + body.encode())
+    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
+    assert code == 0, out
+    fixed = src.read_bytes().decode("utf-8")
+    assert fixed.startswith("\ufeffimport torch\nfrom transformers import GenerationConfig\n")
+    assert "generation_config=GenerationConfig(**{'max_new_tokens': 5}))\n" in fixed
+    compile(fixed[1:], str(src), "exec")
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        ('"""Doc."""\nfrom __future__ import annotations\n', '"""Doc."""\nfrom __future__ import annotations\nfrom x'),
+        ('"""Doc."""\n', '"""Doc."""\nfrom x'),
+        ("", "from x"),
+        ("import os\r\nimport sys\r\n", "import os\r\nimport sys\r\nfrom x import Y\r\n"),
+        ("from x import Y\n", "from x import Y\nz = 1"),  # already there: nothing added
+        ("import os  # no newline", "import os  # no newline\nfrom x import Y\n"),
+    ],
+)
+def test_add_import_lands_after_the_leading_imports(head: str, expected: str) -> None:
+    from ttsdoctor.edits import add_import
+
+    tail = "" if head.endswith("newline") else "z = 1"
+    assert add_import(head + tail, "x", "Y").startswith(expected)
+
+
+def test_a_deeply_chained_expression_does_not_crash_the_fix(tmp_path) -> None:
+    src = tmp_path / "infer.py"
+    src.write_text(
+        "def run(model, ids):\n    return model.generate(ids, generation_config={'max_new_tokens': 5})\n\n\n"
+        "x = " + " and ".join(["a"] * 8000) + "\n"
+    )
+    code, out = run_main("fix", str(tmp_path), "--select", "GEN001")
+    assert code == 1 and "GenerationConfig(**{'max_new_tokens': 5})" in out
+
+
+def test_planning_many_fixes_in_one_file_applies_them_in_one_pass(tmp_path, monkeypatch) -> None:
+    """200 inline dict configs: one combined application per file, not one per fix on top of the others."""
+    from ttsdoctor import edits, fixer
+
+    lines = ["from transformers import AutoModelForCausalLM", "model = AutoModelForCausalLM.from_pretrained('m')"]
+    lines += [
+        f"def f{i}(x):\n    return model.generate(x, generation_config={{'max_new_tokens': {i + 1}}})\n"
+        for i in range(200)
+    ]
+    (tmp_path / "infer.py").write_text("\n".join(lines))
+    findings = engine.run(ALL_RULES, discover([str(tmp_path)])).findings
+    calls = []
+    real = edits.apply_text
+    monkeypatch.setattr(fixer, "apply_text", lambda *a: calls.append(a[0]) or real(*a))
+    planned = fixer.plan(findings)
+    assert len(planned.fixes) == 200 and len(calls) == 1
+    text = planned.texts[str(tmp_path / "infer.py")]
+    assert text.count("GenerationConfig(**{") == 200 and text.count("from transformers import GenerationConfig") == 1
+
+
+def test_a_fix_that_fails_in_combination_is_the_only_one_dropped(tmp_path) -> None:
+    from ttsdoctor import fixer
+    from ttsdoctor.finding import Applicability, Finding, Fix, Location, ReplaceSource, Severity
+
+    path = str(tmp_path / "a.py")
+    (tmp_path / "a.py").write_text("x = 1\ny = 2\n")
+
+    def finding(start: int, end: int, text: str) -> Finding:
+        edit = ReplaceSource(path, start, end, text)
+        fix = Fix("t", Applicability.SAFE, (edit,))
+        return Finding("GEN001", "dict-generation-config", Severity.ERROR, f"m{start}", Location(path), fix=fix)
+
+    planned = fixer.plan([finding(4, 5, "10"), finding(10, 11, "(")])  # the second breaks the syntax
+    assert planned.texts[path] == "x = 10\ny = 2\n" and len(planned.fixes) == 1
+    assert "does not parse" in planned.skipped[0][1]

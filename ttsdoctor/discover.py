@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ttsdoctor.artifacts.links import leads_outside
 from ttsdoctor.artifacts.model_dir import MODEL_FILES, is_model_dir
 from ttsdoctor.artifacts.training_config import looks_like_training_config
 from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES
@@ -49,6 +50,7 @@ MODEL_DIR_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".safetensors.index.json")
 @dataclass(frozen=True, order=True)
 class Target:
     kind: str  # "model_dir" | "gguf" | "training_config" | "source" | "missing" | "unsupported" | "unreadable"
+    # | "link" (a symbolic link in a walked tree that leads outside it)
     path: str
     root: str | None = field(default=None, compare=False)  # the path the user passed, a root for named files
 
@@ -100,6 +102,9 @@ def _walk_tree(root: str) -> list[Target]:
             d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
         )
         filenames.sort()
+        for name in dirnames + filenames:  # os.walk does not follow links; those leading out are reported
+            if leads_outside(os.path.join(directory, name), root):
+                found.append(Target("link", os.path.join(directory, name)))
         # a directory named config.json is still a (broken) model file: the loader reports it
         if is_model_dir(filenames + [d for d in dirnames if _is_model_file(d)]):
             found.append(Target("model_dir", directory))

@@ -2,7 +2,7 @@
 
 Every applier keeps what it does not change byte for byte: JSON and YAML values are spliced into the
 original text (key order, indentation, comments, trailing newline stay), Python edits are character
-ranges plus libcst for imports. Each result is parsed again; an edit that would break parsing raises
+ranges plus an `ast`-placed line for imports. Each result is parsed again; an edit that would break parsing raises
 EditError and its fix is dropped.
 """
 
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ttsdoctor.artifacts.jsonfile import escape_pointer_part
+from ttsdoctor.artifacts.jsonfile import JsonTextError, Span, locate, members, unescape_pointer_part
 from ttsdoctor.finding import (
     AddImport,
     AddSpecialToken,
@@ -28,68 +27,16 @@ from ttsdoctor.finding import (
 if TYPE_CHECKING:
     from ttsdoctor.artifacts.weights import WeightFile
 
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
-
 
 class EditError(Exception):
     pass
 
 
-@dataclass
-class Span:
-    key_start: int | None  # offset of the key string (object members)
-    value_start: int
-    value_end: int
-    kind: str  # "object" | "array" | "scalar"
-    children: int = 0
-
-
-def json_spans(text: str) -> dict[str, Span]:
-    """Pointer -> span of every value (and its key) in a JSON text."""
-    spans: dict[str, Span] = {}
-    stack: list[list[Any]] = []  # [pointer, kind, next_index, pending_key, pending_key_start]
-    expect_key = False
-    root_seen = False
-
-    def child_pointer() -> tuple[str, int | None]:
-        if not stack:
-            return "", None
-        frame = stack[-1]
-        if frame[1] == "array":
-            ptr = f"{frame[0]}/{frame[2]}"
-            frame[2] += 1
-            return ptr, None
-        return f"{frame[0]}/{escape_pointer_part(frame[3])}", frame[4]
-
-    for match in _TOKEN.finditer(text):
-        tok, start = match.group(), match.start()
-        if tok in "{[":
-            if not stack and root_seen:
-                raise EditError("trailing data after the JSON document")
-            root_seen = True
-            ptr, key_start = child_pointer()
-            spans[ptr] = Span(key_start, start, -1, "object" if tok == "{" else "array")
-            if len(stack) and spans.get(stack[-1][0]):
-                spans[stack[-1][0]].children += 1
-            stack.append([ptr, "object" if tok == "{" else "array", 0, None, None])
-            expect_key = tok == "{"
-        elif tok in "}]":
-            frame = stack.pop()
-            spans[frame[0]].value_end = match.end()
-            expect_key = False
-        elif tok == ",":
-            expect_key = bool(stack) and stack[-1][1] == "object"
-        elif tok == ":":
-            expect_key = False
-        elif stack and stack[-1][1] == "object" and expect_key:
-            stack[-1][3] = json.loads(tok)
-            stack[-1][4] = start
-        else:
-            ptr, key_start = child_pointer()
-            spans[ptr] = Span(key_start, start, match.end(), "scalar")
-            if stack:
-                spans[stack[-1][0]].children += 1
-    return spans
+def _locate(text: str, pointer: str) -> Span | None:
+    try:
+        return locate(text, pointer)
+    except (JsonTextError, IndexError) as exc:
+        raise EditError(f"the JSON text cannot be edited at {pointer or '/'}: {exc}") from None
 
 
 def _dump(value: Any) -> str:
@@ -104,12 +51,11 @@ def _line_indent(text: str, offset: int) -> str:
 def set_json_value(text: str, pointer: str, value: Any) -> str:
     if not text.strip():
         text = "{}\n"
-    spans = json_spans(text)
-    if pointer in spans:
-        span = spans[pointer]
+    span = _locate(text, pointer)
+    if span is not None:
         return text[: span.value_start] + _dump(value) + text[span.value_end :]
     parent_ptr, _, key = pointer.rpartition("/")
-    parent = spans.get(parent_ptr)
+    parent = _locate(text, parent_ptr)
     if parent is None:
         raise EditError(f"no JSON value at {parent_ptr or '/'} to add {key!r} to")
     close = parent.value_end - 1
@@ -117,10 +63,10 @@ def set_json_value(text: str, pointer: str, value: Any) -> str:
         raise EditError(f"{parent_ptr} is not a container")
     if parent.kind == "array" and key != "-":
         raise EditError(f"array insert needs '-', got {key!r}")
-    members = [s for p, s in spans.items() if p.rpartition("/")[0] == parent_ptr and p != parent_ptr]
-    if members:
-        last = max(members, key=lambda s: s.value_end)
-        first = min(members, key=lambda s: s.key_start if s.key_start is not None else s.value_start)
+    spans = [member for _, member in members(text, parent)]
+    if spans:
+        last = spans[-1]
+        first = spans[0]
         anchor = first.key_start if first.key_start is not None else first.value_start
         multiline = "\n" in text[parent.value_start : anchor]
         indent = _line_indent(text, anchor)
@@ -131,16 +77,15 @@ def set_json_value(text: str, pointer: str, value: Any) -> str:
     rendered = _dump(value)
     if multiline and isinstance(value, (dict, list)) and value:
         rendered = json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + indent)
-    entry = rendered if parent.kind == "array" else f"{_dump(key.replace('~1', '/').replace('~0', '~'))}: {rendered}"
-    if members:
+    entry = rendered if parent.kind == "array" else f"{_dump(unescape_pointer_part(key))}: {rendered}"
+    if spans:
         return text[: last.value_end] + sep + entry + text[last.value_end :]
     outer = _line_indent(text, parent.value_start)
     return text[:close] + f"\n{indent}{entry}\n{outer}" + text[close:]
 
 
 def remove_json_key(text: str, pointer: str) -> str:
-    spans = json_spans(text)
-    span = spans.get(pointer)
+    span = _locate(text, pointer) if pointer else None
     if span is None:
         raise EditError(f"no JSON value at {pointer}")
     start = span.key_start if span.key_start is not None else span.value_start
@@ -231,14 +176,36 @@ def apply_yaml(text: str, edits: list[Edit]) -> str:
 
 
 def add_import(text: str, module: str, name: str) -> str:
-    import libcst as cst
-    from libcst.codemod import CodemodContext
-    from libcst.codemod.visitors import AddImportsVisitor
+    """Add `from module import name` after the module's leading imports (after its docstring and
+    `from __future__` imports when it has no other). Nothing is added when the import is already there.
+    Plain `ast` and a line splice: linear in the file, and no C parser to crash on a deeply nested expression."""
+    import ast
 
-    tree = cst.parse_module(text)
-    context = CodemodContext()
-    AddImportsVisitor.add_needed_import(context, module, name)
-    return AddImportsVisitor(context).transform_module(tree).code
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as exc:
+        raise EditError(f"cannot add an import: the file does not parse ({type(exc).__name__})") from None
+    after = 0  # the line after which the import goes (0: the top of the file)
+    for index, node in enumerate(tree.body):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == module
+            and node.level == 0
+            and any(alias.name == name and alias.asname in (None, name) for alias in node.names)
+        ):
+            return text
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            after = node.end_lineno or node.lineno
+        elif index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            after = node.end_lineno or node.lineno  # the module docstring
+        else:
+            break
+    lines = text.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    if after and after <= len(lines) and not lines[after - 1].endswith(("\n", "\r")):
+        lines[after - 1] += newline
+    lines.insert(after, f"from {module} import {name}{newline}")
+    return "".join(lines)
 
 
 def apply_python(text: str, edits: list[Edit]) -> str:
@@ -260,6 +227,10 @@ def apply_python(text: str, edits: list[Edit]) -> str:
 
 
 def apply_text(path: str, text: str, edits: list[Edit]) -> str:
+    """The file's text with the edits applied. Edits count characters after a byte-order mark (the loaders
+    drop it), so the mark is set aside and put back."""
+    if text.startswith("\ufeff"):
+        return "\ufeff" + apply_text(path, text[1:], edits)
     if path.endswith(".json"):
         return apply_json(text, edits)
     if path.endswith((".yaml", ".yml")):

@@ -55,6 +55,10 @@ def load(target: Target) -> Any:
         from ttsdoctor.artifacts.gguf_file import load_gguf
 
         return load_gguf(target.path)
+    if target.kind == "link":
+        from ttsdoctor.artifacts.links import load_link
+
+        return load_link(target.path, target.root)
     if target.kind == "missing":
         return BrokenTarget(target.path, [ArtifactError(target.path, "no such file or directory")])
     if target.kind == "unreadable":

@@ -84,6 +84,19 @@ def _conflicts(a: Edit, b: Edit) -> bool:
 
 
 def plan(findings: Iterable[Finding], unsafe: bool = False) -> Plan:
+    """Accept fixes in order. Every accepted fix is first applied together with the others in one pass per file
+    (linear in the number of fixes); only when that combined result fails is each fix tried in turn on top of
+    those accepted before it, which drops exactly the fixes that fail."""
+    findings = list(findings)
+    batch = _plan(findings, unsafe, batch=True)
+    if batch is not None:
+        return batch
+    one_by_one = _plan(findings, unsafe, batch=False)
+    assert one_by_one is not None  # only the combined pass gives up
+    return one_by_one
+
+
+def _plan(findings: list[Finding], unsafe: bool, batch: bool) -> Plan | None:
     result = Plan()
     accepted: dict[str, list[Edit]] = {}
     by_fix: dict[str, list[Finding]] = {}
@@ -112,7 +125,8 @@ def plan(findings: Iterable[Finding], unsafe: bool = False) -> Plan:
                 if text_edits:
                     if path not in result.originals:
                         result.originals[path] = _read_text(path)
-                    trial[path] = apply_text(path, result.originals[path], _ordered(text_edits))
+                    if not batch:
+                        trial[path] = apply_text(path, result.originals[path], _ordered(text_edits))
                 resizes = [e for e in edits if isinstance(e, ResizeTensor)]
                 if resizes:
                     resize_plan(path, resizes)
@@ -135,6 +149,16 @@ def plan(findings: Iterable[Finding], unsafe: bool = False) -> Plan:
                 result.tensors[path] = resizes
         by_fix[fix_key(fix)] = [finding]
         result.fixes.append((fix, by_fix[fix_key(fix)]))
+    if batch:
+        try:
+            for path in result.originals:
+                text_edits = [e for e in accepted.get(path, []) if not isinstance(e, ResizeTensor)]
+                if text_edits:
+                    result.texts[path] = apply_text(path, result.originals[path], _ordered(text_edits))
+        except Exception as exc:  # some fix fails in combination: find which, one by one
+            if os.environ.get("TTSDOCTOR_DEBUG") and not isinstance(exc, (EditError, ValueError)):
+                raise
+            return None
     result.texts = {p: t for p, t in result.texts.items() if t != result.originals.get(p)}
     return result
 

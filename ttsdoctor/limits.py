@@ -47,7 +47,7 @@ LIMITS: dict[str, Limit] = {
             "tensors",
             "a shard lists a few thousand tensors; DeepSeek-V3's whole index maps ~92k",
         ),
-        Limit("pickle_bytes", 256 << 20, "bytes", "a 7B state dict's data.pkl is ~200 KB"),
+        Limit("pickle_bytes", 256 << 20, "bytes", "a 7B state dict's data.pkl is ~50 KB"),
         Limit("pickle_ops", 5_000_000, "opcodes", "a 7B state dict's data.pkl has ~20k opcodes"),
         Limit(
             "pickle_objects",
@@ -97,3 +97,18 @@ def over(name: str, seen: int | str | None = None) -> str:
     spec = LIMITS[name]
     what = f"{seen} {spec.unit}, " if seen is not None else ""
     return f"{what}above the {name} limit of {limit(name)} {spec.unit} (raise it with {env_name(name)}=N)"
+
+
+def _human(value: int, unit: str) -> str:
+    if unit == "bytes":
+        for suffix, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+            if value >= scale and value % scale == 0:
+                return f"{value // scale} {suffix}"
+    return f"{value:,} {unit}"
+
+
+def markdown_table() -> str:
+    """The README's table of budgets (tests/test_repo.py checks that README.md holds exactly this)."""
+    rows = ["| limit (`TTSDOCTOR_LIMIT_<NAME>`) | budget | chosen from |", "| --- | --- | --- |"]
+    rows += [f"| `{spec.name}` | {_human(spec.default, spec.unit)} | {spec.why} |" for spec in LIMITS.values()]
+    return "\n".join(rows) + "\n"

@@ -231,7 +231,7 @@ def load_gguf(path: str) -> ModelDir:
             value = meta.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 model.extra_decls.append(
-                    SpecialDecl(role, (value,), None, "GGUF metadata", path, f"/{key}", None, None, True)
+                    SpecialDecl(role, (value,), None, "GGUF metadata", path, f"/{key}", None, True)
                 )
     model.weights = Weights(files=[WeightFile(path=path, format="gguf", tensors=header.tensors)])
     arch = meta.get("general.architecture")

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import bisect
 import json
 import re
 from dataclasses import dataclass, field
@@ -14,17 +13,112 @@ from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 
-MAX_POSITION_SCAN_BYTES = 2 << 20  # key lines are computed for files below this size
-
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
 
 
 def escape_pointer_part(part: str | int) -> str:
     return str(part).replace("~", "~0").replace("/", "~1")
 
 
-def pointer_of(*parts: str | int) -> str:
-    return "".join("/" + escape_pointer_part(p) for p in parts)
+def unescape_pointer_part(part: str) -> str:
+    return part.replace("~1", "/").replace("~0", "~")
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a JSON value lies in its text: its key (object members), its value, and its kind."""
+
+    key_start: int | None
+    value_start: int
+    value_end: int
+    kind: str  # "object" | "array" | "scalar"
+
+
+class JsonTextError(ValueError):
+    pass
+
+
+def _skip_ws(text: str, at: int) -> int:
+    return _WS.match(text, at).end()  # type: ignore[union-attr]
+
+
+def _value_end(text: str, at: int) -> int:
+    try:
+        return _DECODER.raw_decode(text, at)[1]  # C speed: skipping a 150k-entry added_tokens_decoder is cheap
+    except (ValueError, RecursionError) as exc:
+        raise JsonTextError(f"no JSON value at offset {at}") from exc
+
+
+def _span_at(text: str, key_start: int | None, at: int) -> Span:
+    kind = "object" if text[at : at + 1] == "{" else "array" if text[at : at + 1] == "[" else "scalar"
+    return Span(key_start, at, _value_end(text, at), kind)
+
+
+def members(text: str, container: Span) -> list[tuple[str, Span]]:
+    """The direct members of an object or array span, in order: (key or index, span)."""
+    out: list[tuple[str, Span]] = []
+    at = _skip_ws(text, container.value_start + 1)
+    close = "}" if container.kind == "object" else "]"
+    index = 0
+    while at < len(text) and text[at] != close:
+        if container.kind == "object":
+            if text[at] != '"':
+                raise JsonTextError(f"expected a key at offset {at}")
+            key, after = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
+            colon = _skip_ws(text, after)
+            if text[colon : colon + 1] != ":":
+                raise JsonTextError(f"expected ':' at offset {colon}")
+            span = _span_at(text, at, _skip_ws(text, colon + 1))
+            out.append((key, span))
+        else:
+            span = _span_at(text, None, at)
+            out.append((str(index), span))
+            index += 1
+        at = _skip_ws(text, span.value_end)
+        if text[at : at + 1] == ",":
+            at = _skip_ws(text, at + 1)
+    return out
+
+
+def locate(text: str, pointer: str) -> Span | None:
+    """The span of the value at a JSON pointer ("" is the whole document), None when there is none.
+
+    Only the containers on the way are walked member by member; every other value is skipped by the C
+    decoder, so finding one key costs about one `json.loads` whatever the size of the file. With duplicate
+    keys the first one is found."""
+    span = _span_at(text, None, _skip_ws(text, 0))
+    for raw in pointer.split("/")[1:] if pointer else []:
+        if span.kind == "scalar":
+            return None
+        part = unescape_pointer_part(raw)
+        found = None
+        at = _skip_ws(text, span.value_start + 1)
+        if span.kind == "array":
+            if not part.isdigit():
+                return None
+            for _ in range(int(part)):  # skip the elements before the wanted one
+                if text[at : at + 1] in ("]", ""):
+                    return None
+                at = _skip_ws(text, _value_end(text, at))
+                if text[at : at + 1] == ",":
+                    at = _skip_ws(text, at + 1)
+            if text[at : at + 1] not in ("]", ""):
+                found = _span_at(text, None, at)
+        else:
+            while at < len(text) and text[at] == '"':
+                key, after = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
+                value_at = _skip_ws(text, _skip_ws(text, after) + 1)
+                if key == part:
+                    found = _span_at(text, at, value_at)
+                    break
+                at = _skip_ws(text, _value_end(text, value_at))
+                if text[at : at + 1] == ",":
+                    at = _skip_ws(text, at + 1)
+        if found is None:
+            return None
+        span = found
+    return span
 
 
 @dataclass
@@ -33,71 +127,27 @@ class JsonDoc:
     data: Any
     text: str
     problems: list[tuple[str, str]] = field(default_factory=list)  # (pointer, problem)
-    _positions: dict[str, tuple[int, int]] | None = None
+    _positions: dict[str, tuple[int, int] | None] = field(default_factory=dict)
 
     def position(self, pointer: str) -> tuple[int | None, int | None]:
-        """(line, column) of a key, 1-based; (None, None) when unknown."""
-        if self._positions is None:
-            self._positions = key_positions(self.text) if len(self.text) <= MAX_POSITION_SCAN_BYTES else {}
-        found = self._positions.get(pointer)
+        """(line, column) of a key (or array element), 1-based; (None, None) when unknown. Computed on demand,
+        for that pointer only."""
+        if pointer not in self._positions:
+            self._positions[pointer] = position_in(self.text, pointer)
+        found = self._positions[pointer]
         return found if found else (None, None)
 
 
-def key_positions(text: str) -> dict[str, tuple[int, int]]:
-    """Map each JSON pointer to the (line, column) where its key (or array element) starts."""
-    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-    positions: dict[str, tuple[int, int]] = {}
-    # stack frames: [kind, pointer, next_index, pending_key]
-    stack: list[list[Any]] = []
-    expect_key = False
-    for match in _TOKEN.finditer(text):
-        tok = match.group()
-        start = match.start()
-        if tok in "{[":
-            if stack and stack[-1][0] == "array":
-                frame = stack[-1]
-                ptr = frame[1] + "/" + str(frame[2])
-                _record(positions, line_starts, ptr, start)
-                child = ptr
-            elif stack:
-                child = stack[-1][1] + "/" + escape_pointer_part(stack[-1][3] or "")
-            else:
-                child = ""
-            stack.append(["object" if tok == "{" else "array", child, 0, None])
-            expect_key = tok == "{"
-        elif tok in "}]":
-            if stack:
-                stack.pop()
-            if stack and stack[-1][0] == "array":
-                stack[-1][2] += 1
-            expect_key = False
-        elif tok == ",":
-            if stack and stack[-1][0] == "object":
-                expect_key = True
-        elif tok == ":":
-            expect_key = False
-        else:
-            if not stack:
-                continue
-            frame = stack[-1]
-            if frame[0] == "object" and expect_key:
-                try:
-                    key = json.loads(tok)
-                except ValueError:
-                    key = tok.strip('"')
-                frame[3] = key
-                _record(positions, line_starts, frame[1] + "/" + escape_pointer_part(key), start)
-            elif frame[0] == "array":
-                _record(positions, line_starts, frame[1] + "/" + str(frame[2]), start)
-                frame[2] += 1
-    return positions
-
-
-def _record(positions: dict[str, tuple[int, int]], line_starts: list[int], ptr: str, offset: int) -> None:
-    if ptr in positions:
-        return
-    line = bisect.bisect_right(line_starts, offset)
-    positions[ptr] = (line, offset - line_starts[line - 1] + 1)
+def position_in(text: str, pointer: str) -> tuple[int, int] | None:
+    try:
+        span = locate(text, pointer)
+    except (JsonTextError, IndexError):
+        return None
+    if span is None:
+        return None
+    offset = span.key_start if span.key_start is not None else span.value_start
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def parse_json_text(path: str, text: str) -> JsonDoc:

@@ -205,9 +205,9 @@ def _join(lines: list[str]) -> str:
 
 def apply_cells(json_text: str, notebook: Any, new_cells: dict[int, str]) -> str:
     """Replace the `source` of the changed cells in the notebook's JSON text, nothing else."""
-    from ttsdoctor.edits import EditError, json_spans
+    from ttsdoctor.artifacts.jsonfile import JsonTextError, locate
+    from ttsdoctor.edits import EditError
 
-    spans = json_spans(json_text)
     changes = []
     for cell in code_cells(notebook):
         new = new_cells.get(cell.index + 1)
@@ -217,7 +217,10 @@ def apply_cells(json_text: str, notebook: Any, new_cells: dict[int, str]) -> str
         if new.rstrip("\n") == old_core:
             continue
         new = new.rstrip("\n") + cell.text[len(old_core) :]  # the cell's own trailing newlines
-        span = spans.get(f"/cells/{cell.index}/source")
+        try:
+            span = locate(json_text, f"/cells/{cell.index}/source")
+        except (JsonTextError, IndexError):
+            span = None
         if span is None:
             raise EditError(f"cell {cell.index + 1} has no source in the notebook")
         changes.append((span.value_start, span.value_end, _render_source(json_text, span.value_start, new, cell)))

@@ -7,7 +7,7 @@ a `SpecialDecl` with the ids it resolves to and where it was written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ttsdoctor.artifacts.hf_config import ConfigScope, scopes
@@ -25,10 +25,17 @@ class SpecialDecl:
     level: str  # human name of the level: "config.json", "config.json (decoder)", "tokenizer_config.json"
     path: str
     pointer: str
-    line: int | None
-    column: int | None
-    text_space: bool  # the ids index the tokenizer's vocabulary (not a codebook sub-vocabulary)
+    doc: JsonDoc | None = field(compare=False, hash=False, repr=False)  # where the position is found, on demand
+    text_space: bool = True  # the ids index the tokenizer's vocabulary (not a codebook sub-vocabulary)
     scope: str = ""  # sub-config name, "" at the top level
+
+    @property
+    def line(self) -> int | None:
+        return self.doc.position(self.pointer)[0] if self.doc is not None else None
+
+    @property
+    def column(self) -> int | None:
+        return self.doc.position(self.pointer)[1] if self.doc is not None else None
 
 
 def _token_content(value: Any) -> str | None:
@@ -55,9 +62,8 @@ def _decl_from_scope(
     scope: ConfigScope, role: str, key: str, ids: tuple[int, ...], level: str, text_space: bool
 ) -> SpecialDecl:
     pointer = scope.pointer(key)
-    line, column = scope.doc.position(pointer)
     name = f"{level} ({scope.name})" if scope.name else level
-    return SpecialDecl(role, ids, None, name, scope.doc.path, pointer, line, column, text_space, scope.name)
+    return SpecialDecl(role, ids, None, name, scope.doc.path, pointer, scope.doc, text_space, scope.name)
 
 
 def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
@@ -72,10 +78,6 @@ def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
                 continue
             resolved = bundle.resolve(content)
             pointer = "/" + escape_pointer_part(key)
-            line, column = doc.position(pointer)
-            out.append(
-                SpecialDecl(
-                    role, () if resolved is None else (resolved,), content, level, doc.path, pointer, line, column, True
-                )
-            )
+            ids = () if resolved is None else (resolved,)
+            out.append(SpecialDecl(role, ids, content, level, doc.path, pointer, doc, True))
     return out

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from ttsdoctor.artifacts.links import OutsideLink
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.pickle_scan import UNKNOWN
 from ttsdoctor.artifacts.training_config import TrainingConfig
@@ -305,11 +306,22 @@ def _strings(node: Any, pointer: str, depth: int = 0) -> Iterator[tuple[str, str
 class PathEscape(Rule):
     id = "SEC004"
     name = "path-escape"
-    summary = "A training config names a file outside its project (../../etc/passwd)"
+    summary = "A training config names a file outside its project, or a link in the tree leads outside it"
     severity = Severity.WARNING
-    targets = ("training_config",)
+    targets = ("training_config", "link")
 
-    def check(self, target: TrainingConfig) -> Iterator[Finding]:
+    def check(self, target: TrainingConfig | OutsideLink) -> Iterator[Finding]:
+        if isinstance(target, OutsideLink):
+            if target.is_dir:
+                what = "a folder outside the checked tree: not followed, nothing in it was checked"
+            else:
+                what = "a file outside the checked tree: read through the link, never written through it by fix"
+            yield self.finding(
+                f"{os.path.basename(target.path)} is a symbolic link to {target.points_to!r}, {what}",
+                target.path,
+                evidence={"points_to": target.points_to},
+            )
+            return
         for named in target.named_files:
             if named.outside_project:
                 entry = named.entry
