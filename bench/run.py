@@ -214,22 +214,18 @@ def paired(a: list[str], b: list[str], repeat: int, env: dict | None = None) -> 
 
 
 _PEAK = """
-import runpy, sys
-sys.argv = sys.argv[1:]
-try:
-    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-except SystemExit:
-    pass
-finally:
-    # VmHWM is this process's own peak; ru_maxrss of a child spawned by a large parent can report the parent's
-    peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")]
-    sys.stderr.write(f"\\nVMHWM {peak[0] if peak else 0}\\n")
+import sys
+from ttsdoctor.cli import main
+main(sys.argv[1:])  # main_exit would leave with os._exit before this process could report its peak
+# VmHWM is this process's own peak; ru_maxrss of a child spawned by a large parent can report the parent's
+peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")]
+sys.stderr.write(f"\\nVMHWM {peak[0] if peak else 0}\\n")
 """
 
 
-def peak_rss_mb(module_args: list[str]) -> float:
-    """Peak resident memory (MB) of the checked process itself: `python -m MODULE ARGS...`."""
-    proc = subprocess.run([PY, "-c", _PEAK, *module_args], capture_output=True, text=True, cwd=ROOT)
+def peak_rss_mb(cli_args: list[str]) -> float:
+    """Peak resident memory (MB) of the checked process itself: `ttsdoctor ARGS...`."""
+    proc = subprocess.run([PY, "-c", _PEAK, *cli_args], capture_output=True, text=True, cwd=ROOT)
     found = [line for line in proc.stderr.splitlines() if line.startswith("VMHWM ")]
     return int(found[-1].split()[1]) / 1024 if found else float("nan")
 
@@ -271,7 +267,7 @@ def main() -> None:
         rows_out.append(
             (f"check with {size / 1e9:.0f} GB of weights vs {small_size / 1e6:.1f} MB", t_big2, t_small, "<= 1.1x")
         )
-        mem = [peak_rss_mb(["ttsdoctor", "check", "--format", "json", big]) for _ in range(3)]
+        mem = [peak_rss_mb(["check", "--format", "json", big]) for _ in range(3)]
         memory = f"peak memory of the 20 GB check: {min(mem):.0f} MB (of the checked process; target < 150 MB)"
         try:
             import transformers
