@@ -288,3 +288,33 @@ def test_no_backups_leaves_no_backup_directory(tmp_path) -> None:
     assert code == 0 and "backups:" not in out
     assert not (tmp_path / "m" / fsio.BACKUP_DIR).exists()
     assert json.loads((tmp_path / "m" / "config.json").read_text())["pad_token_id"] == 272
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model: {n_vocab: 2535, freeze: 3000}\n", "model: {n_vocab: 2535, freeze: 2454}\n"),
+        ("model: {freeze: 3000, n_vocab: 2535}\n", "model: {freeze: 2454, n_vocab: 2535}\n"),
+        ("model:\n  freeze: 3000  # note\n", "model:\n  freeze: 2454  # note\n"),
+        ("model: {name: \"a, b\", freeze: '3,0'}\n", 'model: {name: "a, b", freeze: 2454}\n'),
+        ("base: &b 3000\nmodel:\n  freeze: *b\n", None),  # an alias: not edited in place, never a traceback
+    ],
+)
+def test_yaml_edit_in_flow_mappings_quotes_and_aliases(text: str, expected: str | None) -> None:
+    from ttsdoctor.edits import EditError, set_yaml_value
+
+    if expected is None:
+        with pytest.raises(EditError, match="anchor or alias 'b'"):
+            set_yaml_value(text, "/model/freeze", 2454)
+        return
+    assert set_yaml_value(text, "/model/freeze", 2454) == expected
+
+
+def test_python_edits_are_compiled_and_notebook_await_still_compiles() -> None:
+    from ttsdoctor.edits import EditError, apply_python
+    from ttsdoctor.finding import ReplaceSource
+
+    text = "x = await load()\ny = 1\n"  # top-level await: valid in a notebook cell
+    assert apply_python(text, [ReplaceSource("a.py", 21, 22, "2")]) == "x = await load()\ny = 2\n"
+    with pytest.raises(EditError, match="does not compile: 'return' outside function"):
+        apply_python("y = 1\n", [ReplaceSource("a.py", 0, 5, "return 1")])  # parses, does not compile

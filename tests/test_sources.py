@@ -406,4 +406,4 @@ def test_a_fix_that_fails_in_combination_is_the_only_one_dropped(tmp_path) -> No
 
     planned = fixer.plan([finding(4, 5, "10"), finding(10, 11, "(")])  # the second breaks the syntax
     assert planned.texts[path] == "x = 10\ny = 2\n" and len(planned.fixes) == 1
-    assert "does not parse" in planned.skipped[0][1]
+    assert "does not compile" in planned.skipped[0][1]

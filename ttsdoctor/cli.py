@@ -291,7 +291,7 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         planned = fixer.plan(result.findings, args.unsafe_fixes)
         out.write(fixer.diff(planned))
         for finding, reason in planned.skipped:
-            if reason.startswith("unsafe"):
+            if reason.startswith(("unsafe", "not applied")):
                 out.write(
                     f"{report.location_text(finding)}: {finding.rule_id} fix not planned ({reason}): "
                     f"{finding.fix.title if finding.fix else ''}\n"

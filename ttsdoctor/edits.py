@@ -127,14 +127,20 @@ def apply_json(text: str, edits: list[Edit]) -> str:
 # --- YAML ---------------------------------------------------------------------------------------
 
 _YAML_SCALAR_END = re.compile(r"\s+#|\s*$")
+_YAML_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'')  # a scalar in quotes ends at its quote
+_YAML_FLOW_SCALAR_END = re.compile(r"\s*[,}\]]|\s+#|\s*$")  # inside {a: 1, b: 2} a plain scalar ends at , } ]
 
 
 def set_yaml_value(text: str, pointer: str, value: Any) -> str:
     """Replace a scalar in place using ruamel's positions; comments and layout stay untouched."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     yaml = YAML(typ="rt")
-    data = yaml.load(text)
+    try:
+        data = yaml.load(text)
+    except YAMLError as exc:
+        raise EditError(f"the YAML does not parse: {exc}"[:300]) from None
     parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
     node = data
     for part in parts[:-1]:
@@ -143,12 +149,17 @@ def set_yaml_value(text: str, pointer: str, value: Any) -> str:
     key: Any = int(last) if isinstance(node, list) else last
     if isinstance(value, (dict, list)) or key not in (range(len(node)) if isinstance(node, list) else node):
         raise EditError(f"only existing scalars are edited in YAML ({pointer})")
+    anchor = getattr(getattr(node[key], "anchor", None), "value", None)
+    if anchor is not None:  # `&name 3000` or `*name`: the value is shared, editing one place changes others
+        raise EditError(f"{pointer} is the YAML anchor or alias {anchor!r}: edit it by hand")
     lc = getattr(node, "lc")  # noqa: B009 - ruamel's position info, not in the list type
     line, col = lc.item(key) if isinstance(node, list) else lc.value(key)
     lines = text.splitlines(keepends=True)
     current = lines[line]
-    end_match = _YAML_SCALAR_END.search(current, col)
-    end = end_match.start() if end_match else len(current.rstrip("\r\n"))
+    flow = getattr(node, "fa", None) is not None and node.fa.flow_style()
+    quoted = _YAML_QUOTED.match(current, col)
+    end_match = None if quoted else (_YAML_FLOW_SCALAR_END if flow else _YAML_SCALAR_END).search(current, col)
+    end = quoted.end() if quoted else end_match.start() if end_match else len(current.rstrip("\r\n"))
     rendered = (
         json.dumps(value)
         if isinstance(value, str)
@@ -219,10 +230,11 @@ def apply_python(text: str, edits: list[Edit]) -> str:
             text = add_import(text, edit.module, edit.name)
         elif not isinstance(edit, ReplaceSource):
             raise EditError(f"{type(edit).__name__} does not apply to Python")
-    try:
-        ast.parse(text)
-    except SyntaxError as exc:
-        raise EditError(f"the edited Python does not parse: {exc.msg} at line {exc.lineno}") from None
+    try:  # compiled, never run: catches what parses but cannot compile ('return' outside a function ...)
+        compile(text, "<fixed>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)  # notebooks await
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, SyntaxError) else ""
+        raise EditError(f"the edited Python does not compile: {getattr(exc, 'msg', exc)}{where}") from None
     return text
 
 
