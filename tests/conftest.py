@@ -42,3 +42,18 @@ def fixture_path():
         return os.path.join(FIXTURES, *parts)
 
     return get
+
+
+# Modules that build torch models, spawn many processes, drive the TUI or fuzz: `pytest -m "not slow"` (the
+# contributor's quick loop) skips them, and single slow tests elsewhere carry @pytest.mark.slow. The fast
+# subset still runs every rule on its good and bad fixtures (tests/test_fixtures.py).
+SLOW_MODULES = frozenset(
+    {"test_workflow", "test_hostile", "test_checkpoints", "test_smoke", "test_tui", "test_parallel", "test_properties"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

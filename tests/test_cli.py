@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, run_cli, run_main
 
 OUTETTS = os.path.join("fixtures", "TOK001", "bad", "outetts-pad-eos-0")
@@ -85,6 +86,7 @@ def test_hard_exit_loses_no_output(tmp_path) -> None:
     assert code == 1 and json.loads((tmp_path / "r.sarif").read_text())["runs"][0]["results"]
 
 
+@pytest.mark.slow
 def test_closed_pipe_keeps_the_exit_code() -> None:
     """`ttsdoctor check . | head` under `set -o pipefail` must still fail CI when there are findings."""
     full = subprocess.run(

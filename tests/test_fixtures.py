@@ -62,8 +62,45 @@ def test_messages_have_no_trailing_period() -> None:
             assert not finding["message"].endswith("."), finding
 
 
-def test_readme_lists_every_rule() -> None:
+def test_readme_rule_table_is_generated_from_the_rule_classes() -> None:
+    from ttsdoctor.ruledocs import rule_table
+
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
         readme = fh.read()
-    for rule in ALL_RULES:
-        assert f"`{rule.id}`" in readme, f"README.md does not list {rule.id}"
+    assert rule_table(ALL_RULES) in readme, "README.md's rule table is stale: run `python -m ttsdoctor.dev readme`"
+
+
+def test_new_rule_scaffold_registers_documents_and_lists_the_rule(tmp_path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "repo"
+    shutil.copytree(os.path.join(ROOT, "ttsdoctor"), copy / "ttsdoctor", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(ROOT, "rules"), copy / "rules")
+    shutil.copy(os.path.join(ROOT, "README.md"), copy / "README.md")
+    (copy / "fixtures").mkdir()
+    import sysconfig
+
+    # -S: no site hooks, so the editable install of the real repository cannot shadow the copy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), sysconfig.get_paths()["purelib"]])}
+    args = ["new-rule", "TOK099", "pad-after-eos", "--module", "tokens", "--summary", "The pad id follows the eos id"]
+    dev = [sys.executable, "-S", "-m", "ttsdoctor.dev", *args]
+    proc = subprocess.run(dev, capture_output=True, text=True, env=env, cwd=copy)
+    assert proc.returncode == 0, proc.stderr
+    check = (
+        "import sys\nfrom ttsdoctor.registry import RULES_BY_ID; from ttsdoctor.ruledocs import read_doc, rule_table, SECTIONS\n"
+        "from ttsdoctor.registry import ALL_RULES\n"
+        "rule = RULES_BY_ID['TOK099']; doc = read_doc('TOK099')\n"
+        "assert rule.name == 'pad-after-eos' and rule.targets == ('model_dir',)\n"
+        "assert doc.startswith('# TOK099 pad-after-eos\\n') and all(f'## {s}' in doc for s in SECTIONS)\n"
+        "assert rule_table(ALL_RULES) in open('README.md').read()\n"
+        "assert list(rule.check(None)) == []\n"
+        "import ttsdoctor; assert ttsdoctor.__file__.startswith(sys.argv[1])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", check, str(copy)], capture_output=True, text=True, env=env, cwd=copy
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (copy / "fixtures/TOK099/bad/example/config.json").is_file()
+    assert (copy / "fixtures/TOK099/good/example/config.json").is_file()

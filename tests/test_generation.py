@@ -61,6 +61,7 @@ def _tiny_model(path: str) -> None:
     Qwen2ForCausalLM(config).save_pretrained(path)
 
 
+@pytest.mark.slow
 def test_gen003_dead_keys_are_really_ignored(tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 

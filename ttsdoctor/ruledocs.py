@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 DOC_DIRS = (os.path.join(_HERE, "rules_docs"), os.path.join(os.path.dirname(_HERE), "rules"))
@@ -44,3 +45,10 @@ def section(doc: str, heading: str) -> str:
         if inside:
             out.append(line)
     return "\n".join(out).strip()
+
+
+def rule_table(rules: tuple[Any, ...]) -> str:
+    """The README's rule table, generated from the rule classes (tests/test_fixtures.py checks README.md holds it)."""
+    rows = ["| Code | Name | Severity | What it finds |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{r.id}` | {r.name} | {r.severity.value} | {r.summary} |" for r in rules]  # registry order
+    return "\n".join(rows) + "\n"
