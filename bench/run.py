@@ -313,8 +313,8 @@ def main() -> None:
             )
         )
         # untrained-row scan on real bytes
+        from ttsdoctor.artifacts.row_stats import MAX_NEW_ROWS, REFERENCE_ROWS, _spaced, row_report
         from ttsdoctor.artifacts.weights import read_safetensors_header
-        from ttsdoctor.checks.row_stats import MAX_NEW_ROWS, REFERENCE_ROWS, _spaced, row_report
 
         emb_path = os.path.join(work, "embedding.safetensors")
         write_sparse_safetensors(emb_path, {"model.embed_tokens.weight": ("BF16", [151936, HIDDEN])}, real=True)

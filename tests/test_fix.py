@@ -17,8 +17,8 @@ from conftest import ROOT, run_cli, run_main
 from fixture_cases import WEIGHT_SUFFIXES, Case, all_cases, apply_fixes, changed_files, fixable
 
 from ttsdoctor import engine, fixer, fsio
+from ttsdoctor.artifacts.row_stats import read_rows
 from ttsdoctor.artifacts.weights import read_safetensors_header
-from ttsdoctor.checks.row_stats import read_rows
 from ttsdoctor.discover import discover
 from ttsdoctor.edits import apply_json, remove_json_key, set_json_value, set_yaml_value
 from ttsdoctor.finding import Applicability, Finding, Fix, Location, SetJsonValue, Severity

@@ -89,7 +89,8 @@ def test_new_rule_scaffold_registers_documents_and_lists_the_rule(tmp_path) -> N
     proc = subprocess.run(dev, capture_output=True, text=True, env=env, cwd=copy)
     assert proc.returncode == 0, proc.stderr
     check = (
-        "import sys\nfrom ttsdoctor.registry import RULES_BY_ID; from ttsdoctor.ruledocs import read_doc, rule_table, SECTIONS\n"
+        "import sys\nfrom ttsdoctor.registry import RULES_BY_ID\n"
+        "from ttsdoctor.ruledocs import read_doc, rule_table, SECTIONS\n"
         "from ttsdoctor.registry import ALL_RULES\n"
         "rule = RULES_BY_ID['TOK099']; doc = read_doc('TOK099')\n"
         "assert rule.name == 'pad-after-eos' and rule.targets == ('model_dir',)\n"

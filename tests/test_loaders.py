@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from ttsdoctor.artifacts.embeddings import text_embedding, text_head
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import load_config, scopes
 from ttsdoctor.artifacts.jsonfile import load_json, position_in
@@ -19,12 +20,7 @@ from ttsdoctor.artifacts.pickles import read_pickle_checkpoint
 from ttsdoctor.artifacts.source import load_source
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_bundle
 from ttsdoctor.artifacts.training_config import load_training_config
-from ttsdoctor.artifacts.weights import (
-    load_sharded_safetensors,
-    read_safetensors_header,
-    text_embedding,
-    text_head,
-)
+from ttsdoctor.artifacts.weights import load_sharded_safetensors, read_safetensors_header
 
 OUTETTS = "fixtures/TOK001/bad/outetts-pad-eos-0"
 

@@ -10,8 +10,10 @@ import numpy as np
 from conftest import ROOT, run_main
 from safetensors.numpy import save_file
 
-from ttsdoctor.artifacts.weights import TensorInfo, read_safetensors_header, text_embedding, text_head
-from ttsdoctor.checks.row_stats import read_rows
+from ttsdoctor.artifacts.embeddings import text_embedding, text_head
+from ttsdoctor.artifacts.row_stats import read_rows
+from ttsdoctor.artifacts.tensors import TensorInfo
+from ttsdoctor.artifacts.weights import read_safetensors_header
 
 AMHARIC = "fixtures/VOC001/bad/chatterbox-amharic-887"
 

@@ -33,7 +33,7 @@ def diagnose() -> list[Item]:
     ]
     for dist, required, purpose in (
         ("tokenizers", True, "tokenizer ids"),
-        ("safetensors", True, "weight headers"),
+        ("safetensors", True, "the format's reference library (ttsdoctor parses headers itself)"),
         ("textual", True, "the TUI"),
     ):
         items.append(_version_item(dist, required, purpose, f"pip install {dist}"))

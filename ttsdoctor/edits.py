@@ -25,7 +25,7 @@ from ttsdoctor.finding import (
 )
 
 if TYPE_CHECKING:
-    from ttsdoctor.artifacts.weights import WeightFile
+    from ttsdoctor.artifacts.tensors import WeightFile
 
 
 class EditError(Exception):
@@ -316,7 +316,7 @@ def resize_plan(path: str, resizes: list[ResizeTensor]) -> list[str]:
 def _check_pickle_rewritable(path: str, source: WeightFile) -> None:
     import importlib.util
 
-    from ttsdoctor.artifacts.weights import pickle_rewrite_refusal
+    from ttsdoctor.fix_policy import pickle_rewrite_refusal
 
     refusal = pickle_rewrite_refusal(source)
     if refusal is not None:
@@ -397,8 +397,10 @@ def _safetensors_resize_writer(path: str, resizes: list[ResizeTensor]):
 
     import numpy as np
 
-    from ttsdoctor.artifacts.weights import DTYPE_SIZES, RESIZABLE_DTYPES, read_safetensors_header
-    from ttsdoctor.checks.row_stats import read_rows
+    from ttsdoctor.artifacts.row_stats import read_rows
+    from ttsdoctor.artifacts.tensors import DTYPE_SIZES
+    from ttsdoctor.artifacts.weights import read_safetensors_header
+    from ttsdoctor.fix_policy import RESIZABLE_DTYPES
 
     source = read_safetensors_header(path)
     by_name = {r.tensor: r for r in resizes}

@@ -1,6 +1,7 @@
 """The smoke proof: load the model with transformers and run checks that fail on the bug and pass on the fix.
 
-The only module that imports torch and transformers, and only inside functions. Nothing is downloaded
+Imports torch and transformers inside functions only (elsewhere only `doctor`, for the GPU facts, and the
+pickle-rewriting fix in edits.py import torch; `check` never does). Nothing is downloaded
 (local_files_only, HF_HUB_OFFLINE) and no remote code runs unless trust_remote_code is asked for.
 
 Checks, each a small function returning a Check:

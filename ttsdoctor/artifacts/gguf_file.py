@@ -20,8 +20,8 @@ from typing import Any
 from ttsdoctor.artifacts.errors import ArtifactError, refuse_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
+from ttsdoctor.artifacts.tensors import TensorInfo, WeightFile, Weights
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, TokenizerFile
-from ttsdoctor.artifacts.weights import TensorInfo, WeightFile, Weights
 from ttsdoctor.families import detect_family
 from ttsdoctor.limits import limit, over
 

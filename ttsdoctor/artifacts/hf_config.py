@@ -60,10 +60,6 @@ class ConfigScope:
         value = self.data.get(key)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    def get_bool(self, key: str) -> bool | None:
-        value = self.data.get(key)
-        return value if isinstance(value, bool) else None
-
     def get_ids(self, key: str) -> tuple[int, ...]:
         """An id key as a tuple: () when absent, null or of the wrong type."""
         value = self.data.get(key)

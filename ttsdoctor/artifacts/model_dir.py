@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ttsdoctor.artifacts.embeddings import text_embedding, text_head
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import ConfigScope, load_config, scopes
 from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.special_tokens import SpecialDecl, config_decls, tokenizer_decls
+from ttsdoctor.artifacts.tensors import TensorInfo, Weights
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
-from ttsdoctor.artifacts.weights import TensorInfo, Weights, load_weights_in_dir, text_embedding, text_head
+from ttsdoctor.artifacts.weights import load_weights_in_dir
 from ttsdoctor.families import Detection, Family, detect_family
 
 

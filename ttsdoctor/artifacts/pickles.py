@@ -24,7 +24,7 @@ from typing import Any
 
 from ttsdoctor.artifacts.errors import LFS_POINTER_PREFIX, ArtifactError, check_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.pickle_scan import python2_names, scan_pickle
-from ttsdoctor.artifacts.weights import TORCH_STORAGE_DTYPES, TensorInfo, WeightFile
+from ttsdoctor.artifacts.tensors import TORCH_STORAGE_DTYPES, TensorInfo, WeightFile
 from ttsdoctor.limits import limit, over
 
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a pre-zip torch.save file

@@ -18,8 +18,9 @@ from typing import Any
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text, strip_json_comments
 from ttsdoctor.artifacts.source import parse_suppressions
+from ttsdoctor.artifacts.tensors import Weights
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
-from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, Weights, load_weight_file, load_weights_in_dir
+from ttsdoctor.artifacts.weights import WEIGHT_SUFFIXES, load_weight_file, load_weights_in_dir
 from ttsdoctor.families import Family, detect_config_family
 from ttsdoctor.limits import limit, over
 

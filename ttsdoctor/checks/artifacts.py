@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, LfsPointer
-from ttsdoctor.artifacts.weights import WeightFile, Weights
+from ttsdoctor.artifacts.tensors import WeightFile, Weights
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ttsdoctor.artifacts.embeddings import text_embedding
 from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.tensors import Weights
 from ttsdoctor.artifacts.tokenizer import SymbolList
-from ttsdoctor.artifacts.weights import Weights, resizable, text_embedding
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, Severity
+from ttsdoctor.fix_policy import resizable
 from ttsdoctor.rule import Rule
 
 KNOWN_F5_VOCABS = {2545: "the Emilia pinyin vocab.txt (2545 symbols)", 256: "the byte tokenizer (256 symbols)"}

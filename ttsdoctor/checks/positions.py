@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.tensors import TensorInfo
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.artifacts.weights import TensorInfo
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 

@@ -9,8 +9,8 @@ from typing import Any
 from ttsdoctor.artifacts.links import OutsideLink
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.pickle_scan import UNKNOWN
+from ttsdoctor.artifacts.tensors import SAFE_PICKLE_GLOBALS, WeightFile
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.artifacts.weights import SAFE_PICKLE_GLOBALS, WeightFile
 from ttsdoctor.checks.artifacts import weights_of
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule

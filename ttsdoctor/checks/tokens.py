@@ -7,12 +7,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ttsdoctor.artifacts.embeddings import head_bias
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
-from ttsdoctor.artifacts.weights import head_bias, resizable
 from ttsdoctor.checks import pyflow, pysource
 from ttsdoctor.finding import AddSpecialToken, Applicability, Edit, Finding, Fix, ResizeTensor, SetJsonValue, Severity
+from ttsdoctor.fix_policy import PADDING_MULTIPLES, resizable
 from ttsdoctor.rule import Rule
 
 # Text prefilter: the AST is only walked in files this matches.
@@ -121,7 +122,7 @@ def pad_fix(model: ModelDir) -> Fix | None:
     edits += _set_pad_edits(model, new_id, "<|pad|>")
     embedding, head = model.embedding, model.head
     if embedding is not None and embedding.rows is not None and new_id >= embedding.rows:
-        multiple = next((m for m in (128, 64) if embedding.rows % m == 0), 1)
+        multiple = next((m for m in PADDING_MULTIPLES if embedding.rows % m == 0), 1)
         rows = -(-(new_id + 1) // multiple) * multiple
         tensors = [t for t in (embedding, head, head_bias(model.tensors, head)) if t is not None]
         if not all(resizable(t, model.weights) for t in tensors):

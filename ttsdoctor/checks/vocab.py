@@ -8,16 +8,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ttsdoctor.artifacts.embeddings import head_bias, text_embedding, text_head
 from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.tensors import TensorInfo, Weights
 from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
-from ttsdoctor.artifacts.weights import TensorInfo, Weights, head_bias, resize_refusal, text_embedding, text_head
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, SetJsonValue, SetYamlValue, Severity
+from ttsdoctor.fix_policy import PADDING_MULTIPLES, resize_refusal
 from ttsdoctor.limits import limit, over
 from ttsdoctor.rule import Rule
 
 DECLARED_KEYS = ("n_vocab", "vocab_size", "text_vocab_size", "num_text_tokens", "text_tokens_dict_size", "n_text_vocab")
 BASE_KEYS = ("original_vocab_size", "base_vocab_size", "orig_vocab_size", "pretrained_vocab_size")
-PADDING_MULTIPLES = (64, 128)
 OUT_OF_RANGE = "IndexError on CPU, device-side assert on CUDA"
 
 
@@ -163,7 +164,7 @@ def _resize_fix(target: Any, view: VocabView, ids: int) -> Fix | None:
     if not tensors or len(tensors) != len(view.rows):
         return None
     current = max(t.rows or 0 for t in tensors)
-    multiple = next((m for m in (128, 64) if current % m == 0), 1)
+    multiple = next((m for m in PADDING_MULTIPLES if current % m == 0), 1)
     rows = padded_size(ids, multiple)
     if rows > limit("resize_rows"):  # a hostile or broken id (4e9) must not plan a 64 GB rewrite
         return Fix(
@@ -392,7 +393,7 @@ class UntrainedRows(Rule):
     targets = ("model_dir", "training_config")
 
     def check(self, target: Any) -> Iterator[Finding]:
-        from ttsdoctor.checks.row_stats import row_report
+        from ttsdoctor.artifacts.row_stats import row_report
 
         for tensor, new_ids, first_new, why in _new_rows(target):
             report = row_report(tensor, new_ids, first_new)

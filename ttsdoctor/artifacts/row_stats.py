@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ttsdoctor.artifacts.weights import TensorInfo
+from ttsdoctor.artifacts.tensors import TensorInfo
 
 MAX_NEW_ROWS = 2048
 REFERENCE_ROWS = 512
