@@ -284,9 +284,7 @@ def _cmd_fix(args: argparse.Namespace, out: TextIO) -> int:
         _warn_interrupted(targets)
         result = engine.run(rules, targets, settings, jobs=_job_count(args))
         if result.unreadable:
-            report.write_text(
-                engine.CheckResult([f for f in result.findings if f.rule_id == "ART001"], result.loaded), out
-            )
+            report.write_text(engine.CheckResult(result.unreadable_findings, result.loaded), out)
             return EXIT_ERROR
         planned = fixer.plan(result.findings, args.unsafe_fixes)
         out.write(fixer.diff(planned))

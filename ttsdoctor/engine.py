@@ -8,15 +8,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError
-from ttsdoctor.checks.artifacts import BrokenTarget
-from ttsdoctor.checks.suppressions import UnusedSuppression
+from ttsdoctor.artifacts.errors import ArtifactError, BrokenTarget
 from ttsdoctor.discover import Target
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 from ttsdoctor.settings import Settings, Suppression
-
-UNUSED = UnusedSuppression()
 
 
 @dataclass(frozen=True)
@@ -36,10 +32,15 @@ class CheckResult:
     loaded: list[Checked] = field(default_factory=list)  # checked targets, in discovery order
     internal_errors: list[str] = field(default_factory=list)  # rule crashes: bugs of ours, never the user's
     target_of: dict[Finding, str] = field(default_factory=dict)  # finding -> path of the target that found it
+    unreadable_ids: frozenset[str] = frozenset()  # the rules whose findings mean "could not be read"
 
     @property
     def unreadable(self) -> bool:
-        return any(f.rule_id == "ART001" for f in self.findings)
+        return any(f.rule_id in self.unreadable_ids for f in self.findings)
+
+    @property
+    def unreadable_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.rule_id in self.unreadable_ids]
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)
@@ -107,20 +108,29 @@ def _suppressed(finding: Finding, loaded: Any, used: set[tuple[int, str]]) -> bo
     return False
 
 
+def _reviews(rules: tuple[Rule, ...], rule_id: str) -> bool:
+    return any(rule.id == rule_id and rule.reviews_suppressions for rule in rules)
+
+
+def _reviewer(rules: tuple[Rule, ...]) -> Rule | None:
+    return next((rule for rule in rules if rule.reviews_suppressions), None)
+
+
 def _unused_inline(loaded: Any, used: set[tuple[int, str]], rules: tuple[Rule, ...]) -> list[Finding]:
     active = {rule.id for rule in rules}
-    if UNUSED.id not in active:
+    reviewer = _reviewer(rules)
+    if reviewer is None:
         return []
     out = []
     for line, codes in (getattr(loaded, "suppressions", None) or {}).items():
         if codes is None:
             if (line, "*") not in used:
-                out.append(UNUSED.unused(loaded.path, line, "every rule"))
+                out.append(reviewer.unused(loaded.path, line, "every rule"))
             continue
         for code in sorted(codes):
             # a code of a rule that did not run (deselected) cannot be judged
             if (line, code) not in used and any(r.startswith(code) for r in active):
-                out.append(UNUSED.unused(loaded.path, line, code))
+                out.append(reviewer.unused(loaded.path, line, code))
     return out
 
 
@@ -143,7 +153,7 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
     if getattr(loaded, "is_test", False):  # test code pins odd values on purpose: worth knowing, not failing CI
         findings = [
             dataclasses.replace(f, severity=Severity.INFO, message=f"{f.message} (in test code)")
-            if f.severity is Severity.WARNING and f.rule_id != UNUSED.id
+            if f.severity is Severity.WARNING and not _reviews(rules, f.rule_id)
             else f
             for f in findings
         ]
@@ -189,7 +199,7 @@ def run(
     finding of its own."""
     rules = tuple(rules)
     targets = list(targets)
-    result = CheckResult(findings=[])
+    result = CheckResult(findings=[], unreadable_ids=frozenset(r.id for r in rules if r.marks_unreadable))
     if jobs > 1 and len(targets) >= PARALLEL_MIN_TARGETS:
         outcomes = _run_parallel(rules, targets, settings, progress, jobs)
     else:
@@ -293,8 +303,9 @@ def apply_settings(findings: list[Finding], settings: Settings, rules: tuple[Rul
             continue
         kept.append(finding)
     active = {rule.id for rule in rules}
-    if UNUSED.id in active and settings.path is not None:
+    reviewer = _reviewer(rules)
+    if reviewer is not None and settings.path is not None:
         for item in settings.suppress:
             if item not in used and any(r.startswith(item.code) for r in active):
-                kept.append(UNUSED.unused(settings.path, None, f"{item.code} at {item.path}"))
+                kept.append(reviewer.unused(settings.path, None, f"{item.code} at {item.path}"))
     return kept

@@ -21,6 +21,10 @@ class Rule:
     needs: ClassVar[tuple[str, ...]] = ()  # attributes of the target that must not be None
     # Options a project may set in [tool.ttsdoctor.rules.<ID>]: name -> (type, default). Read as attributes.
     options: ClassVar[dict[str, tuple[type, Any]]] = {}
+    # Roles the engine asks of a rule instead of knowing it by name: its findings mean "this input could not
+    # be read" (exit code 2), or it reports the suppressions that matched nothing once every rule has run.
+    marks_unreadable: ClassVar[bool] = False
+    reviews_suppressions: ClassVar[bool] = False
 
     def check(self, target: Any) -> Iterator[Finding]:
         raise NotImplementedError
@@ -46,6 +50,10 @@ class Rule:
                 raise ValueError(f"{self.id} option {key!r} must be {kind.__name__}, got {value!r}")
             copy.__dict__[key.replace("-", "_")] = value
         return copy
+
+    def unused(self, path: str, line: int | None, codes: str) -> Finding:
+        """For the rule that reviews suppressions: the finding for one that matched nothing."""
+        raise NotImplementedError
 
     def applies(self, target: Any) -> bool:
         return target.kind in self.targets and all(getattr(target, need, None) is not None for need in self.needs)

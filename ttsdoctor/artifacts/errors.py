@@ -1,9 +1,11 @@
-"""The one exception loaders raise: an artifact that cannot be read, with the file and the problem."""
+"""The one exception loaders raise (an artifact that cannot be read, with the file and the problem), and the
+loaded form of a target that could not be loaded at all."""
 
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 
 
 class ArtifactError(Exception):
@@ -22,6 +24,16 @@ class LfsPointer(ArtifactError):
         self.object_size = object_size
         size = f" of {_human_bytes(object_size)}" if object_size is not None else ""
         super().__init__(path, f"is a Git LFS pointer (to an object{size}), not the file itself: run `git lfs pull`")
+
+
+@dataclass
+class BrokenTarget:
+    """What loading gives for a target that could not be loaded at all (a missing path, an unreadable folder, a
+    file of no kind ttsdoctor checks, a worker that crashed on it): only its errors, which ART001 reports."""
+
+    path: str
+    errors: list[ArtifactError] = field(default_factory=list)
+    kind = "broken"
 
 
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"

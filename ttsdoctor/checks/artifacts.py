@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError, LfsPointer
+from ttsdoctor.artifacts.errors import LfsPointer
 from ttsdoctor.artifacts.tensors import WeightFile, Weights
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
-
-
-@dataclass
-class BrokenTarget:
-    """A target that could not be loaded at all (missing path, unreadable file)."""
-
-    path: str
-    errors: list[ArtifactError] = field(default_factory=list)
-    kind = "broken"
-
 
 ALL_KINDS = ("model_dir", "training_config", "source", "broken")
 
@@ -31,6 +20,7 @@ class UnreadableArtifact(Rule):
     summary = "A file that ttsdoctor (and the training or loading code) cannot read"
     severity = Severity.ERROR
     targets = ALL_KINDS
+    marks_unreadable = True
 
     def check(self, target: Any) -> Iterator[Finding]:
         for error in target.errors:

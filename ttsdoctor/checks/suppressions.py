@@ -15,6 +15,7 @@ class UnusedSuppression(Rule):
     summary = "A `# ttsdoctor: ignore[...]` comment or a [[tool.ttsdoctor.suppress]] entry that suppresses nothing"
     severity = Severity.WARNING
     targets = ()  # the engine reports these after running every other rule
+    reviews_suppressions = True
 
     def check(self, target: Any) -> Iterator[Finding]:
         return iter(())
