@@ -174,9 +174,8 @@ class _BreakingRule(Rule):
     name = "breaking"
     summary = "test"
     severity = Severity.WARNING
-    targets = ("model_dir",)
 
-    def check(self, target):
+    def check_model(self, target):
         if target.config is not None and isinstance(target.config.data.get("vocab_size"), int):
             yield Finding(
                 "TOK001",

@@ -47,13 +47,27 @@ def test_no_orphan_docs_or_fixtures() -> None:
     assert fixture_dirs - set(RULES_BY_ID) <= {"hostile", "projects"}, fixture_dirs - set(RULES_BY_ID)
 
 
+def test_a_rule_in_the_former_untyped_form_is_refused_at_definition() -> None:
+    import pytest
+
+    from ttsdoctor.rule import Rule
+
+    with pytest.raises(TypeError, match="defines check, targets: define check_model"):
+
+        class Old(Rule):  # would never run: the engine dispatches on the typed methods
+            targets = ("model_dir",)
+
+            def check(self, target):
+                yield from ()
+
+
 def test_rule_metadata_is_well_formed() -> None:
     ids = [r.id for r in ALL_RULES]
     assert len(ids) == len(set(ids))
     for rule in ALL_RULES:
         assert rule.name == rule.name.lower() and " " not in rule.name
         assert not rule.summary.endswith(".")
-        assert rule.targets or rule.id == "SUP001"  # SUP001 is reported by the engine itself
+        assert rule.targets or rule.reviews_suppressions  # SUP001 is handed its findings by the engine
 
 
 def test_messages_have_no_trailing_period() -> None:
@@ -96,7 +110,7 @@ def test_new_rule_scaffold_registers_documents_and_lists_the_rule(tmp_path) -> N
         "assert rule.name == 'pad-after-eos' and rule.targets == ('model_dir',)\n"
         "assert doc.startswith('# TOK099 pad-after-eos\\n') and all(f'## {s}' in doc for s in SECTIONS)\n"
         "assert rule_table(ALL_RULES) in open('README.md').read()\n"
-        "assert list(rule.check(None)) == []\n"
+        "assert list(rule.check_model(None)) == []\n"
         "import ttsdoctor; assert ttsdoctor.__file__.startswith(sys.argv[1])\n"
     )
     proc = subprocess.run(

@@ -22,10 +22,10 @@ import sys
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET_TYPES = {
-    "model_dir": ("ModelDir", "ttsdoctor.artifacts.model_dir"),
-    "training_config": ("TrainingConfig", "ttsdoctor.artifacts.training_config"),
-    "source": ("SourceFile", "ttsdoctor.artifacts.source"),
+TARGET_TYPES = {  # --target: the loaded type the rule receives, its module, the method that receives it
+    "model_dir": ("ModelDir", "ttsdoctor.artifacts.model_dir", "check_model"),
+    "training_config": ("TrainingConfig", "ttsdoctor.artifacts.training_config", "check_training_config"),
+    "source": ("SourceFile", "ttsdoctor.artifacts.source", "check_source"),
 }
 README_TABLE = re.compile(r"\| Code \| Name \| Severity \| What it finds \|\n(?:\|.*\|\n)+")
 
@@ -54,9 +54,8 @@ class {cls}(Rule):
     name = "{name}"
     summary = "{summary}"
     severity = Severity.{severity}
-    targets = ("{target}",)
 
-    def check(self, target: {type}) -> Iterator[Finding]:
+    def {method}(self, target: {type}) -> Iterator[Finding]:
         # Report with the actual values: yield self.finding(message, path, pointer, line, column, evidence)
         return iter(())
 """
@@ -82,7 +81,7 @@ def new_rule(args: argparse.Namespace) -> int:
     if not os.path.isfile(module) or os.path.exists(doc) or any(os.path.exists(f) for f in fixtures):
         sys.stderr.write(f"ttsdoctor.dev: {module} must exist and {doc} and fixtures/{rule_id}/ must not\n")
         return 2
-    type_name, type_module = TARGET_TYPES[args.target]
+    type_name, type_module, method = TARGET_TYPES[args.target]
     cls = _class_name(name)
     with open(module, encoding="utf-8") as fh:
         source = fh.read()
@@ -94,7 +93,7 @@ def new_rule(args: argparse.Namespace) -> int:
                 name=name,
                 summary=args.summary.rstrip("."),
                 severity=args.severity.upper(),
-                target=args.target,
+                method=method,
                 type=type_name if f"import {type_name}" in source or f" {type_name}," in source else "Any",
             )
         )
@@ -119,7 +118,7 @@ def new_rule(args: argparse.Namespace) -> int:
     readme(importlib.reload(importlib.import_module("ttsdoctor.registry")).ALL_RULES)  # with the new rule
     print(f"created {cls} in {os.path.relpath(module, ROOT)} (registered), {os.path.relpath(doc, ROOT)},")
     print(f"fixtures/{rule_id}/good/example and fixtures/{rule_id}/bad/example; next:")
-    print(f"  1. write {cls}.check ({type_module}.{type_name} is what it receives)")
+    print(f"  1. write {cls}.{method} ({type_module}.{type_name} is what it receives)")
     print(f"  2. make fixtures/{rule_id}/bad/example show the problem, good/example its correct form")
     print("  3. python tests/fixture_cases.py --write, read the .expected.json it writes, then pytest -m 'not slow'")
     return 0

@@ -41,6 +41,10 @@ class ModelDir:
         return scopes(self.config) if self.config is not None else []
 
     @property
+    def weights_read(self) -> list[Weights]:
+        return [self.weights] if self.weights is not None else []
+
+    @property
     def model_type(self) -> str | None:
         if self.config is None:
             return None

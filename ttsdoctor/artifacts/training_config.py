@@ -110,6 +110,11 @@ class TrainingConfig:
         return [n for n in self.named_files if n.role == role]
 
     @property
+    def weights_read(self) -> list[Weights]:
+        """The weights of the checkpoints this config names, as far as they were read."""
+        return [named.weights for named in self.named("weights") if named.weights is not None]
+
+    @property
     def tokenizer(self) -> NamedFile | None:
         found = [n for n in self.named("tokenizer") if n.tokenizer is not None and n.tokenizer.file is not None]
         return found[0] if found else None

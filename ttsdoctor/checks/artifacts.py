@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
 
-from ttsdoctor.artifacts.errors import LfsPointer
+from ttsdoctor.artifacts.errors import ArtifactError, BrokenTarget, LfsPointer
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tensors import WeightFile, Weights
+from ttsdoctor.artifacts.training_config import NamedFile, TrainingConfig
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
-
-ALL_KINDS = ("model_dir", "training_config", "source", "broken")
 
 
 class UnreadableArtifact(Rule):
@@ -19,17 +19,31 @@ class UnreadableArtifact(Rule):
     name = "unreadable-artifact"
     summary = "A file that ttsdoctor (and the training or loading code) cannot read"
     severity = Severity.ERROR
-    targets = ALL_KINDS
     marks_unreadable = True
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        for error in target.errors:
+    def check_model(self, model: ModelDir) -> Iterator[Finding]:
+        yield from self._errors(model.errors)
+        yield from self._damaged(_all_weight_files(model))
+
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        yield from self._errors(config.errors)
+        yield from self._damaged(_all_weight_files(config))
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        return self._errors(source.errors)
+
+    def check_broken(self, broken: BrokenTarget) -> Iterator[Finding]:
+        return self._errors(broken.errors)
+
+    def _errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
+        for error in errors:
             if not isinstance(error, LfsPointer):
                 yield self.finding(error.problem, error.path, line=error.line, column=error.column)
-        if target.kind in ("model_dir", "training_config"):
-            for wf in _all_weight_files(target):
-                for problem in wf.damaged:
-                    yield self.finding(f"{os.path.basename(wf.path)}: {problem}", wf.path)
+
+    def _damaged(self, files: list[WeightFile]) -> Iterator[Finding]:
+        for wf in files:
+            for problem in wf.damaged:
+                yield self.finding(f"{os.path.basename(wf.path)}: {problem}", wf.path)
 
 
 # What could not be checked when a file of this kind is missing its content, for the LFS message.
@@ -51,10 +65,21 @@ class LfsPointerFile(Rule):
     name = "lfs-pointer"
     summary = "A Git LFS pointer file where weights, a tokenizer or a config belong (a clone without `git lfs pull`)"
     severity = Severity.WARNING
-    targets = ALL_KINDS
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        for error in target.errors:
+    def check_model(self, model: ModelDir) -> Iterator[Finding]:
+        return self._pointers(model.errors)
+
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        return self._pointers(config.errors)
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        return self._pointers(source.errors)
+
+    def check_broken(self, broken: BrokenTarget) -> Iterator[Finding]:
+        return self._pointers(broken.errors)
+
+    def _pointers(self, errors: list[ArtifactError]) -> Iterator[Finding]:
+        for error in errors:
             if not isinstance(error, LfsPointer):
                 continue
             skipped = next(
@@ -72,10 +97,15 @@ class IncompleteRead(Rule):
     name = "incomplete-read"
     summary = "A checkpoint that could be read only in part: what was not read was not checked"
     severity = Severity.WARNING
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        for wf in _all_weight_files(target):
+    def check_model(self, model: ModelDir) -> Iterator[Finding]:
+        return self._incomplete(_all_weight_files(model))
+
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        return self._incomplete(_all_weight_files(config))
+
+    def _incomplete(self, files: list[WeightFile]) -> Iterator[Finding]:
+        for wf in files:
             for problem in wf.unchecked:
                 yield self.finding(
                     f"{os.path.basename(wf.path)}: {problem}; the vocabulary rules saw only the tensors read "
@@ -85,14 +115,12 @@ class IncompleteRead(Rule):
                 )
 
 
-def weights_of(target: Any) -> list[Weights]:
+def weights_of(target: ModelDir | TrainingConfig) -> list[Weights]:
     """The weights a target read: a model folder's own, or those a training config names."""
-    if target.kind == "model_dir":
-        return [target.weights] if target.weights is not None else []
-    return [named.weights for named in target.named("weights") if named.weights is not None]
+    return target.weights_read
 
 
-def _all_weight_files(target: Any) -> list[WeightFile]:
+def _all_weight_files(target: ModelDir | TrainingConfig) -> list[WeightFile]:
     """Every weight file a target read: the weights and the pickles beside them."""
     return [wf for w in weights_of(target) for wf in (*w.files, *w.extras)]
 
@@ -102,14 +130,13 @@ class MalformedValue(Rule):
     name = "malformed-value"
     summary = "A config value of the wrong type, a duplicate key or a non-standard JSON constant"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        if target.kind == "training_config":
-            for note in target.notes:
-                yield self.finding(note, target.path, severity=Severity.INFO)
-            return
-        for doc in (target.config, target.generation_config):
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        for note in config.notes:
+            yield self.finding(note, config.path, severity=Severity.INFO)
+
+    def check_model(self, model: ModelDir) -> Iterator[Finding]:
+        for doc in (model.config, model.generation_config):
             if doc is None:
                 continue
             for pointer, problem in doc.problems:
@@ -128,9 +155,9 @@ class MissingNamedFile(Rule):
     name = "missing-named-file"
     summary = "A training config names a tokenizer, checkpoint or other file that is not there"
     severity = Severity.WARNING
-    targets = ("training_config",)
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        target = config
         for named in target.named_files:
             if named.resolved is not None or named.remote:
                 continue  # found, or a Hub id (a remote reference, for `--remote` checks)
@@ -171,7 +198,7 @@ class MissingNamedFile(Rule):
 PRODUCED_KEY_HINTS = ("data", "dataset", "manifest", "corpus", "wav", "audio", "cache", "log", "output", "proto")
 
 
-def _near_miss(named: Any) -> tuple[str, list[str]] | None:
+def _near_miss(named: NamedFile) -> tuple[str, list[str]] | None:
     """The folder a relative path names, when it exists and holds files like the missing one (the same suffix,
     or a close name): then the missing file is very likely a typo or a stale name, not something a later step
     creates."""
@@ -202,8 +229,7 @@ class NotChecked(Rule):
     name = "not-checked"
     summary = "A Python file or notebook cell that was not checked: newer grammar (info) or a syntax error (warning)"
     severity = Severity.INFO
-    targets = ("source",)
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        for line, message, broken in target.notices:
-            yield self.finding(message, target.path, line=line, severity=Severity.WARNING if broken else Severity.INFO)
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        for line, message, broken in source.notices:
+            yield self.finding(message, source.path, line=line, severity=Severity.WARNING if broken else Severity.INFO)

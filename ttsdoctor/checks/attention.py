@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.model_dir import ModelDir
@@ -69,39 +68,39 @@ class ForcedOutputAttentions(Rule):
     name = "forced-output-attentions"
     summary = "output_attentions=True forced in a config or in inference code"
     severity = Severity.WARNING
-    targets = ("model_dir", "source", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        if isinstance(target, ModelDir):
-            for doc in (target.config, target.generation_config):
-                if doc is not None and doc.data.get("output_attentions") is True:
-                    line, column = doc.position("/output_attentions")
-                    name = doc.path.rsplit("/", 1)[-1]
-                    fix = Fix(
-                        f"Remove output_attentions from {name}",
-                        Applicability.SAFE,
-                        (RemoveJsonKey(doc.path, "/output_attentions"),),
-                    )
-                    yield self.finding(
-                        f"output_attentions=true in {name}: {output_attentions_effect(True)}",
-                        doc.path,
-                        "/output_attentions",
-                        line,
-                        column,
-                        fix=fix,
-                    )
-        elif isinstance(target, TrainingConfig):
-            for entry in target.find("output_attentions"):
-                if entry.value is True:
-                    yield self.finding(
-                        f"output_attentions: true in a training config: {output_attentions_effect(False)}",
-                        target.path,
-                        entry.pointer,
-                        entry.line,
-                        entry.column,
-                    )
-        else:
-            yield from self._check_source(target)
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        for doc in (target.config, target.generation_config):
+            if doc is not None and doc.data.get("output_attentions") is True:
+                line, column = doc.position("/output_attentions")
+                name = doc.path.rsplit("/", 1)[-1]
+                fix = Fix(
+                    f"Remove output_attentions from {name}",
+                    Applicability.SAFE,
+                    (RemoveJsonKey(doc.path, "/output_attentions"),),
+                )
+                yield self.finding(
+                    f"output_attentions=true in {name}: {output_attentions_effect(True)}",
+                    doc.path,
+                    "/output_attentions",
+                    line,
+                    column,
+                    fix=fix,
+                )
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        for entry in target.find("output_attentions"):
+            if entry.value is True:
+                yield self.finding(
+                    f"output_attentions: true in a training config: {output_attentions_effect(False)}",
+                    target.path,
+                    entry.pointer,
+                    entry.line,
+                    entry.column,
+                )
+
+    def check_source(self, target: SourceFile) -> Iterator[Finding]:
+        yield from self._check_source(target)
 
     def _check_source(self, source: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(source.text, "output_attentions", _FORCED_TEXT):
@@ -190,37 +189,37 @@ class EagerAttentionPinned(Rule):
     name = "eager-attention-pinned"
     summary = "attn_implementation pinned to eager"
     severity = Severity.WARNING
-    targets = ("model_dir", "source", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        if isinstance(target, ModelDir):
-            doc: JsonDoc | None = target.config
-            if doc is None:
-                return
-            for key in ATTN_KEYS:
-                if doc.data.get(key) == "eager":
-                    line, column = doc.position(f"/{key}")
-                    fix = Fix(f"Set {key} to sdpa", Applicability.SAFE, (SetJsonValue(doc.path, f"/{key}", "sdpa"),))
-                    yield self.finding(
-                        f'{key} is pinned to "eager" in config.json: {EAGER_EFFECT}',
-                        doc.path,
-                        f"/{key}",
-                        line,
-                        column,
-                        fix=fix,
-                    )
-        elif isinstance(target, TrainingConfig):
-            for entry in target.find(*ATTN_KEYS):
-                if entry.value == "eager":
-                    yield self.finding(
-                        f"{entry.key}: eager in a training config: {EAGER_EFFECT}",
-                        target.path,
-                        entry.pointer,
-                        entry.line,
-                        entry.column,
-                    )
-        else:
-            yield from self._check_source(target)
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        doc: JsonDoc | None = target.config
+        if doc is None:
+            return
+        for key in ATTN_KEYS:
+            if doc.data.get(key) == "eager":
+                line, column = doc.position(f"/{key}")
+                fix = Fix(f"Set {key} to sdpa", Applicability.SAFE, (SetJsonValue(doc.path, f"/{key}", "sdpa"),))
+                yield self.finding(
+                    f'{key} is pinned to "eager" in config.json: {EAGER_EFFECT}',
+                    doc.path,
+                    f"/{key}",
+                    line,
+                    column,
+                    fix=fix,
+                )
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        for entry in target.find(*ATTN_KEYS):
+            if entry.value == "eager":
+                yield self.finding(
+                    f"{entry.key}: eager in a training config: {EAGER_EFFECT}",
+                    target.path,
+                    entry.pointer,
+                    entry.line,
+                    entry.column,
+                )
+
+    def check_source(self, target: SourceFile) -> Iterator[Finding]:
+        yield from self._check_source(target)
 
     def _check_source(self, source: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(source.text, "eager", _EAGER_TEXT):

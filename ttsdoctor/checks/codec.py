@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from ttsdoctor.artifacts.hf_config import ConfigScope
 from ttsdoctor.artifacts.model_dir import ModelDir
@@ -43,12 +42,11 @@ class CodecMismatch(Rule):
     name = "codec-mismatch"
     summary = "The model's codebook levels, sample rate or frame rate differ from its audio codec"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        if isinstance(target, TrainingConfig):
-            yield from self._valle(target)
-            return
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        yield from self._valle(target)
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
         codec, audio = _model_codec(target)
         decoder = _scopes(target).get("decoder")
         if codec is None or decoder is None:
@@ -121,12 +119,11 @@ class CodebookRows(Rule):
     name = "codebook-rows"
     summary = "Audio-code embeddings without room for the codebook plus the model's stop / pad / bos tokens"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        if isinstance(target, TrainingConfig):
-            yield from self._t3(target)
-            return
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        yield from self._t3(target)
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
         codec, audio = _model_codec(target)
         decoder = _scopes(target).get("decoder")
         if codec is None or decoder is None:
@@ -224,10 +221,10 @@ class AudioTokenRange(Rule):
     name = "audio-token-range"
     summary = "Audio-code tokens in the tokenizer that are missing, too few for the codec, or not contiguous ids"
     severity = Severity.ERROR
-    targets = ("model_dir",)
-    needs = ("tokenizer",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.tokenizer is None:
+            return
         tok = target.tokenizer.file if target.tokenizer is not None else None
         if tok is None:
             return

@@ -57,10 +57,10 @@ class TransformersTooOld(Rule):
         "The installed transformers is older than the model's transformers_version or does not know its model_type"
     )
     severity = Severity.ERROR
-    targets = ("model_dir",)
-    needs = ("config",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.config is None:
+            return
         config = target.config
         assert config is not None
         installed = installed_version("transformers")
@@ -143,10 +143,10 @@ class Bf16Unsupported(Rule):
     name = "bf16-unsupported"
     summary = "The model asks for bfloat16 on a GPU without bfloat16 support (compute capability below 8.0)"
     severity = Severity.WARNING
-    targets = ("model_dir",)
-    needs = ("config",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.config is None:
+            return
         config = target.config
         assert config is not None
         for key in ("torch_dtype", "dtype"):

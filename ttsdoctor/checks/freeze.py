@@ -39,9 +39,8 @@ class FreezeIndexOutOfRange(Rule):
     name = "freeze-index-out-of-range"
     summary = "A freeze index (or a trainable token index) at or above the vocabulary size"
     severity = Severity.ERROR
-    targets = ("training_config",)
 
-    def check(self, target: TrainingConfig) -> Iterator[Finding]:
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
         vocab = _vocab(target)
         if vocab is None:
             return
@@ -99,9 +98,8 @@ class FreezeIndexNotBase(Rule):
     name = "freeze-index-not-base"
     summary = "A freeze index that differs from the base vocabulary size it should equal"
     severity = Severity.WARNING
-    targets = ("training_config",)
 
-    def check(self, target: TrainingConfig) -> Iterator[Finding]:
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
         base = _base_size(target)
         if base is None:
             return

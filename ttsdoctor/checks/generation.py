@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
-from typing import Any
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
@@ -126,12 +125,11 @@ class DictGenerationConfig(Rule):
     name = "dict-generation-config"
     summary = "A plain dict where a transformers GenerationConfig is required"
     severity = Severity.ERROR
-    targets = ("source", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        if isinstance(target, TrainingConfig):
-            yield from self._check_config(target)
-            return
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        yield from self._check_config(target)
+
+    def check_source(self, target: SourceFile) -> Iterator[Finding]:
         source: SourceFile = target
         if not pysource.mentions(source.text, "generation_config", _GENCONFIG_TEXT):
             return
@@ -222,9 +220,8 @@ class GenerateWithoutAttentionMask(Rule):
     name = "generate-without-attention-mask"
     summary = "generate() called without an attention_mask"
     severity = Severity.WARNING
-    targets = ("source",)
 
-    def check(self, target: SourceFile) -> Iterator[Finding]:
+    def check_source(self, target: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(target.text, ".generate(", _GENERATE_TEXT):
             return
         for site in pysource.calls(target, _GENERATE_TEXT, "generate"):
@@ -316,10 +313,10 @@ class GenerationKeysInConfig(Rule):
     name = "generation-keys-in-config"
     summary = "Generation settings (max_length, do_sample, temperature, ...) in config.json"
     severity = Severity.WARNING
-    targets = ("model_dir",)
-    needs = ("config",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.config is None:
+            return
         config = target.config
         assert config is not None
         keys = [k for k in GENERATION_KEYS if k in config.data]
@@ -397,10 +394,10 @@ class InvalidGenerationConfig(Rule):
     name = "invalid-generation-config"
     summary = "generation_config.json values that transformers rejects or silently ignores"
     severity = Severity.ERROR
-    targets = ("model_dir",)
-    needs = ("generation_config",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.generation_config is None:
+            return
         doc = target.generation_config
         assert doc is not None
         data = doc.data

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from ttsdoctor.artifacts.embeddings import text_embedding
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.tensors import Weights
 from ttsdoctor.artifacts.tokenizer import SymbolList
+from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, Severity
 from ttsdoctor.fix_policy import resizable
 from ttsdoctor.rule import Rule
@@ -16,7 +16,7 @@ from ttsdoctor.rule import Rule
 KNOWN_F5_VOCABS = {2545: "the Emilia pinyin vocab.txt (2545 symbols)", 256: "the byte tokenizer (256 symbols)"}
 
 
-def _f5_inputs(target: Any) -> tuple[SymbolList | None, Weights]:
+def _f5_inputs(target: ModelDir | TrainingConfig) -> tuple[SymbolList | None, Weights]:
     if isinstance(target, ModelDir):
         symbols = target.tokenizer.symbols if target.tokenizer is not None else None
         return symbols, target.weights or Weights()
@@ -40,9 +40,14 @@ class F5Vocab(Rule):
     name = "f5-vocab"
     summary = "An F5-TTS vocab.txt with duplicates, no space at index 0, or a size the checkpoint was not trained with"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         symbols, weights = _f5_inputs(target)
         if symbols is None:
             return
@@ -104,10 +109,10 @@ class XttsAudioTokens(Rule):
     name = "xtts-audio-tokens"
     summary = "XTTS gpt_num_audio_tokens against the mel embedding / head rows and the start / stop audio tokens"
     severity = Severity.ERROR
-    targets = ("model_dir",)
-    needs = ("config",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.config is None:
+            return
         assert target.config is not None
         args = target.config.data.get("model_args")
         if not isinstance(args, dict) or not isinstance(args.get("gpt_num_audio_tokens"), int):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.tensors import TensorInfo
@@ -53,9 +52,14 @@ class PositionOverflow(Rule):
     name = "position-overflow"
     summary = "A configured maximum length above max_position_embeddings or the rows of a position table"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         lengths = list(_model_lengths(target) if isinstance(target, ModelDir) else _config_lengths(target))
         if not lengths:
             return
@@ -97,7 +101,7 @@ class PositionOverflow(Rule):
                 )
 
 
-def _tensors(target: Any) -> dict[str, TensorInfo]:
+def _tensors(target: ModelDir | TrainingConfig) -> dict[str, TensorInfo]:
     if isinstance(target, ModelDir):
         return target.tensors
     out: dict[str, TensorInfo] = {}
@@ -107,7 +111,7 @@ def _tensors(target: Any) -> dict[str, TensorInfo]:
     return out
 
 
-def _declared_limit(target: Any) -> tuple[int, str, bool] | None:
+def _declared_limit(target: ModelDir | TrainingConfig) -> tuple[int, str, bool] | None:
     if isinstance(target, ModelDir):
         if target.config is None or not target.shares_tokenizer_space:
             return None

@@ -150,9 +150,14 @@ class UnsafePickle(Rule):
     name = "unsafe-pickle"
     summary = "A pickle checkpoint that imports more than tensor-rebuilding globals (it can run code on load)"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         for wf, loaded in _pickle_files(target):
             unsafe = wf.unsafe_globals
             if not unsafe:
@@ -180,7 +185,7 @@ class UnsafePickle(Rule):
                 )
 
 
-def _pickle_files(target: Any) -> list[tuple[WeightFile, bool]]:
+def _pickle_files(target: ModelDir | TrainingConfig) -> list[tuple[WeightFile, bool]]:
     """(pickle file, whether it is the model's weights) for every pickle the target read."""
     out = []
     for w in weights_of(target):
@@ -194,9 +199,14 @@ class AmbiguousPickle(Rule):
     name = "ambiguous-checkpoint"
     summary = "A checkpoint in which torch and other tools read different pickles (duplicates, a zip behind a pickle)"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         for wf, _loaded in _pickle_files(target):
             for ambiguity in wf.ambiguities:
                 yield self.finding(
@@ -212,9 +222,8 @@ class RemoteCode(Rule):
     name = "remote-code"
     summary = "A model directory whose config needs trust_remote_code (auto_map custom code)"
     severity = Severity.WARNING
-    targets = ("model_dir",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
         docs = [target.config, target.tokenizer.config if target.tokenizer is not None else None]
         for doc in docs:
             if doc is None or not isinstance(doc.data.get("auto_map"), (dict, list)):
@@ -257,14 +266,13 @@ class EvaluatedString(Rule):
     name = "evaluated-string"
     summary = "A config string that a loader evaluates as Python (lambda, eval, __import__)"
     severity = Severity.WARNING
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
-        if isinstance(target, TrainingConfig):
-            for entry in target.entries:
-                if isinstance(entry.value, str) and _evaluated(entry.value):
-                    yield self._found(entry.value, target.path, entry.pointer, entry.line, entry.column)
-            return
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        for entry in target.entries:
+            if isinstance(entry.value, str) and _evaluated(entry.value):
+                yield self._found(entry.value, target.path, entry.pointer, entry.line, entry.column)
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
         for doc in (target.config, target.generation_config):
             if doc is None:
                 continue
@@ -308,20 +316,19 @@ class PathEscape(Rule):
     name = "path-escape"
     summary = "A training config names a file outside its project, or a link in the tree leads outside it"
     severity = Severity.WARNING
-    targets = ("training_config", "link")
 
-    def check(self, target: TrainingConfig | OutsideLink) -> Iterator[Finding]:
-        if isinstance(target, OutsideLink):
-            if target.is_dir:
-                what = "a folder outside the checked tree: not followed, nothing in it was checked"
-            else:
-                what = "a file outside the checked tree: read through the link, never written through it by fix"
-            yield self.finding(
-                f"{os.path.basename(target.path)} is a symbolic link to {target.points_to!r}, {what}",
-                target.path,
-                evidence={"points_to": target.points_to},
-            )
-            return
+    def check_link(self, target: OutsideLink) -> Iterator[Finding]:
+        if target.is_dir:
+            what = "a folder outside the checked tree: not followed, nothing in it was checked"
+        else:
+            what = "a file outside the checked tree: read through the link, never written through it by fix"
+        yield self.finding(
+            f"{os.path.basename(target.path)} is a symbolic link to {target.points_to!r}, {what}",
+            target.path,
+            evidence={"points_to": target.points_to},
+        )
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
         for named in target.named_files:
             if named.outside_project:
                 entry = named.entry

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
@@ -14,11 +11,7 @@ class UnusedSuppression(Rule):
     name = "unused-suppression"
     summary = "A `# ttsdoctor: ignore[...]` comment or a [[tool.ttsdoctor.suppress]] entry that suppresses nothing"
     severity = Severity.WARNING
-    targets = ()  # the engine reports these after running every other rule
-    reviews_suppressions = True
-
-    def check(self, target: Any) -> Iterator[Finding]:
-        return iter(())
+    reviews_suppressions = True  # checks no target: the engine hands it what matched nothing, after every rule
 
     def unused(self, path: str, line: int | None, codes: str) -> Finding:
         return self.finding(

@@ -149,9 +149,8 @@ class PadIsEos(Rule):
     name = "pad-is-eos"
     summary = "The pad id equals the eos id (or is in the eos list) in a config or tokenizer file"
     severity = Severity.ERROR
-    targets = ("model_dir",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
         family = target.family
         intentional = family is not None and family.pad_equals_eos_by_design
         fix = None if intentional else pad_fix(target)
@@ -213,9 +212,8 @@ class PadIsEosInSource(Rule):
     name = "pad-is-eos-in-source"
     summary = "Source code that makes the pad token the eos token"
     severity = Severity.WARNING
-    targets = ("source",)
 
-    def check(self, target: SourceFile) -> Iterator[Finding]:
+    def check_source(self, target: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(target.text, "pad_token", _PAD_TEXT):
             return
         facts = pyflow.pad_facts(target)
@@ -290,9 +288,8 @@ class SpecialIdOutOfRange(Rule):
     name = "special-id-out-of-range"
     summary = "A special token id outside the embedding rows, or a special token the tokenizer does not have"
     severity = Severity.ERROR
-    targets = ("model_dir",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
         embedding = target.embedding
         limit: int | None = None
         source = ""
@@ -336,10 +333,10 @@ class SpecialIdOrdinaryToken(Rule):
     name = "special-id-ordinary-token"
     summary = "A special token id that points at an ordinary text token"
     severity = Severity.ERROR
-    targets = ("model_dir",)
-    needs = ("tokenizer",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.tokenizer is None:
+            return
         tokenizer = target.tokenizer
         if tokenizer is None or tokenizer.file is None:
             return
@@ -372,9 +369,8 @@ class SpecialIdInconsistent(Rule):
     name = "special-id-inconsistent"
     summary = "The same special token has different ids in config.json, generation_config.json and tokenizer files"
     severity = Severity.WARNING
-    targets = ("model_dir",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
         decls = [d for d in target.special_decls if d.text_space and d.ids]
         for role in ("pad", "eos", "bos"):
             of_role = [d for d in decls if d.role == role]
@@ -413,10 +409,10 @@ class MissingPad(Rule):
     name = "missing-pad"
     summary = "No pad token at any level"
     severity = Severity.WARNING
-    targets = ("model_dir",)
-    needs = ("tokenizer",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.tokenizer is None:
+            return
         decls = target.special_decls
         if any(d.role == "pad" for d in decls):
             return
@@ -442,10 +438,10 @@ class AddedTokenIdMismatch(Rule):
     name = "added-token-id-mismatch"
     summary = "tokenizer.json declares an added token id that the tokenizers library does not assign"
     severity = Severity.ERROR
-    targets = ("model_dir",)
-    needs = ("tokenizer",)
 
-    def check(self, target: ModelDir) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.tokenizer is None:
+            return
         tokenizer = target.tokenizer
         if tokenizer is None or tokenizer.file is None:
             return

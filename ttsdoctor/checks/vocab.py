@@ -67,7 +67,7 @@ def _tensor_sizes(weights: Weights | None) -> list[Size]:
     return out
 
 
-def vocab_view(target: Any) -> VocabView:
+def vocab_view(target: ModelDir | TrainingConfig) -> VocabView:
     """The sizes to compare, computed once per target (six rules ask)."""
     cached = target.cache.get("vocab_view")
     if cached is None:
@@ -75,7 +75,7 @@ def vocab_view(target: Any) -> VocabView:
     return cached
 
 
-def _vocab_view(target: Any) -> VocabView:
+def _vocab_view(target: ModelDir | TrainingConfig) -> VocabView:
     if isinstance(target, ModelDir):
         tok = None
         if target.tokenizer is not None and target.tokenizer.file is not None:
@@ -139,7 +139,7 @@ def is_normal_padding(rows: int, ids: int, multiple: int = 64, max_surplus: int 
     return rows % multiple == 0 and surplus <= max(max_surplus, ids // 50)
 
 
-def _set_value_fix(target: Any, size: Size, value: int, title: str) -> Fix | None:
+def _set_value_fix(target: ModelDir | TrainingConfig, size: Size, value: int, title: str) -> Fix | None:
     if size.pointer is None:
         return None
     if isinstance(target, TrainingConfig):
@@ -149,7 +149,7 @@ def _set_value_fix(target: Any, size: Size, value: int, title: str) -> Fix | Non
     return Fix(title, Applicability.SAFE, (edit,))
 
 
-def _resize_fix(target: Any, view: VocabView, ids: int) -> Fix | None:
+def _resize_fix(target: ModelDir | TrainingConfig, view: VocabView, ids: int) -> Fix | None:
     """Grow embedding and head (and a head bias) to the tokenizer, keeping their padding multiple.
 
     The declared sizes in config.json (vocab_size, XTTS gpt_number_text_tokens) follow the new row count.
@@ -193,9 +193,14 @@ class TokenizerExceedsVocab(Rule):
     name = "tokenizer-exceeds-vocab"
     summary = "The tokenizer produces ids at or above the declared vocabulary size or the embedding rows"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         tok = view.tokenizer
         if tok is None:
@@ -237,9 +242,14 @@ class VocabSizeMismatch(Rule):
     name = "vocab-size-mismatch"
     summary = "A declared vocabulary size (vocab_size, n_vocab) differs from the embedding rows in the weights"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         for declared in view.declared:
             for rows in view.embeddings:
@@ -276,9 +286,14 @@ class EmbeddingHeadMismatch(Rule):
     name = "embedding-head-mismatch"
     summary = "The input embedding and the output head of the same vocabulary have different row counts"
     severity = Severity.ERROR
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         for emb in view.embeddings:
             for head in view.rows:
@@ -298,10 +313,15 @@ class UnexplainedSurplus(Rule):
     name = "unexplained-surplus"
     summary = "Embedding rows far above the tokenizer's ids, beyond normal padding to a multiple of 64/128"
     severity = Severity.WARNING
-    targets = ("model_dir", "training_config")
     options: ClassVar[dict[str, tuple[type, Any]]] = {"padding-multiple": (int, 64), "max-surplus": (int, 1024)}
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         tok = view.tokenizer
         if tok is None:
@@ -347,9 +367,8 @@ class MergedTokenizerMovedIds(Rule):
     name = "merged-tokenizer-moved-ids"
     summary = "A merged tokenizer changed the ids of base tokens (the base tokenizer is named by the config)"
     severity = Severity.ERROR
-    targets = ("training_config",)
 
-    def check(self, target: TrainingConfig) -> Iterator[Finding]:
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
         base, merged = target.base_tokenizer, target.tokenizer
         if base is None or merged is None or base.tokenizer is None or merged.tokenizer is None:
             return
@@ -390,9 +409,14 @@ class UntrainedRows(Rule):
     name = "untrained-rows"
     summary = "Embedding rows of new tokens that are all zeros, identical to each other, or far from trained norms"
     severity = Severity.WARNING
-    targets = ("model_dir", "training_config")
 
-    def check(self, target: Any) -> Iterator[Finding]:
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        return self._check(target)
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        return self._check(target)
+
+    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         from ttsdoctor.artifacts.row_stats import row_report
 
         for tensor, new_ids, first_new, why in _new_rows(target):
@@ -425,7 +449,7 @@ class UntrainedRows(Rule):
             )
 
 
-def _new_rows(target: Any) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
+def _new_rows(target: ModelDir | TrainingConfig) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
     """(embedding, ids of new rows, first new id, why they are new) for each safetensors embedding."""
     if isinstance(target, ModelDir):
         emb = target.embedding
