@@ -104,12 +104,27 @@ def _actual_findings(case: Case) -> list[dict]:
                 "path": os.path.relpath(f.location.path, case.path),
                 "pointer": f.location.pointer,
                 "line": f.location.line,
+                "column": f.location.column,
                 "message": f.message.replace(case.path + os.sep, ""),
+                "evidence": _portable(f.evidence, case.path),
                 "fix": None if f.fix is None else f.fix.applicability.value,
                 **({"cell": f.location.cell} if f.location.cell is not None else {}),
             }
         )
     return out
+
+
+def _portable(value: object, root: str) -> object:
+    """Evidence as JSON, with the case's own folder removed from paths (the snapshot holds on any checkout)."""
+    if isinstance(value, dict):
+        return {str(k): _portable(v, root) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v, root) for v in value]
+    if isinstance(value, str):
+        return value.replace(root + os.sep, "").replace(root, ".")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return repr(value)
 
 
 def fixable(case: Case) -> bool:

@@ -48,8 +48,6 @@ def test_no_orphan_docs_or_fixtures() -> None:
 
 
 def test_a_rule_in_the_former_untyped_form_is_refused_at_definition() -> None:
-    import pytest
-
     from ttsdoctor.rule import Rule
 
     with pytest.raises(TypeError, match="defines check, targets: define check_model"):
@@ -119,3 +117,38 @@ def test_new_rule_scaffold_registers_documents_and_lists_the_rule(tmp_path) -> N
     assert proc.returncode == 0, proc.stderr
     assert (copy / "fixtures/TOK099/bad/example/config.json").is_file()
     assert (copy / "fixtures/TOK099/good/example/config.json").is_file()
+
+
+@pytest.mark.slow
+def test_generated_fixtures_are_what_their_generator_writes(tmp_path) -> None:
+    """fixtures/_make.py run again in a scratch copy changes nothing (torch.save's random serialization_id aside)."""
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    scratch = tmp_path / "fixtures"
+    shutil.copytree(FIXTURES, scratch, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, str(scratch / "_make.py")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+    def digests(root: str) -> dict[str, str]:
+        out = {}
+        for directory, _dirs, files in os.walk(root):
+            for name in files:
+                path = os.path.join(directory, name)
+                if "__pycache__" not in path and not os.path.islink(path):
+                    with open(path, "rb") as fh:
+                        out[os.path.relpath(path, root)] = hashlib.sha256(fh.read()).hexdigest()
+        return out
+
+    committed, again = digests(FIXTURES), digests(str(scratch))
+    assert set(committed) == set(again), set(committed) ^ set(again)
+    for rel in sorted(k for k in committed if committed[k] != again[k]):
+        a, b = os.path.join(FIXTURES, rel), os.path.join(scratch, rel)
+        assert zipfile.is_zipfile(a) and zipfile.is_zipfile(b), f"{rel} is stale: run python fixtures/_make.py"
+        with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
+            assert za.namelist() == zb.namelist(), rel
+            stale = [n for n in za.namelist() if not n.endswith("serialization_id") and za.read(n) != zb.read(n)]
+            assert not stale, f"{rel}: {stale} differ: run python fixtures/_make.py"
