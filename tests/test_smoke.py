@@ -24,7 +24,7 @@ def test_pad_equals_eos_fails_batch_consistency_and_fix_prove_repairs_it(tmp_pat
     model = build(tmp_path / "m", pad=IM_END, eos=IM_END)
     before = smoke.run_smoke(model)
     assert status(before, "batch-consistency") is False and status(before, "warnings") is False
-    assert "pad == eos" in before.check("batch-consistency").detail
+    assert "pad is an eos id: transformers cannot infer the mask" in before.check("batch-consistency").detail
     code, out = run_main("fix", model, "--apply", "--prove", "--select", "TOK001")
     assert code == 0, out
     assert "batch-consistency  FAIL   pass" in out and "before: FAILED, after: passed" in out
@@ -139,3 +139,61 @@ def test_missing_extra_names_it(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
     assert "pip install 'ttsdoctor[smoke]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pad_eos_only_in_the_configs_is_demonstrated_with_generates_own_ids_and_proven(tmp_path) -> None:
+    """The tokenizer's pad is distinct, config.json and generation_config.json say pad == eos: generate() with
+    nothing passed uses the generation config's pad, so the proof must fail before the fix (it used to pass)."""
+    model = build(tmp_path / "m", pad=IM_END, eos=IM_END, tokenizer_config={"pad_token": "<|endoftext|>"})
+    before = smoke.run_smoke(model)
+    assert before.ids["pad"] == IM_END and before.ids["pad_from"] == "generation_config.json"
+    assert before.ids["tokenizer_pad"] == EOT
+    check = before.check("batch-consistency")
+    assert check is not None and check.passed is False
+    assert (
+        f"pad {IM_END} (generation_config.json)" in check.detail
+        and f"pad_token_id={EOT} from the tokenizer" in check.detail
+    )
+    runs = check.data["runs"]
+    assert [r["same"] for r in runs] == [False, True]  # both ways reported: the tokenizer's pad would have passed
+    code, out = run_main("fix", model, "--apply", "--prove", "--select", "TOK001")
+    assert code == 0, out
+    assert "fixed TOK001" in out and ": proven (batch-consistency: FAIL before, pass after)" in out
+    assert "proven" in out.splitlines()[-1] and "not demonstrated" not in out
+
+
+def test_a_fix_the_proof_cannot_show_is_never_called_proven(tmp_path, monkeypatch) -> None:
+    """A proof whose checks pass before the fix as well (here: run with an explicit mask, which hides pad == eos)
+    cannot have demonstrated anything: the fix is kept, and reported as not demonstrated, never as proven."""
+    model = build(tmp_path / "m", pad=IM_END, eos=IM_END)
+    real = smoke.run_smoke
+    monkeypatch.setattr(smoke, "run_smoke", lambda path, **kw: real(path, **{**kw, "explicit_mask": True}))
+    code, out = run_main("fix", model, "--apply", "--prove", "--select", "TOK001")
+    assert code == 0, out
+    assert "batch-consistency  pass   pass" in out
+    assert "fixed TOK001" in out and "not demonstrated by the smoke run (batch-consistency, eos-stops passed" in out
+    assert ": proven" not in out and "1 not demonstrated by the smoke run." in out
+
+
+def test_output_attentions_in_generation_config_is_demonstrated_by_the_warning_it_causes(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=EOT, eos=IM_END, generation={"output_attentions": True})
+    code, out = run_main("fix", model, "--apply", "--prove", "--select", "ATT001")
+    assert code == 0 and ": proven (warnings: FAIL before, pass after)" in out, out
+
+
+def test_smoke_lists_the_findings_it_demonstrates(tmp_path) -> None:
+    model = build(tmp_path / "m", pad=IM_END, eos=IM_END)
+    code, out = run_main("smoke", model)
+    assert code == 1
+    assert "demonstrates TOK001 at" in out and "(batch-consistency" in out
+
+
+def test_smoke_on_a_project_folder_proves_the_model_inside_or_lists_them(tmp_path, capsys) -> None:
+    build(tmp_path / "project" / "models" / "tts", pad=EOT, eos=IM_END)
+    (tmp_path / "project" / "train.py").write_text("print('train')\n")
+    code, out = run_main("smoke", str(tmp_path / "project"))
+    assert code == 0 and "proving" in capsys.readouterr().err and "smoke proof of" in out
+    build(tmp_path / "project" / "models" / "tts-2", pad=EOT, eos=IM_END)
+    code, out = run_main("smoke", str(tmp_path / "project"))
+    err = capsys.readouterr().err
+    assert code == 2 and "holds 2 model directories; choose one" in err and "Traceback" not in err

@@ -411,13 +411,27 @@ def _fix_with_proof(
         restored = outcome.rollback()
         out.write(f"the proof after the fix failed for {', '.join(failed)}: rolled back {len(restored)} file(s)\n")
         return EXIT_ERROR
+    counts: dict[str, int] = {}
     for fix, findings in outcome.applied:
-        out.write(f"fixed {findings[0].rule_id} ({fix.title})\n")
+        rule_id = findings[0].rule_id
+        model = _model_of(findings[0].location.path, models)
+        kind, checks = smoke.verdict(rule_id, before[model], after[model]) if model else (smoke.NOT_PROVABLE, [])
+        counts[kind] = counts.get(kind, 0) + 1
+        behind = f" ({', '.join(checks)}: FAIL before, pass after)" if kind == smoke.PROVEN else ""
+        behind = f" ({', '.join(checks)} passed before the fix too)" if kind == smoke.NOT_DEMONSTRATED else behind
+        out.write(f"fixed {rule_id} ({fix.title}): {kind}{behind}\n")
     if outcome.applied:
-        out.write(f"Applied {len(outcome.applied)} fix(es), proven by the smoke run.\n")
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: kv[0] != smoke.PROVEN))
+        out.write(f"Applied {len(outcome.applied)} fix(es): {summary}.\n")
     else:
         out.write("No fixes to apply.\n")
     return EXIT_FINDINGS if failed else EXIT_CLEAN
+
+
+def _model_of(path: str, models: list[str]) -> str | None:
+    """The model folder (of those proven) that a finding's file belongs to."""
+    found = [m for m in models if os.path.abspath(path).startswith(os.path.abspath(m).rstrip(os.sep) + os.sep)]
+    return max(found, key=len) if found else (models[0] if len(models) == 1 else None)
 
 
 def _progress(message: str) -> None:
@@ -448,6 +462,18 @@ def _cmd_smoke(args: argparse.Namespace, out: TextIO) -> int:
     if not os.path.isdir(args.path):
         sys.stderr.write(f"ttsdoctor: error: {args.path}: not a model directory\n")
         return EXIT_ERROR
+    from ttsdoctor.artifacts.model_dir import is_model_dir
+    from ttsdoctor.discover import discover
+
+    if not is_model_dir(os.listdir(args.path)):  # a project folder: the model folder inside it, if there is one
+        models = [t.path for t in discover([args.path]) if t.kind == "model_dir"]
+        if len(models) != 1:
+            listed = "".join(f"\n  ttsdoctor smoke {m}" for m in models[:20])
+            why = f"it holds {len(models)} model directories; choose one:{listed}" if models else "nor holds one"
+            sys.stderr.write(f"ttsdoctor: error: {args.path} is not a model directory, {why}\n")
+            return EXIT_ERROR
+        sys.stderr.write(f"ttsdoctor: {args.path} is not a model directory: proving {models[0]}, found inside it\n")
+        args.path = models[0]
     try:
         report = _run_smoke(
             args.path,
@@ -467,8 +493,29 @@ def _cmd_smoke(args: argparse.Namespace, out: TextIO) -> int:
         except OSError as exc:
             sys.stderr.write(f"ttsdoctor: error: cannot write {args.output}: {exc.strerror}\n")
             return EXIT_ERROR
-    out.write(payload if args.format == "json" else smoke.format_report(report))
+    if args.format == "json":
+        out.write(payload)
+    else:
+        out.write(smoke.format_report(report))
+        for line in _demonstrations(args.path, report):
+            out.write(line + "\n")
     return EXIT_CLEAN if report.passed else EXIT_FINDINGS
+
+
+def _demonstrations(path: str, report: SmokeReport) -> list[str]:
+    """Which findings of `check` the smoke run demonstrated (a check they predict failed)."""
+    from ttsdoctor import engine, smoke
+    from ttsdoctor import report as reports
+    from ttsdoctor.discover import discover
+    from ttsdoctor.registry import ALL_RULES
+
+    lines = []
+    for finding in engine.run(ALL_RULES, discover([path])).findings:
+        shown = smoke.demonstrated(finding.rule_id, report)
+        if shown:
+            names = ", ".join(c.name for c in shown)
+            lines.append(f"demonstrates {finding.rule_id} at {reports.location_text(finding)} ({names} failed)")
+    return list(dict.fromkeys(lines))
 
 
 def _cmd_tui(args: argparse.Namespace, out: TextIO) -> int:

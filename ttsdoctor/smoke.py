@@ -60,6 +60,7 @@ class SmokeReport:
     checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    ids: dict[str, Any] = field(default_factory=dict)  # the special ids the checks used, and where from
 
     @property
     def passed(self) -> bool:
@@ -134,8 +135,34 @@ def _clear_warning_once() -> None:
         cache_clear()  # otherwise a warning seen in an earlier run is never logged again
 
 
-def _ids(tokenizer: Any) -> tuple[int | None, int | None]:
-    return tokenizer.pad_token_id, tokenizer.eos_token_id
+@dataclass(frozen=True)
+class Ids:
+    """The special ids a check uses, and where each came from (said in the check's detail)."""
+
+    pad: int | None  # what generate() pads finished rows with and infers the mask from
+    pad_from: str
+    eos: tuple[int, ...]  # the ids generate() stops on
+    eos_from: str
+    tokenizer_pad: int | None  # what the tokenizer (a collator, padding=True) pads prompts with
+    tokenizer_eos: int | None
+
+
+def generation_ids(model: Any, tokenizer: Any, path: str) -> Ids:
+    """The ids generate() itself uses when the calling code passes none: the model's generation config (read from
+    generation_config.json, or built from config.json when there is none), with transformers' own fallback of
+    pad to the first eos; then the tokenizer's, which code that pads with the tokenizer uses."""
+    gen = model.generation_config
+    source = "generation_config.json" if os.path.isfile(os.path.join(path, "generation_config.json")) else "config.json"
+    raw_eos = gen.eos_token_id
+    eos = tuple(raw_eos) if isinstance(raw_eos, (list, tuple)) else (() if raw_eos is None else (raw_eos,))
+    pad, pad_from = gen.pad_token_id, source
+    if pad is None and eos:
+        pad, pad_from = eos[0], f"no pad in {source}: generate() falls back to eos"
+    return Ids(pad, pad_from, eos, source, tokenizer.pad_token_id, tokenizer.eos_token_id)
+
+
+def _described(token: int | None, where: str) -> str:
+    return f"{token} ({where})" if token is not None else f"none ({where})"
 
 
 def run_smoke(
@@ -198,6 +225,15 @@ def run_smoke(
         )
         if not gen_ok:
             return report
+        ids = generation_ids(model, tokenizer, path)
+        report.ids = {
+            "pad": ids.pad,
+            "pad_from": ids.pad_from,
+            "eos": list(ids.eos),
+            "eos_from": ids.eos_from,
+            "tokenizer_pad": ids.tokenizer_pad,
+            "tokenizer_eos": ids.tokenizer_eos,
+        }
         for name, check in (
             ("highest-id", _check_highest_id),
             ("batch-consistency", _check_batch),
@@ -209,10 +245,16 @@ def run_smoke(
             started_check = time.perf_counter()
             try:
                 result, seconds = _timed(
-                    dev, functools.partial(check, model, tokenizer, dev, max_new_tokens, explicit_mask)
+                    dev, functools.partial(check, model, tokenizer, dev, max_new_tokens, explicit_mask, ids)
                 )
-            except Exception as exc:
-                result = Check(name, False, f"{type(exc).__name__}: {str(exc)[:300]}")
+            except SmokeCheckError as exc:
+                result = Check(name, False, str(exc))
+                seconds = time.perf_counter() - started_check
+            except Exception as exc:  # the check's failure, with its cause in words
+                cause = str(exc).splitlines()[0][:240] if str(exc) else "no message"
+                result = Check(
+                    name, False, f"the probe failed inside transformers/torch ({type(exc).__name__}: {cause})"
+                )
                 seconds = time.perf_counter() - started_check
             result.seconds = seconds  # every check reports its real duration (synchronised on CUDA)
             result.data.setdefault("warnings", capture.messages[before:])
@@ -235,7 +277,7 @@ def run_smoke(
     return report
 
 
-def _check_highest_id(model: Any, tokenizer: Any, dev: str, _new: int, _mask: bool) -> Check:
+def _check_highest_id(model: Any, tokenizer: Any, dev: str, _new: int, _mask: bool, _ids: Ids) -> Check:
     import torch
 
     vocab = tokenizer.get_vocab()
@@ -269,102 +311,134 @@ def _generate(model: Any, **kwargs: Any) -> Any:
         return model.generate(do_sample=False, num_beams=1, **kwargs)
 
 
-def _check_batch(model: Any, tokenizer: Any, dev: str, new: int, explicit_mask: bool) -> Check:
+def _check_batch(model: Any, tokenizer: Any, dev: str, new: int, explicit_mask: bool, ids: Ids) -> Check:
+    """A prompt left-padded in a batch (padded with the tokenizer's pad, as `tokenizer(..., padding=True)` and
+    collators do) generates what it generates alone: with generate()'s own ids (nothing passed, as most code
+    does), and, when the tokenizer's pad differs, also with the tokenizer's pad passed explicitly."""
     import torch
 
-    pad_id, eos_id = _ids(tokenizer)
-    pad = pad_id if pad_id is not None else model.generation_config.pad_token_id
-    if pad is None:
-        return Check("batch-consistency", None, "no pad token: batches cannot be padded")
-    short = tokenizer(PROMPTS[1], return_tensors="pt").input_ids[0].tolist()
-    long = tokenizer(PROMPTS[0], return_tensors="pt").input_ids[0].tolist()
+    fill = ids.tokenizer_pad if ids.tokenizer_pad is not None else ids.pad
+    if fill is None:
+        return Check("batch-consistency", None, "no pad token anywhere: batches cannot be padded")
+    short = _prompt_ids(tokenizer, PROMPTS[1])
+    long = _prompt_ids(tokenizer, PROMPTS[0])
     width = max(len(short), len(long))
-    batch = torch.tensor([[pad] * (width - len(short)) + short, [pad] * (width - len(long)) + long], device=dev)
+    batch = torch.tensor([[fill] * (width - len(short)) + short, [fill] * (width - len(long)) + long], device=dev)
     mask = torch.tensor(
         [[0] * (width - len(short)) + [1] * len(short), [0] * (width - len(long)) + [1] * len(long)], device=dev
     )
-    common = {"max_new_tokens": new, "pad_token_id": pad}
-    alone = _generate(model, input_ids=torch.tensor([short], device=dev), **common)[0, len(short) :].tolist()
-    if explicit_mask:
-        batched = _generate(model, input_ids=batch, attention_mask=mask, **common)
-        how = "with an explicit attention_mask"
-    else:
-        batched = _generate(model, input_ids=batch, **common)
-        how = "with the mask transformers infers (no attention_mask passed)"
-    padded = batched[0, width:].tolist()
-    data = {"alone": alone, "batched": padded, "pad": pad, "eos": eos_id}
-    if alone == padded:
-        return Check(
-            "batch-consistency", True, f"the padded prompt generates the same tokens as alone, {how}", data=data
+    alone = _generate(model, input_ids=torch.tensor([short], device=dev), max_new_tokens=new)[0, len(short) :].tolist()
+    how = "with an explicit attention_mask" if explicit_mask else "with the mask transformers infers (none passed)"
+    extra = {"attention_mask": mask} if explicit_mask else {}
+    runs: list[tuple[str, dict[str, Any]]] = [(f"generate()'s own ids (pad {_described(ids.pad, ids.pad_from)})", {})]
+    if ids.tokenizer_pad is not None and ids.tokenizer_pad != ids.pad:
+        runs.append((f"pad_token_id={ids.tokenizer_pad} from the tokenizer", {"pad_token_id": ids.tokenizer_pad}))
+    results = []
+    for label, kwargs in runs:
+        padded = _generate(model, input_ids=batch, max_new_tokens=new, **extra, **kwargs)[0, width:].tolist()
+        results.append((label, padded, padded == alone))
+    data = {
+        "alone": alone,
+        "runs": [{"ids": label, "batched": padded, "same": same} for label, padded, same in results],
+        "padded_with": fill,
+        "pad": ids.pad,
+        "eos": list(ids.eos),
+    }
+    parts = []
+    for label, padded, same in results:
+        if same:
+            parts.append(f"with {label}: the same tokens as alone")
+        else:
+            cause = " (pad is an eos id: transformers cannot infer the mask)" if ids.pad in ids.eos else ""
+            parts.append(f"with {label}: {padded[:6]} but alone {alone[:6]}{cause}")
+    passed = results[0][2]  # the verdict is what code that passes nothing gets
+    detail = f"prompt left-padded with {fill}, {how}; " + "; ".join(parts)
+    if passed and not all(same for _, _, same in results):
+        detail += " (passing the tokenizer's pad breaks it)"
+        passed = False
+    return Check("batch-consistency", passed, detail, data=data)
+
+
+def _prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """The prompt's ids; a tokenizer that encodes it to nothing (a class swapped by model_type) is the check's
+    failure, said in words, never an indexing error deeper down."""
+    ids = tokenizer(text).input_ids
+    if not ids:
+        raise SmokeCheckError(
+            f"the tokenizer {type(tokenizer).__name__} encodes {text!r} to no ids at all: AutoTokenizer built a class "
+            "that does not match the saved tokenizer.json (check tokenizer_class in tokenizer_config.json)"
         )
-    cause = " (pad == eos: transformers cannot infer the mask)" if pad == eos_id else ""
-    return Check(
-        "batch-consistency",
-        False,
-        f"the left-padded prompt generates {padded[:6]} but alone {alone[:6]}, {how}{cause}",
-        data=data,
-    )
+    return list(ids)
 
 
-def _check_eos(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool) -> Check:
+class SmokeCheckError(Exception):
+    """A check that cannot run its probe on this model: its message is the check's failure detail."""
+
+
+def _check_eos(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool, ids: Ids) -> Check:
+    """Forcing an end token stops generate() (finished rows padded with generate()'s pad), for the eos
+    generate() stops on and, when it differs, the tokenizer's eos (what the model was trained to end with)."""
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        return Check("eos-stops", None, "the tokenizer declares no eos token")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.generation_config.pad_token_id
+    candidates: list[tuple[int, str]] = []
+    if ids.eos:
+        candidates.append((ids.eos[0], f"eos {ids.eos[0]} ({ids.eos_from})"))
+    if ids.tokenizer_eos is not None and ids.tokenizer_eos not in [c for c, _ in candidates]:
+        candidates.append((ids.tokenizer_eos, f"the tokenizer's eos {ids.tokenizer_eos}"))
+    if not candidates:
+        return Check("eos-stops", None, "no eos token in the generation config or the tokenizer")
+    prompt = torch.tensor([_prompt_ids(tokenizer, PROMPTS[0])], device=dev)
+    batch = torch.cat([prompt, prompt], dim=0)
+    steps = max(new, 4)
+    results = []
 
     class ForceEos(LogitsProcessor):
-        """Row 0 emits eos at its second new token; row 1 never does."""
+        """Row 0 emits the forced token at its second new token; neither row emits it otherwise."""
 
-        def __init__(self, prompt_length: int):
-            self.prompt_length = prompt_length
+        def __init__(self, token: int):
+            self.token = token
 
         def __call__(self, input_ids: Any, scores: Any) -> Any:
-            step = input_ids.shape[1] - self.prompt_length
-            scores[:, eos] = -float("inf")
+            step = input_ids.shape[1] - prompt.shape[1]
+            scores[:, self.token] = -float("inf")
             if step == 1:
                 scores[0, :] = -float("inf")
-                scores[0, eos] = 0.0
+                scores[0, self.token] = 0.0
             return scores
 
-    ids = tokenizer(PROMPTS[0], return_tensors="pt").input_ids.to(dev)
-    batch = torch.cat([ids, ids], dim=0)
-    steps = max(new, 4)
-    out = _generate(
-        model,
-        input_ids=batch,
-        attention_mask=torch.ones_like(batch),
-        max_new_tokens=steps,
-        logits_processor=LogitsProcessorList([ForceEos(ids.shape[1])]),
-        **({"pad_token_id": pad} if pad is not None else {}),
-    )
-    row = out[0, ids.shape[1] :].tolist()
-    data = {"row": row, "eos": eos, "pad": pad, "generation_eos": model.generation_config.eos_token_id}
-    if len(row) < 2 or row[1] != eos:
-        return Check("eos-stops", False, f"eos {eos} was forced but not emitted: {row}", data=data)
-    after = row[2:]
-    if out.shape[1] - ids.shape[1] < steps and not after:
-        return Check("eos-stops", True, "forcing eos stopped generation", data=data)
-    if after and all(t == pad for t in after) and out.shape[1] - ids.shape[1] <= steps:
-        return Check(
-            "eos-stops", True, f"forcing eos {eos} stopped row 0, whose remaining positions hold pad {pad}", data=data
+    for forced, label in candidates:
+        out = _generate(
+            model,
+            input_ids=batch,
+            attention_mask=torch.ones_like(batch),
+            max_new_tokens=steps,
+            logits_processor=LogitsProcessorList([ForceEos(forced)]),
         )
-    return Check(
-        "eos-stops",
-        False,
-        f"the tokenizer's eos {eos} did not stop generation (generation_config "
-        f"eos_token_id is {model.generation_config.eos_token_id!r}): row 0 went on with {after[:6]}",
-        data=data,
-    )
+        row = out[0, prompt.shape[1] :].tolist()
+        after = row[2:]
+        if len(row) < 2 or row[1] != forced:
+            results.append((label, False, f"{label} was forced but not emitted: {row}", row))
+        elif (out.shape[1] - prompt.shape[1] < steps and not after) or (after and all(t == ids.pad for t in after)):
+            results.append((label, True, f"{label} stops generation" + (f", then pad {ids.pad}" if after else ""), row))
+        else:
+            results.append((label, False, f"{label} does not stop generate(): row 0 went on with {after[:6]}", row))
+    data = {
+        "eos": list(ids.eos),
+        "pad": ids.pad,
+        "tokenizer_eos": ids.tokenizer_eos,
+        "runs": [{"forced": label, "stopped": ok, "row": row} for label, ok, _, row in results],
+    }
+    passed = all(ok for _, ok, _, _ in results)
+    stops_on = f"generate() stops on {list(ids.eos)} ({ids.eos_from})"
+    return Check("eos-stops", passed, "; ".join(detail for _, _, detail, _ in results) + f"; {stops_on}", data=data)
 
 
-def _check_attention(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool) -> Check:
+def _check_attention(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool, _ids: Ids) -> Check:
     import torch
 
     configured = model.config._attn_implementation
-    ids = tokenizer(PROMPTS[0], return_tensors="pt").input_ids.to(dev)
+    ids = torch.tensor([_prompt_ids(tokenizer, PROMPTS[0])], device=dev)
     mask = torch.ones_like(ids)
     runs: dict[str, tuple[list[int], float]] = {}
     for implementation in ("sdpa", "eager"):
@@ -392,6 +466,54 @@ def _check_attention(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool
     if configured != "sdpa":
         return Check("attention", False, f"the model runs {configured!r} attention, not sdpa; {timing}", data=data)
     return Check("attention", True, f"sdpa runs and matches eager; {timing}", data=data)
+
+
+# Which checks can show each finding's problem: a finding is demonstrated when one of its checks fails before
+# the fix, and proven fixed when that check passes after it.
+DEMONSTRATED_BY: dict[str, tuple[str, ...]] = {
+    "TOK001": ("batch-consistency", "eos-stops"),
+    "TOK002": ("batch-consistency", "eos-stops"),
+    "TOK003": ("highest-id", "eos-stops"),
+    "TOK004": ("eos-stops", "batch-consistency"),
+    "TOK005": ("eos-stops", "batch-consistency"),
+    "TOK006": ("batch-consistency",),
+    "VOC001": ("highest-id",),
+    "VOC002": ("highest-id",),
+    "VOC003": ("highest-id",),
+    "GEN001": ("load",),
+    "GEN003": ("warnings",),
+    "GEN004": ("warnings", "load"),
+    "ATT001": ("attention", "warnings"),
+    "ATT002": ("attention",),
+}
+PROVEN, NOT_DEMONSTRATED, STILL_FAILING, NOT_PROVABLE = (
+    "proven",
+    "not demonstrated by the smoke run",
+    "still failing after the fix",
+    "not something the smoke run can show",
+)
+
+
+def demonstrated(rule_id: str, report: SmokeReport) -> list[Check]:
+    """The checks of `report` that failed in a way the finding of `rule_id` predicts."""
+    checks = [report.check(name) for name in DEMONSTRATED_BY.get(rule_id, ())]
+    return [c for c in checks if c is not None and c.passed is False]
+
+
+def verdict(rule_id: str, before: SmokeReport, after: SmokeReport) -> tuple[str, list[str]]:
+    """What the smoke run says of a fixed finding: proven (a check failed before and passes after), not
+    demonstrated (its checks passed before too: the fix may be right, the proof cannot say), still failing,
+    or not provable by these checks. With the names of the checks behind the verdict."""
+    names = DEMONSTRATED_BY.get(rule_id, ())
+    if not names:
+        return NOT_PROVABLE, []
+    failed_before = [c.name for c in demonstrated(rule_id, before)]
+    failed_after = [c.name for c in demonstrated(rule_id, after)]
+    if failed_after:
+        return STILL_FAILING, failed_after
+    if failed_before:
+        return PROVEN, failed_before
+    return NOT_DEMONSTRATED, list(names)
 
 
 def format_report(report: SmokeReport, other: SmokeReport | None = None) -> str:
