@@ -392,3 +392,23 @@ def test_links_leading_out_of_a_checked_tree_are_reported_and_never_written_thro
     assert "not followed, nothing in it was checked" in findings[0]["message"]
     code, _ = run_main("fix", str(tree), "--apply")
     assert code == 2 and _digest(str(outside)) == before and os.path.islink(tree / "m" / "config.json")
+
+
+def test_a_text_file_rewritten_in_place_with_the_same_size_and_time_is_never_overwritten(tmp_path) -> None:
+    from ttsdoctor import engine, fixer
+    from ttsdoctor.discover import discover
+    from ttsdoctor.fsio import Transaction
+    from ttsdoctor.registry import ALL_RULES
+
+    model = tmp_path / "m"
+    shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)
+    planned = fixer.plan(engine.run(ALL_RULES, discover([str(model)])).findings)
+    config = model / "config.json"
+    stat = config.stat()
+    edited = config.read_text().replace('"pad_token_id": 0', '"pad_token_id": 9')  # same length, same inode
+    with open(config, "r+") as fh:
+        fh.write(edited)
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same modification time
+    with pytest.raises(fixer.FixFailed, match="changed since it was read"):
+        fixer.write(planned, Transaction())
+    assert config.read_text() == edited

@@ -223,6 +223,9 @@ def write(p: Plan, tx: Transaction) -> None:
         for path in p.paths:
             if path in p.identities and identity(path) != p.identities[path]:
                 raise EditError(f"{path} changed since it was read: not overwritten; run fix again")
+            if path in p.texts and path in p.originals and _read_text(path) != p.originals[path]:
+                # same inode, size and time, other bytes (a same-second rewrite): the content decides for text
+                raise EditError(f"{path} changed since it was read: not overwritten; run fix again")
             if path in p.tensors:
                 writer = resize_writer(path, p.tensors[path])
                 tx.write(path, writer)
