@@ -135,3 +135,17 @@ class Rule:
             evidence or {},
             fix,
         )
+
+
+class ModelOrConfigRule(Rule):
+    """A rule that checks a model folder and a training config the same way, through what both expose (weights
+    read, tokenizer, declared sizes): it defines `check_either` and checks both kinds."""
+
+    def check_model(self, model: ModelDir) -> Iterator[Finding]:
+        return self.check_either(model)
+
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        return self.check_either(config)
+
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+        raise NotImplementedError

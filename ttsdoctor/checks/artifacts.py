@@ -14,7 +14,26 @@ from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
 
-class UnreadableArtifact(Rule):
+class _LoadErrors(Rule):
+    """A rule over the errors every loaded target carries, whatever its kind: it defines `check_errors`."""
+
+    def check_model(self, model: ModelDir) -> Iterator[Finding]:
+        return self.check_errors(model.errors)
+
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        return self.check_errors(config.errors)
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        return self.check_errors(source.errors)
+
+    def check_broken(self, broken: BrokenTarget) -> Iterator[Finding]:
+        return self.check_errors(broken.errors)
+
+    def check_errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
+        raise NotImplementedError
+
+
+class UnreadableArtifact(_LoadErrors):
     id = "ART001"
     name = "unreadable-artifact"
     summary = "A file that ttsdoctor (and the training or loading code) cannot read"
@@ -22,20 +41,14 @@ class UnreadableArtifact(Rule):
     marks_unreadable = True
 
     def check_model(self, model: ModelDir) -> Iterator[Finding]:
-        yield from self._errors(model.errors)
+        yield from self.check_errors(model.errors)
         yield from self._damaged(_all_weight_files(model))
 
     def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
-        yield from self._errors(config.errors)
+        yield from self.check_errors(config.errors)
         yield from self._damaged(_all_weight_files(config))
 
-    def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        return self._errors(source.errors)
-
-    def check_broken(self, broken: BrokenTarget) -> Iterator[Finding]:
-        return self._errors(broken.errors)
-
-    def _errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
+    def check_errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
         for error in errors:
             if not isinstance(error, LfsPointer):
                 yield self.finding(error.problem, error.path, line=error.line, column=error.column)
@@ -60,25 +73,13 @@ _RULES_THAT_READ = (
 )
 
 
-class LfsPointerFile(Rule):
+class LfsPointerFile(_LoadErrors):
     id = "ART004"
     name = "lfs-pointer"
     summary = "A Git LFS pointer file where weights, a tokenizer or a config belong (a clone without `git lfs pull`)"
     severity = Severity.WARNING
 
-    def check_model(self, model: ModelDir) -> Iterator[Finding]:
-        return self._pointers(model.errors)
-
-    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
-        return self._pointers(config.errors)
-
-    def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        return self._pointers(source.errors)
-
-    def check_broken(self, broken: BrokenTarget) -> Iterator[Finding]:
-        return self._pointers(broken.errors)
-
-    def _pointers(self, errors: list[ArtifactError]) -> Iterator[Finding]:
+    def check_errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
         for error in errors:
             if not isinstance(error, LfsPointer):
                 continue

@@ -99,10 +99,7 @@ class ForcedOutputAttentions(Rule):
                     entry.column,
                 )
 
-    def check_source(self, target: SourceFile) -> Iterator[Finding]:
-        yield from self._check_source(target)
-
-    def _check_source(self, source: SourceFile) -> Iterator[Finding]:
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(source.text, "output_attentions", _FORCED_TEXT):
             return
         for site in pysource.calls(source, _FORCED_TEXT):
@@ -218,10 +215,7 @@ class EagerAttentionPinned(Rule):
                     entry.column,
                 )
 
-    def check_source(self, target: SourceFile) -> Iterator[Finding]:
-        yield from self._check_source(target)
-
-    def _check_source(self, source: SourceFile) -> Iterator[Finding]:
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(source.text, "eager", _EAGER_TEXT):
             return
         remote = {  # keywords of calls that load remote code: its model classes may implement eager only

@@ -11,7 +11,7 @@ from ttsdoctor.artifacts.tokenizer import SymbolList
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, Severity
 from ttsdoctor.fix_policy import resizable
-from ttsdoctor.rule import Rule
+from ttsdoctor.rule import ModelOrConfigRule, Rule
 
 KNOWN_F5_VOCABS = {2545: "the Emilia pinyin vocab.txt (2545 symbols)", 256: "the byte tokenizer (256 symbols)"}
 
@@ -35,19 +35,13 @@ def _f5_inputs(target: ModelDir | TrainingConfig) -> tuple[SymbolList | None, We
     return symbols, weights
 
 
-class F5Vocab(Rule):
+class F5Vocab(ModelOrConfigRule):
     id = "VOC007"
     name = "f5-vocab"
     summary = "An F5-TTS vocab.txt with duplicates, no space at index 0, or a size the checkpoint was not trained with"
     severity = Severity.ERROR
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         symbols, weights = _f5_inputs(target)
         if symbols is None:
             return

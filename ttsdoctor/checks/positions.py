@@ -9,7 +9,7 @@ from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.tensors import TensorInfo
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.finding import Finding, Severity
-from ttsdoctor.rule import Rule
+from ttsdoctor.rule import ModelOrConfigRule
 
 POSITION_MARKERS = ("pos_emb", "position_embeddings", "wpe.weight", "embed_positions", "positional_embedding")
 HUGE = 10**9  # tokenizers write 1e30 for "no limit"
@@ -47,19 +47,13 @@ def _matches(length: Length, table: TensorInfo, tables: list[TensorInfo]) -> boo
     return len(tables) == 1 or topic in ("", "text")
 
 
-class PositionOverflow(Rule):
+class PositionOverflow(ModelOrConfigRule):
     id = "POS001"
     name = "position-overflow"
     summary = "A configured maximum length above max_position_embeddings or the rows of a position table"
     severity = Severity.ERROR
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         lengths = list(_model_lengths(target) if isinstance(target, ModelDir) else _config_lengths(target))
         if not lengths:
             return

@@ -13,7 +13,7 @@ from ttsdoctor.artifacts.tensors import SAFE_PICKLE_GLOBALS, WeightFile
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks.artifacts import weights_of
 from ttsdoctor.finding import Finding, Severity
-from ttsdoctor.rule import Rule
+from ttsdoctor.rule import ModelOrConfigRule, Rule
 
 # Modules whose callables can run commands, code, or touch files and the network when a pickle calls them.
 DANGEROUS_MODULES = frozenset(
@@ -145,19 +145,13 @@ def _where(wf: WeightFile) -> str:
     return f" (pickles read: {', '.join(members)})" if len(members) > 1 else ""
 
 
-class UnsafePickle(Rule):
+class UnsafePickle(ModelOrConfigRule):
     id = "SEC001"
     name = "unsafe-pickle"
     summary = "A pickle checkpoint that imports more than tensor-rebuilding globals (it can run code on load)"
     severity = Severity.ERROR
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         for wf, loaded in _pickle_files(target):
             unsafe = wf.unsafe_globals
             if not unsafe:
@@ -194,19 +188,13 @@ def _pickle_files(target: ModelDir | TrainingConfig) -> list[tuple[WeightFile, b
     return out
 
 
-class AmbiguousPickle(Rule):
+class AmbiguousPickle(ModelOrConfigRule):
     id = "SEC005"
     name = "ambiguous-checkpoint"
     summary = "A checkpoint in which torch and other tools read different pickles (duplicates, a zip behind a pickle)"
     severity = Severity.ERROR
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         for wf, _loaded in _pickle_files(target):
             for ambiguity in wf.ambiguities:
                 yield self.finding(

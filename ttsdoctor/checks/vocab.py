@@ -15,7 +15,7 @@ from ttsdoctor.artifacts.training_config import Entry, TrainingConfig
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.fix_policy import PADDING_MULTIPLES, resize_refusal
 from ttsdoctor.limits import limit, over
-from ttsdoctor.rule import Rule
+from ttsdoctor.rule import ModelOrConfigRule, Rule
 
 DECLARED_KEYS = ("n_vocab", "vocab_size", "text_vocab_size", "num_text_tokens", "text_tokens_dict_size", "n_text_vocab")
 BASE_KEYS = ("original_vocab_size", "base_vocab_size", "orig_vocab_size", "pretrained_vocab_size")
@@ -188,19 +188,13 @@ def _resize_fix(target: ModelDir | TrainingConfig, view: VocabView, ids: int) ->
     )
 
 
-class TokenizerExceedsVocab(Rule):
+class TokenizerExceedsVocab(ModelOrConfigRule):
     id = "VOC001"
     name = "tokenizer-exceeds-vocab"
     summary = "The tokenizer produces ids at or above the declared vocabulary size or the embedding rows"
     severity = Severity.ERROR
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         tok = view.tokenizer
         if tok is None:
@@ -237,19 +231,13 @@ class TokenizerExceedsVocab(Rule):
             )
 
 
-class VocabSizeMismatch(Rule):
+class VocabSizeMismatch(ModelOrConfigRule):
     id = "VOC002"
     name = "vocab-size-mismatch"
     summary = "A declared vocabulary size (vocab_size, n_vocab) differs from the embedding rows in the weights"
     severity = Severity.ERROR
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         for declared in view.declared:
             for rows in view.embeddings:
@@ -281,19 +269,13 @@ class VocabSizeMismatch(Rule):
                 )
 
 
-class EmbeddingHeadMismatch(Rule):
+class EmbeddingHeadMismatch(ModelOrConfigRule):
     id = "VOC003"
     name = "embedding-head-mismatch"
     summary = "The input embedding and the output head of the same vocabulary have different row counts"
     severity = Severity.ERROR
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         for emb in view.embeddings:
             for head in view.rows:
@@ -308,20 +290,14 @@ class EmbeddingHeadMismatch(Rule):
                 )
 
 
-class UnexplainedSurplus(Rule):
+class UnexplainedSurplus(ModelOrConfigRule):
     id = "VOC004"
     name = "unexplained-surplus"
     summary = "Embedding rows far above the tokenizer's ids, beyond normal padding to a multiple of 64/128"
     severity = Severity.WARNING
     options: ClassVar[dict[str, tuple[type, Any]]] = {"padding-multiple": (int, 64), "max-surplus": (int, 1024)}
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         view = vocab_view(target)
         tok = view.tokenizer
         if tok is None:
@@ -404,19 +380,13 @@ class MergedTokenizerMovedIds(Rule):
         )
 
 
-class UntrainedRows(Rule):
+class UntrainedRows(ModelOrConfigRule):
     id = "VOC006"
     name = "untrained-rows"
     summary = "Embedding rows of new tokens that are all zeros, identical to each other, or far from trained norms"
     severity = Severity.WARNING
 
-    def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        return self._check(target)
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        return self._check(target)
-
-    def _check(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
+    def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         from ttsdoctor.artifacts.row_stats import row_report
 
         for tensor, new_ids, first_new, why in _new_rows(target):
