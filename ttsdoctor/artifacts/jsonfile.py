@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,9 +56,9 @@ def _span_at(text: str, key_start: int | None, at: int) -> Span:
     return Span(key_start, at, _value_end(text, at), kind)
 
 
-def members(text: str, container: Span) -> list[tuple[str, Span]]:
-    """The direct members of an object or array span, in order: (key or index, span)."""
-    out: list[tuple[str, Span]] = []
+def members(text: str, container: Span) -> Iterator[tuple[str, Span]]:
+    """The direct members of an object or array span, in order: (key or index, span). Lazily: a caller that
+    stops early skips the rest."""
     at = _skip_ws(text, container.value_start + 1)
     close = "}" if container.kind == "object" else "]"
     index = 0
@@ -70,15 +71,14 @@ def members(text: str, container: Span) -> list[tuple[str, Span]]:
             if text[colon : colon + 1] != ":":
                 raise JsonTextError(f"expected ':' at offset {colon}")
             span = _span_at(text, at, _skip_ws(text, colon + 1))
-            out.append((key, span))
+            yield key, span
         else:
             span = _span_at(text, None, at)
-            out.append((str(index), span))
+            yield str(index), span
             index += 1
         at = _skip_ws(text, span.value_end)
         if text[at : at + 1] == ",":
             at = _skip_ws(text, at + 1)
-    return out
 
 
 def locate(text: str, pointer: str) -> Span | None:
@@ -92,29 +92,11 @@ def locate(text: str, pointer: str) -> Span | None:
         if span.kind == "scalar":
             return None
         part = unescape_pointer_part(raw)
-        found = None
-        at = _skip_ws(text, span.value_start + 1)
         if span.kind == "array":
             if not part.isdigit():
                 return None
-            for _ in range(int(part)):  # skip the elements before the wanted one
-                if text[at : at + 1] in ("]", ""):
-                    return None
-                at = _skip_ws(text, _value_end(text, at))
-                if text[at : at + 1] == ",":
-                    at = _skip_ws(text, at + 1)
-            if text[at : at + 1] not in ("]", ""):
-                found = _span_at(text, None, at)
-        else:
-            while at < len(text) and text[at] == '"':
-                key, after = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
-                value_at = _skip_ws(text, _skip_ws(text, after) + 1)
-                if key == part:
-                    found = _span_at(text, at, value_at)
-                    break
-                at = _skip_ws(text, _value_end(text, value_at))
-                if text[at : at + 1] == ",":
-                    at = _skip_ws(text, at + 1)
+            part = str(int(part))
+        found = next((member for key, member in members(text, span) if key == part), None)
         if found is None:
             return None
         span = found
