@@ -216,16 +216,11 @@ def write(p: Plan, tx: Transaction) -> None:
     Every backup is made and journalled before the first replacement, and each file is checked to be the one
     that was read right before it is replaced: a file changed since is never overwritten."""
     try:
-        changed = [path for path in p.paths if path in p.identities and identity(path) != p.identities[path]]
-        if changed:
-            raise EditError(f"{changed[0]} changed since it was read: not overwritten; run fix again")
+        for path in p.paths:  # before any backup or journal is made for a stale plan
+            _refuse_if_changed(p, path)
         tx.begin(p.paths)
         for path in p.paths:
-            if path in p.identities and identity(path) != p.identities[path]:
-                raise EditError(f"{path} changed since it was read: not overwritten; run fix again")
-            if path in p.texts and path in p.originals and _read_text(path) != p.originals[path]:
-                # same inode, size and time, other bytes (a same-second rewrite): the content decides for text
-                raise EditError(f"{path} changed since it was read: not overwritten; run fix again")
+            _refuse_if_changed(p, path)  # and again right before this file is replaced
             if path in p.tensors:
                 writer = resize_writer(path, p.tensors[path])
                 tx.write(path, writer)
@@ -241,6 +236,16 @@ def write(p: Plan, tx: Transaction) -> None:
             what = "every file was restored" if restored else "no file was changed"
             raise FixFailed(f"writing failed ({exc}); {what}", restored) from exc
         raise
+
+
+def _refuse_if_changed(p: Plan, path: str) -> None:
+    """EditError when the file is not the one the plan read: another inode, size or modification time, or for
+    text files other content (a same-size rewrite in place within the same time tick)."""
+    changed = path in p.identities and identity(path) != p.identities[path]
+    if not changed and path in p.texts and path in p.originals:
+        changed = _read_text(path) != p.originals[path]
+    if changed:
+        raise EditError(f"{path} changed since it was read: not overwritten; run fix again")
 
 
 def verify(before: list[Finding], after: list[Finding], fixed: list[Finding]) -> list[str]:
@@ -303,8 +308,9 @@ def fix_and_verify(
     run = check or (lambda: engine.run(rules, targets))
     report = FixReport()
     try:
-        with folder_locks(target_folders(targets)):
-            report.recovered = _recover(target_folders(targets))
+        folders = target_folders(targets)
+        with folder_locks(folders):
+            report.recovered = _recover(folders)
             return _fix_passes(run, unsafe, only, report)
     except FolderBusy as exc:
         report.failure = str(exc)
