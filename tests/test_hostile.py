@@ -319,13 +319,16 @@ def test_hostile_corpus_is_what_its_generator_writes(tmp_path) -> None:
 
 
 def _gguf_with(path: str, key: str, item_type: int, items: bytes, count: int) -> None:
-    def string(text: bytes) -> bytes:
-        return struct.pack("<Q", len(text)) + text
-
-    kv = string(b"general.architecture") + struct.pack("<I", 8) + string(b"qwen2")
-    kv += string(key.encode()) + struct.pack("<IIQ", 9, item_type, count) + items
+    """A GGUF file with one array too large to commit, built with the corpus generator's own helpers."""
+    sys.path.insert(0, HOSTILE)
+    try:
+        from _make_hostile import gguf, gguf_kv, gguf_string
+    finally:
+        sys.path.remove(HOSTILE)
+    arch = gguf_kv("general.architecture", 8, gguf_string("qwen2"))
+    array = gguf_kv(key, 9, struct.pack("<IQ", item_type, count) + items)
     with open(path, "wb") as fh:
-        fh.write(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + kv)
+        fh.write(gguf([arch, array]))
 
 
 @pytest.mark.parametrize(
