@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 class Severity(enum.Enum):
@@ -39,30 +39,49 @@ class Location:
 
 
 # --- Edits: a small closed set. Paths are absolute file paths. -------------------------------
+# Each edit says where it applies in a pass over its file (`order`) and which other edit of the same file it
+# cannot be combined with (`overlaps`); edits.py applies it. A new edit kind is a class here and its applier there.
+
+
+class _EditKind:
+    order: ClassVar[int] = 1  # token additions (0) before the values that name them (1), imports after (2)
+
+    def overlaps(self, other: Any) -> bool:
+        """Both edit the same part of the same file (checked only for different edits of one path)."""
+        return False
 
 
 @dataclass(frozen=True)
-class SetJsonValue:
+class _PointerEdit(_EditKind):
+    def overlaps(self, other: Any) -> bool:
+        if not isinstance(other, _PointerEdit):
+            return False
+        pa, pb = self.pointer, other.pointer  # type: ignore[attr-defined]
+        return bool(pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/"))
+
+
+@dataclass(frozen=True)
+class SetJsonValue(_PointerEdit):
     path: str
     pointer: str
     value: Any
 
 
 @dataclass(frozen=True)
-class RemoveJsonKey:
+class RemoveJsonKey(_PointerEdit):
     path: str
     pointer: str
 
 
 @dataclass(frozen=True)
-class SetYamlValue:
+class SetYamlValue(_PointerEdit):
     path: str
     pointer: str
     value: Any
 
 
 @dataclass(frozen=True)
-class ReplaceSource:
+class ReplaceSource(_EditKind):
     """Replace characters [start, end) of a text file (offsets in characters of the decoded text)."""
 
     path: str
@@ -70,27 +89,37 @@ class ReplaceSource:
     end: int
     text: str
 
+    def overlaps(self, other: Any) -> bool:
+        if not isinstance(other, ReplaceSource):
+            return False
+        a, b = self, other
+        return (a.start < b.end and b.start < a.end) or (a.start == a.end == b.start == b.end)
+
 
 @dataclass(frozen=True)
-class AddImport:
+class AddImport(_EditKind):
     """Ensure `from module import name` exists in a Python file."""
 
     path: str
     module: str
     name: str
 
+    order: ClassVar[int] = 2
+
 
 @dataclass(frozen=True)
-class AddSpecialToken:
+class AddSpecialToken(_EditKind):
     """Add a special token to tokenizer.json (and tokenizer_config.json when present) at `token_id`."""
 
     path: str  # the tokenizer.json
     content: str
     token_id: int
 
+    order: ClassVar[int] = 0
+
 
 @dataclass(frozen=True)
-class ResizeTensor:
+class ResizeTensor(_EditKind):
     """Grow or shrink the first dimension of a tensor in a safetensors file.
 
     New rows are initialised with the mean of the first `mean_of_rows` existing rows.
@@ -100,6 +129,9 @@ class ResizeTensor:
     tensor: str
     rows: int
     mean_of_rows: int
+
+    def overlaps(self, other: Any) -> bool:
+        return isinstance(other, ResizeTensor) and other.tensor == self.tensor
 
 
 Edit = SetJsonValue | RemoveJsonKey | SetYamlValue | ReplaceSource | AddImport | AddSpecialToken | ResizeTensor

@@ -25,17 +25,11 @@ from ttsdoctor import engine, fsio
 from ttsdoctor.discover import Target
 from ttsdoctor.edits import EditError, apply_text, resize_plan, resize_writer
 from ttsdoctor.finding import (
-    AddImport,
-    AddSpecialToken,
     Applicability,
     Edit,
     Finding,
     Fix,
-    RemoveJsonKey,
-    ReplaceSource,
     ResizeTensor,
-    SetJsonValue,
-    SetYamlValue,
     Severity,
 )
 from ttsdoctor.fsio import RollbackFailed, Transaction, write_bytes
@@ -70,17 +64,7 @@ def _read_text(path: str) -> str:
 
 
 def _conflicts(a: Edit, b: Edit) -> bool:
-    if a.path != b.path or a == b:
-        return False
-    if isinstance(a, ReplaceSource) and isinstance(b, ReplaceSource):
-        return (a.start < b.end and b.start < a.end) or (a.start == a.end == b.start == b.end)
-    pointer_edits = (SetJsonValue, RemoveJsonKey, SetYamlValue)
-    if isinstance(a, pointer_edits) and isinstance(b, pointer_edits):
-        pa, pb = a.pointer, b.pointer
-        return pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/")
-    if isinstance(a, ResizeTensor) and isinstance(b, ResizeTensor):
-        return a.tensor == b.tensor
-    return False
+    return a.path == b.path and a != b and a.overlaps(b)
 
 
 def plan(findings: Iterable[Finding], unsafe: bool = False) -> Plan:
@@ -170,7 +154,7 @@ def fix_key(fix: Fix) -> str:
 
 def _ordered(edits: Sequence[Edit]) -> list[Edit]:
     """Token additions before the values that name the new token; imports after range edits."""
-    return sorted(edits, key=lambda e: 0 if isinstance(e, AddSpecialToken) else (2 if isinstance(e, AddImport) else 1))
+    return sorted(edits, key=lambda e: e.order)
 
 
 def diff(p: Plan) -> str:

@@ -43,9 +43,6 @@ class CodecMismatch(Rule):
     summary = "The model's codebook levels, sample rate or frame rate differ from its audio codec"
     severity = Severity.ERROR
 
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        yield from self._valle(target)
-
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         codec, audio = _model_codec(target)
         decoder = _scopes(target).get("decoder")
@@ -91,7 +88,8 @@ class CodecMismatch(Rule):
                 column,
             )
 
-    def _valle(self, config: TrainingConfig) -> Iterator[Finding]:
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        # VALL-E style configs name the codec by audio_backend
         backend = next((e for e in config.find("audio_backend") if isinstance(e.value, str)), None)
         if backend is None:
             return
@@ -119,9 +117,6 @@ class CodebookRows(Rule):
     name = "codebook-rows"
     summary = "Audio-code embeddings without room for the codebook plus the model's stop / pad / bos tokens"
     severity = Severity.ERROR
-
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        yield from self._t3(target)
 
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         codec, audio = _model_codec(target)
@@ -160,7 +155,8 @@ class CodebookRows(Rule):
                     evidence={"rows": rows, "codebook_size": size, "special_ids": special_ids},
                 )
 
-    def _t3(self, config: TrainingConfig) -> Iterator[Finding]:
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        # Chatterbox T3 configs: speech_tokens_dict_size against the speech embedding
         size = config.first_int("speech_tokens_dict_size")
         if size is None:
             return

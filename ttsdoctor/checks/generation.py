@@ -126,9 +126,6 @@ class DictGenerationConfig(Rule):
     summary = "A plain dict where a transformers GenerationConfig is required"
     severity = Severity.ERROR
 
-    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        yield from self._check_config(target)
-
     def check_source(self, target: SourceFile) -> Iterator[Finding]:
         source: SourceFile = target
         if not pysource.mentions(source.text, "generation_config", _GENCONFIG_TEXT):
@@ -196,7 +193,7 @@ class DictGenerationConfig(Rule):
             fix=fix,
         )
 
-    def _check_config(self, target: TrainingConfig) -> Iterator[Finding]:
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
         for entry in target.find("generation_config"):
             if not isinstance(entry.value, dict):
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import singledispatch
 
 from ttsdoctor.artifacts.embeddings import text_embedding
 from ttsdoctor.artifacts.model_dir import ModelDir
@@ -16,10 +17,20 @@ from ttsdoctor.rule import ModelOrConfigRule, Rule
 KNOWN_F5_VOCABS = {2545: "the Emilia pinyin vocab.txt (2545 symbols)", 256: "the byte tokenizer (256 symbols)"}
 
 
+@singledispatch
 def _f5_inputs(target: ModelDir | TrainingConfig) -> tuple[SymbolList | None, Weights]:
-    if isinstance(target, ModelDir):
-        symbols = target.tokenizer.symbols if target.tokenizer is not None else None
-        return symbols, target.weights or Weights()
+    """The symbol list (vocab.txt) and the weights it must fit."""
+    raise TypeError(type(target).__name__)
+
+
+@_f5_inputs.register
+def _model_f5_inputs(target: ModelDir) -> tuple[SymbolList | None, Weights]:
+    symbols = target.tokenizer.symbols if target.tokenizer is not None else None
+    return symbols, target.weights or Weights()
+
+
+@_f5_inputs.register
+def _config_f5_inputs(target: TrainingConfig) -> tuple[SymbolList | None, Weights]:
     weights = Weights()
     for named in target.named("weights"):
         if named.weights is not None:

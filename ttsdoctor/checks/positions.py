@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import singledispatch
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.tensors import TensorInfo
@@ -54,7 +55,7 @@ class PositionOverflow(ModelOrConfigRule):
     severity = Severity.ERROR
 
     def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
-        lengths = list(_model_lengths(target) if isinstance(target, ModelDir) else _config_lengths(target))
+        lengths = list(_lengths(target))
         if not lengths:
             return
         tables = position_tables(_tensors(target))
@@ -95,9 +96,18 @@ class PositionOverflow(ModelOrConfigRule):
                 )
 
 
+@singledispatch
 def _tensors(target: ModelDir | TrainingConfig) -> dict[str, TensorInfo]:
-    if isinstance(target, ModelDir):
-        return target.tensors
+    raise TypeError(type(target).__name__)
+
+
+@_tensors.register
+def _model_tensors(target: ModelDir) -> dict[str, TensorInfo]:
+    return target.tensors
+
+
+@_tensors.register
+def _config_tensors(target: TrainingConfig) -> dict[str, TensorInfo]:
     out: dict[str, TensorInfo] = {}
     for named in target.named("weights"):
         if named.weights is not None:
@@ -105,23 +115,40 @@ def _tensors(target: ModelDir | TrainingConfig) -> dict[str, TensorInfo]:
     return out
 
 
+@singledispatch
 def _declared_limit(target: ModelDir | TrainingConfig) -> tuple[int, str, bool] | None:
-    if isinstance(target, ModelDir):
-        if target.config is None or not target.shares_tokenizer_space:
-            return None
-        scope = target.config_scopes[0]
-        for key in ("max_position_embeddings", "n_positions"):
-            value = scope.get_int(key)
-            if value is not None:
-                rope = scope.has("rope_theta") or scope.has("rope_scaling") or target.model_type in ROPE_TYPES
-                return value, f"{key} in {target.config.path}", rope
+    """The model's position limit: (value, where, whether positions are rotary)."""
+    raise TypeError(type(target).__name__)
+
+
+@_declared_limit.register
+def _model_limit(target: ModelDir) -> tuple[int, str, bool] | None:
+    if target.config is None or not target.shares_tokenizer_space:
         return None
+    scope = target.config_scopes[0]
+    for key in ("max_position_embeddings", "n_positions"):
+        value = scope.get_int(key)
+        if value is not None:
+            rope = scope.has("rope_theta") or scope.has("rope_scaling") or target.model_type in ROPE_TYPES
+            return value, f"{key} in {target.config.path}", rope
+    return None
+
+
+@_declared_limit.register
+def _config_limit(target: TrainingConfig) -> tuple[int, str, bool] | None:
     entry = target.first_int("max_position_embeddings", "n_positions")
     if entry is None:
         return None
     return entry.value, f"{entry.key} in {target.path}", False
 
 
+@singledispatch
+def _lengths(target: ModelDir | TrainingConfig) -> Iterator[Length]:
+    """The configured maximum lengths to compare with the position limit."""
+    raise TypeError(type(target).__name__)
+
+
+@_lengths.register
 def _model_lengths(model: ModelDir) -> Iterator[Length]:
     gen = model.generation_config
     if gen is not None:
@@ -156,6 +183,7 @@ CONFIG_LENGTH_KEYS = (
 PROMPT_KEYS = ("max_prompt_tokens", "max_prompt_length", "max_input_length", "prompt_budget")
 
 
+@_lengths.register
 def _config_lengths(config: TrainingConfig) -> Iterator[Length]:
     for key, topic in CONFIG_LENGTH_KEYS:
         entry = config.first_int(key)

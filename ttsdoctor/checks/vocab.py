@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import singledispatch
 from typing import Any, ClassVar
 
 from ttsdoctor.artifacts.embeddings import head_bias, text_embedding, text_head
@@ -40,6 +41,12 @@ class VocabView:
     tokenizer: Size | None
     declared: tuple[Size, ...]
     rows: tuple[Size, ...]  # embeddings and heads, in weight-file order
+    # A training config builds its model (declared sizes follow the tokenizer); a model folder is built (its
+    # config follows the weights, which a fix may grow: `weights` and `config_path` are set for it).
+    builds_model: bool
+    weights: Weights | None = None
+    config_path: str | None = None
+    edit_format: str = "json"  # how a declared size is edited: "json" | "yaml"
 
     @property
     def embeddings(self) -> tuple[Size, ...]:
@@ -75,32 +82,42 @@ def vocab_view(target: ModelDir | TrainingConfig) -> VocabView:
     return cached
 
 
+@singledispatch
 def _vocab_view(target: ModelDir | TrainingConfig) -> VocabView:
-    if isinstance(target, ModelDir):
-        tok = None
-        if target.tokenizer is not None and target.tokenizer.file is not None:
-            f = target.tokenizer.file
-            tok = Size(f.id_count, f"the tokenizer {f.path}", "tokenizer", f.path)
-        declared = []
-        if target.config is not None and target.shares_tokenizer_space:
-            args = target.config.data.get("model_args")
-            xtts = args.get("gpt_number_text_tokens") if isinstance(args, dict) else None
-            candidates = (
-                ("vocab_size", "/vocab_size", target.config_scopes[0].get_int("vocab_size")),
-                (
-                    "gpt_number_text_tokens",
-                    "/model_args/gpt_number_text_tokens",
-                    xtts if isinstance(xtts, int) and not isinstance(xtts, bool) else None,
-                ),
-            )
-            for key, pointer, vocab in candidates:
-                if vocab is not None:
-                    line, column = target.config.position(pointer)
-                    what = f"{key} in {target.config.path}"
-                    declared.append(Size(vocab, what, "declared", target.config.path, pointer, line, column))
-        by_design = target.family is not None and target.family.pad_equals_eos_by_design
-        return VocabView(tok, tuple(declared), () if by_design else tuple(_tensor_sizes(target.weights)))
-    assert isinstance(target, TrainingConfig)
+    raise TypeError(type(target).__name__)
+
+
+@_vocab_view.register
+def _model_vocab_view(target: ModelDir) -> VocabView:
+    tok = None
+    if target.tokenizer is not None and target.tokenizer.file is not None:
+        f = target.tokenizer.file
+        tok = Size(f.id_count, f"the tokenizer {f.path}", "tokenizer", f.path)
+    declared = []
+    if target.config is not None and target.shares_tokenizer_space:
+        args = target.config.data.get("model_args")
+        xtts = args.get("gpt_number_text_tokens") if isinstance(args, dict) else None
+        candidates = (
+            ("vocab_size", "/vocab_size", target.config_scopes[0].get_int("vocab_size")),
+            (
+                "gpt_number_text_tokens",
+                "/model_args/gpt_number_text_tokens",
+                xtts if isinstance(xtts, int) and not isinstance(xtts, bool) else None,
+            ),
+        )
+        for key, pointer, vocab in candidates:
+            if vocab is not None:
+                line, column = target.config.position(pointer)
+                what = f"{key} in {target.config.path}"
+                declared.append(Size(vocab, what, "declared", target.config.path, pointer, line, column))
+    by_design = target.family is not None and target.family.pad_equals_eos_by_design
+    rows = () if by_design else tuple(_tensor_sizes(target.weights))
+    config_path = target.config.path if target.config is not None else None
+    return VocabView(tok, tuple(declared), rows, builds_model=False, weights=target.weights, config_path=config_path)
+
+
+@_vocab_view.register
+def _config_vocab_view(target: TrainingConfig) -> VocabView:
     tok = None
     named = target.tokenizer
     if named is not None and named.tokenizer is not None and named.tokenizer.file is not None:
@@ -124,7 +141,7 @@ def _vocab_view(target: ModelDir | TrainingConfig) -> VocabView:
     rows: list[Size] = []
     for weights_file in target.named("weights"):
         rows += _tensor_sizes(weights_file.weights)
-    return VocabView(tok, tuple(declared), tuple(rows))
+    return VocabView(tok, tuple(declared), tuple(rows), builds_model=True, edit_format=target.format)
 
 
 def padded_size(ids: int, multiple: int) -> int:
@@ -139,24 +156,21 @@ def is_normal_padding(rows: int, ids: int, multiple: int = 64, max_surplus: int 
     return rows % multiple == 0 and surplus <= max(max_surplus, ids // 50)
 
 
-def _set_value_fix(target: ModelDir | TrainingConfig, size: Size, value: int, title: str) -> Fix | None:
+def _set_value_fix(view: VocabView, size: Size, value: int, title: str) -> Fix | None:
     if size.pointer is None:
         return None
-    if isinstance(target, TrainingConfig):
-        edit: Any = (SetYamlValue if target.format == "yaml" else SetJsonValue)(size.path, size.pointer, value)
-    else:
-        edit = SetJsonValue(size.path, size.pointer, value)
+    edit: Any = (SetYamlValue if view.edit_format == "yaml" else SetJsonValue)(size.path, size.pointer, value)
     return Fix(title, Applicability.SAFE, (edit,))
 
 
-def _resize_fix(target: ModelDir | TrainingConfig, view: VocabView, ids: int) -> Fix | None:
+def _resize_fix(view: VocabView, ids: int) -> Fix | None:
     """Grow embedding and head (and a head bias) to the tokenizer, keeping their padding multiple.
 
     The declared sizes in config.json (vocab_size, XTTS gpt_number_text_tokens) follow the new row count.
     """
-    if not isinstance(target, ModelDir):
+    if view.builds_model:  # a training config's checkpoints are grown by its own training code
         return None
-    refusals = [resize_refusal(s.tensor, target.weights) for s in view.rows if s.tensor is not None]
+    refusals = [resize_refusal(s.tensor, view.weights) for s in view.rows if s.tensor is not None]
     refusal = next((r for r in refusals if r is not None), None)
     if refusal is not None:
         return Fix(f"Grow the embedding and head by hand: {refusal}", Applicability.DISPLAY_ONLY, ())
@@ -176,7 +190,7 @@ def _resize_fix(target: ModelDir | TrainingConfig, view: VocabView, ids: int) ->
     edits: list[Any] = [ResizeTensor(t.path, t.name, rows, min(t.rows or 0, ids)) for t in tensors]
     keys = []
     for size in view.declared:
-        if size.pointer is not None and size.path == getattr(target.config, "path", None):
+        if size.pointer is not None and size.path == view.config_path:
             edits.append(SetJsonValue(size.path, size.pointer, rows))
             keys.append(size.pointer.rsplit("/", 1)[-1])
     what = "embedding and head" + (" (weight and bias)" if any(len(t.shape) == 1 for t in tensors) else "")
@@ -211,15 +225,15 @@ class TokenizerExceedsVocab(ModelOrConfigRule):
                     f"{tok.what} has {tok.value} ids but {size.what} has {size.value} rows: ids "
                     f"{size.value}..{tok.value - 1} index past it ({OUT_OF_RANGE})"
                 )
-            fix = _resize_fix(target, view, tok.value)
+            fix = _resize_fix(view, tok.value)
             fitting = [r.value for r in view.embeddings if r.value >= tok.value]
-            if size.kind == "declared" and isinstance(target, TrainingConfig):
+            if size.kind == "declared" and view.builds_model:
                 # A training config builds the model for its tokenizer.
                 key = size.entry.key if size.entry else "n_vocab"
-                fix = _set_value_fix(target, size, tok.value, f"Set {key} to {tok.value}")
+                fix = _set_value_fix(view, size, tok.value, f"Set {key} to {tok.value}")
             elif size.kind == "declared" and fitting:
                 # A model config follows weights that already fit the tokenizer.
-                fix = _set_value_fix(target, size, fitting[0], f"Set vocab_size to {fitting[0]}")
+                fix = _set_value_fix(view, size, fitting[0], f"Set vocab_size to {fitting[0]}")
             yield self.finding(
                 message,
                 size.path,
@@ -243,7 +257,7 @@ class VocabSizeMismatch(ModelOrConfigRule):
             for rows in view.embeddings:
                 if declared.value == rows.value:
                     continue
-                if isinstance(target, TrainingConfig):
+                if view.builds_model:
                     consequence = (
                         "load_state_dict fails with a size mismatch, and with strict=False the model "
                         "keeps randomly initialised embeddings"
@@ -257,7 +271,7 @@ class VocabSizeMismatch(ModelOrConfigRule):
                 tok = view.tokenizer
                 if tok is None or tok.value <= rows.value:
                     key = declared.entry.key if declared.entry else "vocab_size"
-                    fix = _set_value_fix(target, declared, rows.value, f"Set {key} to {rows.value} from the weights")
+                    fix = _set_value_fix(view, declared, rows.value, f"Set {key} to {rows.value} from the weights")
                 yield self.finding(
                     f"{declared.what} is {declared.value} but {rows.what} has {rows.value} rows: {consequence}",
                     declared.path,
@@ -318,7 +332,7 @@ class UnexplainedSurplus(ModelOrConfigRule):
                 rows.pointer,
                 evidence={"rows": rows.value, "tokenizer_ids": tok.value, "surplus": surplus},
             )
-        if not isinstance(target, TrainingConfig):
+        if not view.builds_model:
             return
         for size in view.declared:  # n_vocab: 3000 beside a 2535-id tokenizer builds 465 rows no id reaches
             if size.value <= tok.value or is_normal_padding(
@@ -419,23 +433,30 @@ class UntrainedRows(ModelOrConfigRule):
             )
 
 
+@singledispatch
 def _new_rows(target: ModelDir | TrainingConfig) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
     """(embedding, ids of new rows, first new id, why they are new) for each safetensors embedding."""
-    if isinstance(target, ModelDir):
-        emb = target.embedding
-        tok = target.tokenizer.file if target.tokenizer is not None else None
-        if emb is None or tok is None or emb.data_start is None or emb.rows is None:
-            return
-        # eos and bos rows must be trained; a pad row is zero by design (nn.Embedding padding_idx)
-        used = {i for d in target.special_decls if d.text_space and d.role in ("eos", "bos") for i in d.ids}
-        pads = {i for d in target.special_decls if d.role == "pad" for i in d.ids}
-        found = {token_id: a.special for a in tok.declared_added if (token_id := tok.token_id(a.content)) is not None}
-        rows = emb.rows
-        ids = sorted(i for i, special in found.items() if (not special or i in used) and i < rows and i not in pads)
-        if ids:
-            yield emb, ids, ids[0], "tokens added to the base vocabulary"
+    raise TypeError(type(target).__name__)
+
+
+@_new_rows.register
+def _model_new_rows(target: ModelDir) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
+    emb = target.embedding
+    tok = target.tokenizer.file if target.tokenizer is not None else None
+    if emb is None or tok is None or emb.data_start is None or emb.rows is None:
         return
-    assert isinstance(target, TrainingConfig)
+    # eos and bos rows must be trained; a pad row is zero by design (nn.Embedding padding_idx)
+    used = {i for d in target.special_decls if d.text_space and d.role in ("eos", "bos") for i in d.ids}
+    pads = {i for d in target.special_decls if d.role == "pad" for i in d.ids}
+    found = {token_id: a.special for a in tok.declared_added if (token_id := tok.token_id(a.content)) is not None}
+    rows = emb.rows
+    ids = sorted(i for i, special in found.items() if (not special or i in used) and i < rows and i not in pads)
+    if ids:
+        yield emb, ids, ids[0], "tokens added to the base vocabulary"
+
+
+@_new_rows.register
+def _config_new_rows(target: TrainingConfig) -> Iterator[tuple[TensorInfo, list[int], int, str]]:
     base = _base_size(target)
     named = target.tokenizer
     tok_ids = named.tokenizer.file.id_count if named and named.tokenizer and named.tokenizer.file else None
