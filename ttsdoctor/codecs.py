@@ -69,3 +69,38 @@ def family_layout(family_name: str | None) -> dict[str, Any]:
         return {}
     layout: dict[str, Any] = _data()["families"].get(family_name, {})
     return layout
+
+
+@dataclass(frozen=True)
+class ServingFacts:
+    """What serving a family needs (data/codecs.json "serving"), each figure with where it comes from."""
+
+    family: str
+    tokens_per_second: float | None
+    rate_source: str
+    end_of_speech: str | None  # the token whose id must stop generation
+    end_of_speech_source: str
+    min_repetition_penalty: float | None
+    needs_sampling: bool
+    sampling_source: str
+
+    def seconds(self, tokens: int) -> float | None:
+        return tokens / self.tokens_per_second if self.tokens_per_second else None
+
+
+def serving_facts(family_name: str | None) -> ServingFacts | None:
+    if family_name is None:
+        return None
+    entry = _data().get("serving", {}).get(family_name)
+    if not isinstance(entry, dict):
+        return None
+    return ServingFacts(
+        family_name,
+        entry.get("tokens_per_second"),
+        entry.get("tokens_per_second_source", ""),
+        entry.get("end_of_speech"),
+        entry.get("end_of_speech_source", ""),
+        entry.get("min_repetition_penalty"),
+        bool(entry.get("needs_sampling", False)),
+        entry.get("sampling_source", ""),
+    )

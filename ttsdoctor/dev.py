@@ -4,7 +4,8 @@
         --severity warning --summary "The pad id is declared after the eos id"
     python -m ttsdoctor.dev readme
 
-`new-rule` writes the rule's class (appended to ttsdoctor/checks/<module>.py), registers it in
+`new-rule` writes the rule's class (appended to ttsdoctor/checks/<module>.py, which it creates with its imports
+for a new family), registers it in
 registry.py, creates rules/<ID>.md with every section the docs test asks for, and good and bad
 fixture folders with a placeholder config; then `readme` puts the rule in README.md's table. Each
 file it writes is new or only appended to; nothing existing is rewritten. The scaffolded rule
@@ -47,6 +48,17 @@ The corrected version.
 No automatic fix.
 """
 
+MODULE = '''"""{family}: (describe the family of rules this module holds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from {type_module} import {type_name}
+from ttsdoctor.finding import Finding, Severity
+from ttsdoctor.rule import Rule
+'''
+
 CLASS = """
 
 class {cls}(Rule):
@@ -78,10 +90,13 @@ def new_rule(args: argparse.Namespace) -> int:
     module = os.path.join(ROOT, "ttsdoctor", "checks", f"{args.module}.py")
     doc = os.path.join(ROOT, "rules", f"{rule_id}.md")
     fixtures = [os.path.join(ROOT, "fixtures", rule_id, kind, "example") for kind in ("good", "bad")]
-    if not os.path.isfile(module) or os.path.exists(doc) or any(os.path.exists(f) for f in fixtures):
-        sys.stderr.write(f"ttsdoctor.dev: {module} must exist and {doc} and fixtures/{rule_id}/ must not\n")
+    if os.path.exists(doc) or any(os.path.exists(f) for f in fixtures):
+        sys.stderr.write(f"ttsdoctor.dev: {doc} and fixtures/{rule_id}/ must not exist yet\n")
         return 2
     type_name, type_module, method = TARGET_TYPES[args.target]
+    if not os.path.isfile(module):  # a new family's module
+        with open(module, "w", encoding="utf-8") as fh:
+            fh.write(MODULE.format(family=rule_id[:3], type_module=type_module, type_name=type_name))
     cls = _class_name(name)
     with open(module, encoding="utf-8") as fh:
         source = fh.read()

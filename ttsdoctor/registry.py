@@ -11,7 +11,7 @@ from ttsdoctor.checks.artifacts import (
     UnreadableArtifact,
 )
 from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
-from ttsdoctor.checks.codec import AudioTokenRange, CodebookRows, CodecMismatch
+from ttsdoctor.checks.codec import AudioTokenRange, CodebookRows, CodecMismatch, IdsBeyondCodec
 from ttsdoctor.checks.environment import Bf16Unsupported, TransformersTooOld
 from ttsdoctor.checks.freeze import FreezeIndexNotBase, FreezeIndexOutOfRange
 from ttsdoctor.checks.generation import (
@@ -23,6 +23,7 @@ from ttsdoctor.checks.generation import (
 from ttsdoctor.checks.layouts import F5Vocab, XttsAudioTokens
 from ttsdoctor.checks.positions import PositionOverflow
 from ttsdoctor.checks.security import AmbiguousPickle, EvaluatedString, PathEscape, RemoteCode, UnsafePickle
+from ttsdoctor.checks.serving import AudioLengthBudget, EndOfSpeechNotAStop, FamilySampling, GgufTtsTokens
 from ttsdoctor.checks.suppressions import UnusedSuppression
 from ttsdoctor.checks.tokens import (
     AddedTokenIdMismatch,
@@ -84,6 +85,11 @@ ALL_RULES: tuple[Rule, ...] = (
     AmbiguousPickle(),
     TransformersTooOld(),
     Bf16Unsupported(),
+    IdsBeyondCodec(),
+    AudioLengthBudget(),
+    EndOfSpeechNotAStop(),
+    FamilySampling(),
+    GgufTtsTokens(),
     UnusedSuppression(),
 )
 

@@ -216,6 +216,7 @@ def load_gguf(path: str) -> ModelDir:
         model.errors.append(exc)
         return model
     meta = header.metadata
+    model.gguf_metadata = meta
     tokens = meta.get("tokenizer.ggml.tokens")
     if isinstance(tokens, list):
         raw_types = meta.get("tokenizer.ggml.token_type")

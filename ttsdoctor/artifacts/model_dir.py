@@ -30,6 +30,7 @@ class ModelDir:
     family: Family | None = None
     family_detection: Detection | None = None  # what the family was recognised from
     extra_decls: list[SpecialDecl] = field(default_factory=list)  # special ids from GGUF metadata
+    gguf_metadata: dict[str, Any] | None = None  # a GGUF file's metadata (scalars, strings, token list and types)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
 
     kind = "model_dir"

@@ -10,7 +10,7 @@ from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.tokenizer import TokenizerFile
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.codecs import Codec, family_layout, find_codec
-from ttsdoctor.finding import Finding, Severity
+from ttsdoctor.finding import Applicability, Finding, Fix, Severity
 from ttsdoctor.rule import Rule
 
 VALLE_BACKENDS = {
@@ -276,3 +276,47 @@ class AudioTokenRange(Rule):
                     tok.path,
                     evidence={"first_jump": n},
                 )
+
+
+class IdsBeyondCodec(Rule):
+    id = "COD005"
+    name = "ids-beyond-codec"
+    summary = "The audio head or an audio stop id reaches past the codec's codebook and is not a declared special id"
+    severity = Severity.WARNING
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        """CSM-style configs: `audio_vocab_size` is the width of every codebook head; the codec decodes
+        `codebook_size` codes, so ids above it must each be a declared special (pad / eos / bos) the generation loop
+        removes. A surplus of 64 or more is padding of the head, which training never targets."""
+        codec, audio = _model_codec(target)
+        if codec is None:
+            return
+        size = (audio.get_int("codebook_size") if audio is not None else None) or codec.codebook_size
+        for scope in target.config_scopes:
+            width = scope.get_int("audio_vocab_size")
+            if width is None or width <= size or width - size >= 64:
+                continue
+            declared = {
+                i for key in ("codebook_pad_token_id", "codebook_eos_token_id", "codebook_bos_token_id")
+                for i in scope.get_ids(key)
+            }  # fmt: skip
+            undeclared = [i for i in range(size, width) if i not in declared]
+            if not undeclared:
+                continue
+            line, column = scope.doc.position(scope.pointer("audio_vocab_size"))
+            yield self.finding(
+                f"audio_vocab_size {width} in {scope.doc.path} makes every codebook head {width}-way, but "
+                f"{codec.name} decodes {size} codes per codebook: ids {undeclared[0]}..{undeclared[-1]} are neither "
+                f"codes nor declared specials (declared: {sorted(declared) or 'none'}); a sampled one reaches the "
+                "codec's embedding and fails (IndexError on CPU, device-side assert on CUDA)",
+                scope.doc.path,
+                scope.pointer("audio_vocab_size"),
+                line,
+                column,
+                {"audio_vocab_size": width, "codebook_size": size, "undeclared": undeclared},
+                Fix(
+                    f"Mask ids {undeclared[0]}..{undeclared[-1]} out of the logits before sampling (or declare "
+                    "them as special ids the generation loop removes)",
+                    Applicability.DISPLAY_ONLY,
+                ),
+            )

@@ -1,0 +1,491 @@
+"""SRV: serving an LLM-based TTS model: length budgets, stop tokens, family sampling settings and GGUF metadata.
+
+The figures (tokens per second of audio, end-of-speech tokens, required sampling) are data in data/codecs.json
+("serving"), each with its source. A model folder's family comes from families.py; a source file's from the model
+names in its string literals (one family named, or nothing is said).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ttsdoctor.artifacts.jsonfile import JsonDoc
+from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.checks import pysource
+from ttsdoctor.codecs import ServingFacts, serving_facts
+from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, SetJsonValue, Severity
+from ttsdoctor.rule import Rule
+
+# transformers: generate() without max_new_tokens / max_length generates 20 new tokens
+# (GenerationConfig._get_default_generation_params, generation/utils.py "by default let's always generate 20 new
+# tokens"); vLLM: SamplingParams.max_tokens defaults to 16 (vllm/sampling_params.py).
+TRANSFORMERS_DEFAULT_NEW_TOKENS = 20
+VLLM_DEFAULT_MAX_TOKENS = 16
+# Sub-configs generate() reads generation ids from (GenerationConfig.from_model_config)
+DECODER_CONFIGS = ("decoder", "generator", "text_config")
+
+# A model named in a string literal: "canopylabs/orpheus-3b-0.1-ft", "HKUSTAudio/Llasa-1B", ...
+_FAMILY_IN_SOURCE = (
+    (re.compile(r"orpheus", re.I), "Orpheus"),
+    (re.compile(r"llasa", re.I), "Llasa"),
+    (re.compile(r"outetts[-_ ]?1\.0|outetts-1b|llama-outetts-1", re.I), "OuteTTS 1.0"),
+    (re.compile(r"outetts[-_ ]?0\.[23]", re.I), "OuteTTS 0.2/0.3"),
+    (re.compile(r"spark-?tts", re.I), "Spark-TTS"),
+)
+_STRING = re.compile(r"\"[^\"\n]{2,200}\"|'[^'\n]{2,200}'")
+_CALLS_TEXT = re.compile(r"SamplingParams\s*\(|\.generate\s*\(")
+
+
+def source_family(source: SourceFile) -> ServingFacts | None:
+    """The serving facts of the one TTS family the file's string literals name (None for none or several)."""
+    if "source_family" in source.cache:
+        found: ServingFacts | None = source.cache["source_family"]
+        return found
+    named: set[str] = set()
+    for match in _STRING.finditer(source.text):
+        for pattern, family in _FAMILY_IN_SOURCE:
+            if pattern.search(match.group()):
+                named.add(family)
+    facts = serving_facts(named.pop()) if len(named) == 1 else None
+    source.cache["source_family"] = facts
+    return facts
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _literal(site: pysource.CallSite, name: str) -> tuple[ast.keyword, Any] | None:
+    """A keyword argument whose value is a constant (directly or through a name assigned one in the scope)."""
+    kw = pysource.keyword(site.node, name)
+    if kw is None:
+        return None
+    value = pysource.resolve(kw.value, site.scope, site.node.lineno)
+    if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub) and isinstance(value.operand, ast.Constant):
+        return kw, -value.operand.value if isinstance(value.operand.value, (int, float)) else None
+    if isinstance(value, ast.Constant):
+        return kw, value.value
+    return None
+
+
+def _seconds(tokens: int, facts: ServingFacts) -> str:
+    seconds = facts.seconds(tokens) or 0.0
+    return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _rate(facts: ServingFacts) -> str:
+    return f"{facts.tokens_per_second:g} tokens per second of audio for {facts.family} ({facts.rate_source})"
+
+
+def _model_facts(model: ModelDir) -> ServingFacts | None:
+    return serving_facts(model.family.name if model.family is not None else None)
+
+
+class AudioLengthBudget(Rule):
+    id = "SRV001"
+    name = "audio-length-budget"
+    summary = (
+        "A generation budget that cuts the audio: max_new_tokens (or the default) below the seconds the family needs"
+    )
+    severity = Severity.WARNING
+    options: ClassVar[dict[str, tuple[type, Any]]] = {"min-seconds": (float, 10.0), "seconds": (float, 30.0)}
+
+    def _budget_fix(self, gen: JsonDoc | None, facts: ServingFacts) -> tuple[int, Fix]:
+        tokens = math.ceil(self.seconds * (facts.tokens_per_second or 0))
+        title = f"Set max_new_tokens to {tokens} ({self.seconds:g} s of audio at {facts.tokens_per_second:g} tokens/s)"
+        if gen is None:
+            return tokens, Fix(
+                f"{title} in a generation_config.json, or pass it to generate()", Applicability.DISPLAY_ONLY
+            )
+        return tokens, Fix(title, Applicability.SAFE, (SetJsonValue(gen.path, "/max_new_tokens", tokens),))
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        facts = _model_facts(target)
+        if facts is None or not facts.tokens_per_second or target.gguf_metadata is not None:
+            return
+        gen = target.generation_config
+        data = gen.data if gen is not None and isinstance(gen.data, dict) else {}
+        new, length = _int(data.get("max_new_tokens")), _int(data.get("max_length"))
+        if new is not None:
+            budget, key, what = new, "max_new_tokens", f"max_new_tokens {new}"
+        elif length is not None:
+            budget, key, what = length, "max_length", f"max_length {length} (prompt included)"
+        else:
+            budget, key, what = TRANSFORMERS_DEFAULT_NEW_TOKENS, None, "no max_new_tokens or max_length"
+        seconds = facts.seconds(budget) or 0.0
+        if seconds >= self.min_seconds:
+            return
+        tokens, fix = self._budget_fix(gen, facts)
+        evidence = {"budget_tokens": budget, "seconds": round(seconds, 2), "tokens_per_second": facts.tokens_per_second}
+        where = gen.path if gen is not None else target.path
+        if key is None:  # no budget is a choice left to the calling code: the fix is only shown
+            fix = Fix(fix.title, Applicability.DISPLAY_ONLY)
+            yield self.finding(
+                f"{where} sets {what}: generate() called without max_new_tokens stops after "
+                f"{TRANSFORMERS_DEFAULT_NEW_TOKENS} new tokens, {_seconds(budget, facts)} of audio at {_rate(facts)}",
+                where,
+                evidence=evidence,
+                fix=fix,
+                severity=Severity.INFO,
+            )
+            return
+        assert gen is not None
+        yield self.finding(
+            f"{what} in {gen.path} allows at most {_seconds(budget, facts)} of audio at {_rate(facts)}: longer "
+            f"sentences are cut off mid-word (below the {self.min_seconds:g} s this rule expects; {tokens} tokens "
+            f"give {self.seconds:g} s)",
+            gen.path,
+            f"/{key}",
+            *gen.position(f"/{key}"),
+            evidence=evidence,
+            fix=fix,
+        )
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if not pysource.mentions(source.text, "generate", _CALLS_TEXT) and "SamplingParams" not in source.text:
+            return
+        facts = source_family(source)
+        if facts is None or not facts.tokens_per_second:
+            return
+        for site in pysource.calls(source, _CALLS_TEXT, "SamplingParams", "generate"):
+            key = "max_tokens" if site.name == "SamplingParams" else "max_new_tokens"
+            found = _literal(site, key)
+            if found is None and site.name == "SamplingParams":
+                if pysource.keyword(site.node, key) is not None or pysource.has_star_kwargs(site.node):
+                    continue
+                if source.text.count("max_tokens") > 0:  # set later (params.max_tokens = ...) or passed elsewhere
+                    continue
+                yield self.finding(
+                    f"SamplingParams(...) at {source.line_name(site.node.lineno)} sets no max_tokens: vLLM's default "
+                    f"is {VLLM_DEFAULT_MAX_TOKENS} tokens, {_seconds(VLLM_DEFAULT_MAX_TOKENS, facts)} of audio at "
+                    f"{_rate(facts)}",
+                    source.path,
+                    line=site.node.lineno,
+                    column=site.node.col_offset + 1,
+                    evidence={"budget_tokens": VLLM_DEFAULT_MAX_TOKENS, "tokens_per_second": facts.tokens_per_second},
+                )
+                continue
+            if found is None:
+                continue
+            kw, value = found
+            budget = _int(value)
+            if budget is None or budget <= 0:
+                continue
+            seconds = facts.seconds(budget) or 0.0
+            if seconds >= self.min_seconds:
+                continue
+            yield self.finding(
+                f"{key}={budget} at {source.line_name(kw.value.lineno)} allows at most {_seconds(budget, facts)} of "
+                f"audio at {_rate(facts)}: longer sentences are cut off (below the {self.min_seconds:g} s this rule "
+                f"expects; {math.ceil(self.seconds * facts.tokens_per_second)} tokens give {self.seconds:g} s)",
+                source.path,
+                line=kw.value.lineno,
+                column=kw.value.col_offset + 1,
+                evidence={"budget_tokens": budget, "seconds": round(seconds, 2)},
+            )
+
+
+@dataclass(frozen=True)
+class _Stops:
+    ids: tuple[int, ...]
+    where: str  # "generation_config.json", "config.json", "GGUF metadata"
+
+
+def _ids(value: Any) -> tuple[int, ...]:
+    if isinstance(value, list):
+        return tuple(v for v in value if _int(v) is not None)
+    return (value,) if _int(value) is not None else ()
+
+
+def _stop_ids(model: ModelDir) -> _Stops:
+    """The ids that end generate() when the calling code passes none: the generation config's eos, else the
+    model config's (top level, then the decoder sub-config transformers reads); for a GGUF, its eos and eot."""
+    meta = model.gguf_metadata
+    if meta is not None:
+        gguf_ids = _ids(meta.get("tokenizer.ggml.eos_token_id")) + _ids(meta.get("tokenizer.ggml.eot_token_id"))
+        return _Stops(gguf_ids, "the GGUF metadata (tokenizer.ggml.eos_token_id / eot_token_id)")
+    ids: tuple[int, ...] = ()
+    where = []
+    gen = model.generation_config
+    if gen is not None and isinstance(gen.data, dict):
+        ids += _ids(gen.data.get("eos_token_id"))
+        where.append("generation_config.json")
+    config = model.config.data if model.config is not None and isinstance(model.config.data, dict) else {}
+    ids += _ids(config.get("eos_token_id"))
+    for name in DECODER_CONFIGS:
+        sub = config.get(name)
+        if isinstance(sub, dict):
+            ids += _ids(sub.get("eos_token_id"))
+    if model.config is not None:
+        where.append("config.json")
+    return _Stops(tuple(dict.fromkeys(ids)), " and ".join(where) or "nowhere")
+
+
+def _nested_eos(config: JsonDoc) -> tuple[str, int] | None:
+    """An eos_token_id kept only in a sub-config generate() does not read (CosyVoice3's `llm`)."""
+    data = config.data
+    if not isinstance(data, dict) or data.get("is_encoder_decoder") is True:
+        return None
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in DECODER_CONFIGS and not key.endswith("_config"):
+            eos = _int(value.get("eos_token_id"))
+            if eos is not None:
+                return f"/{key}/eos_token_id", eos
+    return None
+
+
+class EndOfSpeechNotAStop(Rule):
+    id = "SRV002"
+    name = "end-of-speech-not-a-stop"
+    summary = "The end-of-speech token (or a nested eos) is not among the ids that stop generation"
+    severity = Severity.WARNING
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        stops = _stop_ids(target)
+        if target.config is not None and not stops.ids:
+            nested = _nested_eos(target.config)
+            if nested is not None:
+                nested_pointer, eos = nested
+                config = target.config
+                yield self.finding(
+                    f"eos_token_id {eos} is only in {nested_pointer} of {config.path}, and {stops.where} set "
+                    "none at the level generate() and vLLM read: generation never stops by itself and runs to the "
+                    "length budget (CosyVoice3 served by vLLM: 76 s of audio for a short sentence)",
+                    config.path,
+                    nested_pointer,
+                    *config.position(nested_pointer),
+                    evidence={"nested": nested_pointer, "eos_token_id": eos},
+                    fix=Fix(
+                        f"Set eos_token_id to {eos} at the top level of config.json",
+                        Applicability.SAFE,
+                        (SetJsonValue(config.path, "/eos_token_id", eos),),
+                    ),
+                )
+                return
+        facts = _model_facts(target)
+        tok = target.tokenizer.file if target.tokenizer is not None else None
+        if facts is None or facts.end_of_speech is None or tok is None:
+            return
+        speech_end = tok.token_id(facts.end_of_speech)
+        if speech_end is None or speech_end in stops.ids or not (stops.ids or target.config is not None):
+            return
+        merged = [*stops.ids, speech_end]
+        gen = target.generation_config
+        path = target.path
+        pointer: str | None = None
+        line = column = None
+        if target.gguf_metadata is not None:
+            fix = Fix(
+                f"Pass {speech_end} as a stop id to the server, or run llama.cpp with "
+                f"--override-kv tokenizer.ggml.eos_token_id=int:{speech_end}",
+                Applicability.DISPLAY_ONLY,
+            )
+        elif gen is not None:
+            path, pointer = gen.path, "/eos_token_id"
+            line, column = gen.position(pointer)
+            fix = Fix(
+                f"Add {speech_end} to eos_token_id in generation_config.json ({merged})",
+                Applicability.SAFE,
+                (SetJsonValue(gen.path, pointer, merged),),
+            )
+        else:
+            assert target.config is not None
+            path, pointer = target.config.path, "/eos_token_id"
+            line, column = target.config.position(pointer)
+            fix = Fix(
+                f"Add {speech_end} to eos_token_id in config.json ({merged})",
+                Applicability.SAFE,
+                (SetJsonValue(target.config.path, pointer, merged),),
+            )
+        yield self.finding(
+            f"{facts.family} ends speech with {facts.end_of_speech} (id {speech_end}), but the ids that stop "
+            f"generation in {stops.where} are {list(stops.ids) or 'none'}: generate() or a server keeps producing "
+            f"tokens after the speech ends, until the length budget ({facts.end_of_speech_source})",
+            path,
+            pointer,
+            line,
+            column,
+            evidence={"end_of_speech": speech_end, "stop_ids": list(stops.ids)},
+            fix=fix,
+        )
+
+
+class FamilySampling(Rule):
+    id = "SRV003"
+    name = "family-sampling"
+    summary = "Sampling settings a family documents as required: repetition_penalty floor, sampling instead of greedy"
+    severity = Severity.WARNING
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        facts = _model_facts(target)
+        gen = target.generation_config
+        if facts is None or gen is None or not isinstance(gen.data, dict):
+            return
+        penalty = _number(gen.data.get("repetition_penalty"))
+        floor = facts.min_repetition_penalty
+        if penalty is not None and floor is not None and penalty < floor:
+            yield self.finding(
+                f"repetition_penalty {penalty:g} in {gen.path} is below the {floor:g} {facts.family} requires "
+                f"({facts.sampling_source}): generations loop or stall",
+                gen.path,
+                "/repetition_penalty",
+                *gen.position("/repetition_penalty"),
+                evidence={"repetition_penalty": penalty, "required": floor},
+                fix=Fix(
+                    f"Set repetition_penalty to {floor:g}",
+                    Applicability.SAFE,
+                    (SetJsonValue(gen.path, "/repetition_penalty", floor),),
+                ),
+            )
+        greedy = _greedy(gen.data.get("do_sample"), gen.data.get("top_k"), None)
+        if facts.needs_sampling and greedy is not None:
+            key = "do_sample" if greedy.startswith("do_sample") else "top_k"
+            yield self.finding(
+                f"{greedy} in {gen.path} makes generate() greedy, but {facts.family} is run by sampling "
+                f"({facts.sampling_source}): greedy decoding gives silence or a loop",
+                gen.path,
+                f"/{key}",
+                *gen.position(f"/{key}"),
+                evidence={key: gen.data.get(key)},
+                fix=Fix(
+                    f"Set do_sample to true with the family's temperature and top_p ({facts.sampling_source})",
+                    Applicability.DISPLAY_ONLY,
+                ),
+            )
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if not pysource.mentions(source.text, "generate", _CALLS_TEXT) and "SamplingParams" not in source.text:
+            return
+        facts = source_family(source)
+        if facts is None or (facts.min_repetition_penalty is None and not facts.needs_sampling):
+            return
+        for site in pysource.calls(source, _CALLS_TEXT, "SamplingParams", "generate"):
+            found = _literal(site, "repetition_penalty")
+            floor = facts.min_repetition_penalty
+            penalty = _number(found[1]) if found is not None else None
+            if found is not None and penalty is not None and floor is not None and penalty < floor:
+                kw = found[0]
+                where = pysource.span(source, kw.value)
+                fix = None
+                if isinstance(kw.value, (ast.Constant, ast.UnaryOp)) and where is not None:  # written in the call
+                    fix = Fix(
+                        f"Set repetition_penalty to {floor:g}",
+                        Applicability.SAFE,
+                        (ReplaceSource(source.path, where[0], where[1], f"{floor:g}"),),
+                    )
+                yield self.finding(
+                    f"repetition_penalty={penalty:g} at {source.line_name(kw.value.lineno)} is below the {floor:g} "
+                    f"{facts.family} requires ({facts.sampling_source}): generations loop or stall",
+                    source.path,
+                    line=kw.value.lineno,
+                    column=kw.value.col_offset + 1,
+                    evidence={"repetition_penalty": penalty, "required": floor},
+                    fix=fix,
+                )
+            if not facts.needs_sampling:
+                continue
+            values = {name: _literal(site, name) for name in ("do_sample", "top_k", "temperature")}
+            plain = {name: found[1] for name, found in values.items() if found is not None}
+            greedy = _greedy(
+                plain.get("do_sample") if site.name == "generate" else None,
+                plain.get("top_k"),
+                plain.get("temperature") if site.name == "SamplingParams" else None,
+            )
+            if greedy is None:
+                continue
+            kw = next(found[0] for name, found in values.items() if found is not None and greedy.startswith(name))
+            yield self.finding(
+                f"{greedy} at {source.line_name(kw.value.lineno)} decodes greedily, but {facts.family} is run by "
+                f"sampling ({facts.sampling_source}): greedy decoding gives silence or a loop",
+                source.path,
+                line=kw.value.lineno,
+                column=kw.value.col_offset + 1,
+                evidence={"setting": greedy},
+            )
+
+
+def _greedy(do_sample: Any, top_k: Any, temperature: Any) -> str | None:
+    """How a setting makes decoding greedy, or None."""
+    if do_sample is False:
+        return "do_sample=False"
+    if _int(top_k) == 1:
+        return "top_k=1"
+    if _number(temperature) == 0:
+        return "temperature=0"
+    return None
+
+
+# llama.cpp token types (llama-vocab.cpp): 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte
+GGUF_TYPE_NAMES = {1: "NORMAL", 2: "UNKNOWN", 3: "CONTROL", 4: "USER_DEFINED", 5: "UNUSED", 6: "BYTE"}
+
+
+class GgufTtsTokens(Rule):
+    id = "SRV004"
+    name = "gguf-tts-tokens"
+    summary = "A TTS GGUF whose stop tokens are not CONTROL tokens, or that carries a chat template"
+    severity = Severity.WARNING
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        meta = target.gguf_metadata
+        if meta is None or target.family is None:
+            return
+        family = target.family.name
+        tokens, types = meta.get("tokenizer.ggml.tokens"), meta.get("tokenizer.ggml.token_type")
+        facts = serving_facts(family)
+        wanted: dict[int, str] = {}
+        for role, key in (("eos", "tokenizer.ggml.eos_token_id"), ("eot", "tokenizer.ggml.eot_token_id")):
+            token_id = _int(meta.get(key))
+            if token_id is not None:
+                wanted.setdefault(token_id, f"the {role} token")
+        tok = target.tokenizer.file if target.tokenizer is not None else None
+        if facts is not None and facts.end_of_speech is not None and tok is not None:
+            speech_end = tok.token_id(facts.end_of_speech)
+            if speech_end is not None:
+                wanted.setdefault(speech_end, "the end-of-speech token")
+        if isinstance(tokens, list) and isinstance(types, list):
+            for token_id, role in sorted(wanted.items()):
+                if not 0 <= token_id < min(len(tokens), len(types)):
+                    continue  # out of range: TOK rules say so
+                kind = types[token_id]
+                if kind in (3, 4):
+                    continue
+                yield self.finding(
+                    f"{role} {tokens[token_id]!r} (id {token_id}) is typed {GGUF_TYPE_NAMES.get(kind, kind)} in "
+                    f"tokenizer.ggml.token_type of {target.path}, not CONTROL: llama.cpp calls a stop token that is "
+                    "not control-typed 'probably a bug in the model' and retypes only the chat tokens it knows "
+                    "(<|eot_id|>, <|im_end|>, ...); this one is printed into the output as text, and written in a "
+                    "prompt it is split into ordinary pieces instead of read as one token",
+                    target.path,
+                    "/tokenizer.ggml.token_type",
+                    evidence={"token_id": token_id, "token": tokens[token_id], "type": kind},
+                    fix=Fix(
+                        "Reconvert with the token marked special (tokenizer.json added_tokens: special: true), so "
+                        "convert_hf_to_gguf.py types it CONTROL",
+                        Applicability.DISPLAY_ONLY,
+                    ),
+                )
+        template = meta.get("tokenizer.chat_template")
+        if isinstance(template, str) and template.strip():
+            yield self.finding(
+                f"{target.path} ({family}) carries a chat template ({len(template)} characters): "
+                "Ollama and LM Studio apply it to every prompt, so the TTS prompt arrives wrapped in chat turns and "
+                "the model answers in text instead of audio tokens",
+                target.path,
+                "/tokenizer.chat_template",
+                evidence={"family": family, "template_chars": len(template)},
+                fix=Fix(
+                    "Serve it through the raw completion endpoint (llama.cpp /completion, Ollama raw: true), or set "
+                    "a template that passes the prompt through (Ollama Modelfile TEMPLATE {{ .Prompt }})",
+                    Applicability.DISPLAY_ONLY,
+                ),
+            )
