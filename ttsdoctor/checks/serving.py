@@ -2,7 +2,7 @@
 
 The figures (tokens per second of audio, end-of-speech tokens, required sampling) are data in data/codecs.json
 ("serving"), each with its source. A model folder's family comes from families.py; a source file's from the model
-names in its string literals (one family named, or nothing is said).
+name it loads (from_pretrained, vLLM's LLM, llama.cpp's Llama: one family loaded, or nothing is said).
 """
 
 from __future__ import annotations
@@ -38,19 +38,44 @@ _FAMILY_IN_SOURCE = (
     (re.compile(r"outetts[-_ ]?0\.[23]", re.I), "OuteTTS 0.2/0.3"),
     (re.compile(r"spark-?tts", re.I), "Spark-TTS"),
 )
-_STRING = re.compile(r"\"[^\"\n]{2,200}\"|'[^'\n]{2,200}'")
 _CALLS_TEXT = re.compile(r"SamplingParams\s*\(|\.generate\s*\(")
 
 
+# Calls that load the model a file generates with, and the arguments naming it
+LOADERS = ("from_pretrained", "LLM", "EngineArgs", "AsyncEngineArgs", "Llama", "pipeline")
+MODEL_ARGS = ("model", "model_name", "model_id", "pretrained_model_name_or_path", "model_path", "repo_id")
+
+
+def _loaded_models(tree: ast.Module) -> list[str]:
+    """The strings a file passes as the model to load (directly, or through a variable assigned a string)."""
+    strings: dict[str, list[str]] = {}
+    loads: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    strings.setdefault(target.id, []).append(node.value.value)
+        elif isinstance(node, ast.Call) and pysource.called_name(node) in LOADERS:
+            loads += node.args[:1] + [kw.value for kw in node.keywords if kw.arg in MODEL_ARGS]
+    out = []
+    for expr in loads:
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+            out.append(expr.value)
+        elif isinstance(expr, ast.Name):
+            out += strings.get(expr.id, [])
+    return out
+
+
 def source_family(source: SourceFile) -> ServingFacts | None:
-    """The serving facts of the one TTS family the file's string literals name (None for none or several)."""
+    """The serving facts of the one TTS family whose model the file loads (None for none or several): a
+    string naming it passed to from_pretrained / LLM / Llama, not a model merely listed in the file."""
     if "source_family" in source.cache:
         found: ServingFacts | None = source.cache["source_family"]
         return found
     named: set[str] = set()
-    for match in _STRING.finditer(source.text):
+    for model in _loaded_models(source.tree):
         for pattern, family in _FAMILY_IN_SOURCE:
-            if pattern.search(match.group()):
+            if pattern.search(model):
                 named.add(family)
     facts = serving_facts(named.pop()) if len(named) == 1 else None
     source.cache["source_family"] = facts

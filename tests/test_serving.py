@@ -1,0 +1,131 @@
+"""SRV rules and COD005 with values computed by hand from the fixture files and the public figures, and the
+source-side precision cases found on real code (a notebook listing TTS models but loading a text LLM)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from conftest import FIXTURES
+
+from ttsdoctor import engine
+from ttsdoctor.codecs import codecs, serving_facts
+from ttsdoctor.discover import discover
+from ttsdoctor.finding import Applicability, SetJsonValue
+from ttsdoctor.registry import ALL_RULES
+
+
+def _findings(path: str, rule: str) -> list:
+    return [f for f in engine.run(ALL_RULES, discover([str(path)])).findings if f.rule_id == rule]
+
+
+def test_serving_figures_follow_from_the_codec_registry_and_name_their_source() -> None:
+    # tokens per second of audio = codec frames per second x tokens per frame in the LM stream
+    assert serving_facts("Orpheus").tokens_per_second == codecs()["snac_24khz"].frames_per_second * 7 == 84
+    assert serving_facts("Llasa").tokens_per_second == codecs()["xcodec2"].frames_per_second == 50
+    assert serving_facts("OuteTTS 1.0").tokens_per_second == codecs()["dac_24khz"].frames_per_second * 2 == 150
+    assert serving_facts("OuteTTS 0.2/0.3").tokens_per_second == codecs()["wavtokenizer"].frames_per_second
+    assert serving_facts("Chatterbox T3").tokens_per_second == codecs()["s3tokenizer"].frames_per_second
+    for family in ("Orpheus", "Llasa", "OuteTTS 1.0", "OuteTTS 0.2/0.3", "Spark-TTS", "Chatterbox T3", "CosyVoice"):
+        facts = serving_facts(family)
+        assert facts is not None and facts.rate_source
+        assert facts.end_of_speech is None or facts.end_of_speech_source
+        assert (facts.min_repetition_penalty is None and not facts.needs_sampling) or facts.sampling_source
+    assert serving_facts("Parler-TTS") is None and serving_facts(None) is None
+
+
+def test_budget_in_seconds_of_audio() -> None:
+    (finding,) = _findings(os.path.join(FIXTURES, "SRV001/bad/orpheus-256-new-tokens"), "SRV001")
+    assert finding.location.pointer == "/max_new_tokens" and (finding.location.line, finding.location.column) == (7, 3)
+    assert finding.evidence["seconds"] == round(256 / 84, 2) == 3.05
+    assert "3.0 s of audio at 84 tokens per second" in finding.message
+    (edit,) = finding.fix.edits
+    assert finding.fix.applicability is Applicability.SAFE
+    assert isinstance(edit, SetJsonValue) and edit.value == 30 * 84  # the `seconds` option, 30 s
+
+    (default,) = _findings(os.path.join(FIXTURES, "SRV001/bad/orpheus-vllm-default-max-tokens"), "SRV001")
+    assert default.evidence["budget_tokens"] == 16 and "0.19 s of audio" in default.message
+    assert (default.location.line, default.location.column) == (8, 10)
+
+
+def test_budget_not_judged_without_a_loaded_family_or_when_set_later(tmp_path) -> None:
+    (tmp_path / "serve.py").write_text(
+        "from vllm import LLM, SamplingParams\n"
+        'llm = LLM(model="canopylabs/orpheus-3b-0.1-ft")\n'
+        "params = SamplingParams(temperature=0.6, repetition_penalty=1.1)\n"
+        "params.max_tokens = 1200\n"
+    )
+    assert _findings(tmp_path / "serve.py", "SRV001") == []
+    # two families loaded in one file: which budget belongs to which is not known, nothing is said
+    (tmp_path / "serve.py").write_text(
+        "from transformers import AutoModelForCausalLM\n"
+        'a = AutoModelForCausalLM.from_pretrained("canopylabs/orpheus-3b-0.1-ft")\n'
+        'b = AutoModelForCausalLM.from_pretrained("HKUSTAudio/Llasa-1B")\n'
+        "out = a.generate(input_ids=x, attention_mask=m, max_new_tokens=100, repetition_penalty=1.0)\n"
+    )
+    assert _findings(tmp_path / "serve.py", "SRV001") == [] and _findings(tmp_path / "serve.py", "SRV003") == []
+    # the model named through a variable, as scripts write it
+    (tmp_path / "serve.py").write_text(
+        "from transformers import AutoModelForCausalLM\n"
+        'MODEL_ID = "HKUSTAudio/Llasa-3B"\n'
+        "model = AutoModelForCausalLM.from_pretrained(MODEL_ID)\n"
+        "out = model.generate(input_ids=x, attention_mask=m, max_new_tokens=250, do_sample=False)\n"
+    )
+    (budget,) = _findings(tmp_path / "serve.py", "SRV001")
+    assert budget.evidence == {"budget_tokens": 250, "seconds": 5.0}  # 250 tokens at Llasa's 50 tokens/s
+    (greedy,) = _findings(tmp_path / "serve.py", "SRV003")
+    assert greedy.evidence == {"setting": "do_sample=False"} and greedy.location.line == 4
+
+
+def test_end_of_speech_added_to_the_stop_ids_and_nested_eos_lifted() -> None:
+    folder = os.path.join(FIXTURES, "SRV002/bad/orpheus-eos-eot-only")
+    with open(os.path.join(folder, "tokenizer.json"), encoding="utf-8") as fh:
+        added = {t["content"]: t["id"] for t in json.load(fh)["added_tokens"]}
+    eot, speech_end = added["<|eot_id|>"], added["<custom_token_2>"]
+    (finding,) = _findings(folder, "SRV002")
+    assert finding.evidence == {"end_of_speech": speech_end, "stop_ids": [eot]}
+    (edit,) = finding.fix.edits
+    assert edit.value == [eot, speech_end] and edit.path.endswith("generation_config.json")
+
+    (nested,) = _findings(os.path.join(FIXTURES, "SRV002/bad/cosyvoice3-nested-eos"), "SRV002")
+    assert nested.location.pointer == "/llm/eos_token_id" and nested.evidence["eos_token_id"] == 6562
+    (lift,) = nested.fix.edits
+    assert (lift.pointer, lift.value) == ("/eos_token_id", 6562)
+
+    (gguf,) = _findings(os.path.join(FIXTURES, "SRV002/bad/orpheus-gguf-eos-eot"), "SRV002")
+    assert gguf.evidence == {"end_of_speech": speech_end, "stop_ids": [eot]}
+    assert gguf.fix.applicability is Applicability.DISPLAY_ONLY
+    assert f"tokenizer.ggml.eos_token_id=int:{speech_end}" in gguf.fix.title
+
+
+def test_gguf_token_types_and_chat_template() -> None:
+    found = _findings(os.path.join(FIXTURES, "SRV004/bad/orpheus-gguf-normal-tokens-chat-template"), "SRV004")
+    by_pointer = {f.location.pointer: f for f in found}
+    assert set(by_pointer) == {"/tokenizer.ggml.token_type", "/tokenizer.chat_template"}
+    assert by_pointer["/tokenizer.ggml.token_type"].evidence["token"] == "<custom_token_2>"
+    assert by_pointer["/tokenizer.ggml.token_type"].evidence["type"] == 1
+    assert by_pointer["/tokenizer.chat_template"].evidence["family"] == "Orpheus"
+
+
+def test_csm_heads_beyond_mimi() -> None:
+    (finding,) = _findings(os.path.join(FIXTURES, "COD005/bad/csm-2051-way-heads"), "COD005")
+    # 2051-way heads, 2048 Mimi codes, pad 2050 declared: 2048 and 2049 are left
+    assert finding.evidence == {"audio_vocab_size": 2051, "codebook_size": 2048, "undeclared": [2048, 2049]}
+
+
+def test_family_sampling_fix_raises_the_literal_in_place(tmp_path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(os.path.join(FIXTURES, "SRV003/bad/orpheus-generate-penalty-1.0/infer.py"), tmp_path / "infer.py")
+    before = (tmp_path / "infer.py").read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "ttsdoctor", "fix", "--apply", "--select", "SRV003", str(tmp_path / "infer.py")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = (tmp_path / "infer.py").read_text()
+    assert after == before.replace("repetition_penalty=1.0,", "repetition_penalty=1.1,")
+    assert _findings(tmp_path / "infer.py", "SRV003") == []
