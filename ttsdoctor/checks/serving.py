@@ -39,6 +39,7 @@ _FAMILY_IN_SOURCE = (
     (re.compile(r"spark-?tts", re.I), "Spark-TTS"),
 )
 _CALLS_TEXT = re.compile(r"SamplingParams\s*\(|\.generate\s*\(")
+_FAMILY_TEXT = re.compile(r"orpheus|llasa|outetts|spark-?tts", re.I)  # before any walk of the syntax tree
 
 
 # Calls that load the model a file generates with, and the arguments naming it
@@ -73,7 +74,7 @@ def source_family(source: SourceFile) -> ServingFacts | None:
         found: ServingFacts | None = source.cache["source_family"]
         return found
     named: set[str] = set()
-    for model in _loaded_models(source.tree):
+    for model in _loaded_models(source.tree) if _FAMILY_TEXT.search(source.text) else ():
         for pattern, family in _FAMILY_IN_SOURCE:
             if pattern.search(model):
                 named.add(family)
