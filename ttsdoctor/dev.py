@@ -87,6 +87,9 @@ def new_rule(args: argparse.Namespace) -> int:
     if rule_id in RULES_BY_ID:
         sys.stderr.write(f"ttsdoctor.dev: {rule_id} exists already\n")
         return 2
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.module):
+        sys.stderr.write("ttsdoctor.dev: --module is a module name of ttsdoctor/checks, like tokens or serving\n")
+        return 2
     module = os.path.join(ROOT, "ttsdoctor", "checks", f"{args.module}.py")
     doc = os.path.join(ROOT, "rules", f"{rule_id}.md")
     fixtures = [os.path.join(ROOT, "fixtures", rule_id, kind, "example") for kind in ("good", "bad")]
