@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +84,16 @@ def source_family(source: SourceFile) -> ServingFacts | None:
     return facts
 
 
+def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysource.CallSite]]:
+    """The family whose model a file loads and its generate() / SamplingParams() calls (both rules ask)."""
+    if not _CALLS_TEXT.search(source.text):
+        return None, []
+    facts = source_family(source)
+    if facts is None:
+        return None, []
+    return facts, list(pysource.calls(source, _CALLS_TEXT, "SamplingParams", "generate"))
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -126,13 +137,17 @@ class AudioLengthBudget(Rule):
     severity = Severity.WARNING
     options: ClassVar[dict[str, tuple[type, Any]]] = {"min-seconds": (float, 10.0), "seconds": (float, 30.0)}
 
-    def _budget_fix(self, gen: JsonDoc | None, facts: ServingFacts) -> tuple[int, Fix]:
+    def _budget_fix(self, gen: JsonDoc | None, facts: ServingFacts, applied: bool) -> tuple[int, Fix]:
+        """The fix setting max_new_tokens for `seconds` of audio; only shown without a generation_config.json or
+        when `applied` is false (no budget set is a choice left to the calling code)."""
         tokens = math.ceil(self.seconds * (facts.tokens_per_second or 0))
         title = f"Set max_new_tokens to {tokens} ({self.seconds:g} s of audio at {facts.tokens_per_second:g} tokens/s)"
         if gen is None:
             return tokens, Fix(
                 f"{title} in a generation_config.json, or pass it to generate()", Applicability.DISPLAY_ONLY
             )
+        if not applied:
+            return tokens, Fix(title, Applicability.DISPLAY_ONLY)
         return tokens, Fix(title, Applicability.SAFE, (SetJsonValue(gen.path, "/max_new_tokens", tokens),))
 
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
@@ -151,11 +166,10 @@ class AudioLengthBudget(Rule):
         seconds = facts.seconds(budget) or 0.0
         if seconds >= self.min_seconds:
             return
-        tokens, fix = self._budget_fix(gen, facts)
+        tokens, fix = self._budget_fix(gen, facts, applied=key is not None)
         evidence = {"budget_tokens": budget, "seconds": round(seconds, 2), "tokens_per_second": facts.tokens_per_second}
         where = gen.path if gen is not None else target.path
-        if key is None:  # no budget is a choice left to the calling code: the fix is only shown
-            fix = Fix(fix.title, Applicability.DISPLAY_ONLY)
+        if key is None:
             yield self.finding(
                 f"{where} sets {what}: generate() called without max_new_tokens stops after "
                 f"{TRANSFORMERS_DEFAULT_NEW_TOKENS} new tokens, {_seconds(budget, facts)} of audio at {_rate(facts)}",
@@ -178,18 +192,16 @@ class AudioLengthBudget(Rule):
         )
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        if not pysource.mentions(source.text, "generate", _CALLS_TEXT) and "SamplingParams" not in source.text:
-            return
-        facts = source_family(source)
+        facts, sites = _family_calls(source)
         if facts is None or not facts.tokens_per_second:
             return
-        for site in pysource.calls(source, _CALLS_TEXT, "SamplingParams", "generate"):
+        for site in sites:
             key = "max_tokens" if site.name == "SamplingParams" else "max_new_tokens"
             found = _literal(site, key)
             if found is None and site.name == "SamplingParams":
                 if pysource.keyword(site.node, key) is not None or pysource.has_star_kwargs(site.node):
                     continue
-                if source.text.count("max_tokens") > 0:  # set later (params.max_tokens = ...) or passed elsewhere
+                if "max_tokens" in source.text:  # set later (params.max_tokens = ...) or passed elsewhere
                     continue
                 yield self.finding(
                     f"SamplingParams(...) at {source.line_name(site.node.lineno)} sets no max_tokens: vLLM's default "
@@ -227,46 +239,35 @@ class _Stops:
     where: str  # "generation_config.json", "config.json", "GGUF metadata"
 
 
-def _ids(value: Any) -> tuple[int, ...]:
-    if isinstance(value, list):
-        return tuple(v for v in value if _int(v) is not None)
-    return (value,) if _int(value) is not None else ()
-
-
 def _stop_ids(model: ModelDir) -> _Stops:
-    """The ids that end generate() when the calling code passes none: the generation config's eos, else the
-    model config's (top level, then the decoder sub-config transformers reads); for a GGUF, its eos and eot."""
+    """The ids that end generate() when the calling code passes none, from the folder's declared special ids: the
+    generation config's eos, then the model config's (top level and the decoder sub-config transformers reads); for
+    a GGUF, its eos and eot."""
+    eos = [d for d in model.special_decls if d.role == "eos"]
     meta = model.gguf_metadata
     if meta is not None:
-        gguf_ids = _ids(meta.get("tokenizer.ggml.eos_token_id")) + _ids(meta.get("tokenizer.ggml.eot_token_id"))
+        eot = _int(meta.get("tokenizer.ggml.eot_token_id"))
+        gguf_ids = tuple(i for d in eos for i in d.ids) + ((eot,) if eot is not None else ())
         return _Stops(gguf_ids, "the GGUF metadata (tokenizer.ggml.eos_token_id / eot_token_id)")
     ids: tuple[int, ...] = ()
     where = []
-    gen = model.generation_config
-    if gen is not None and isinstance(gen.data, dict):
-        ids += _ids(gen.data.get("eos_token_id"))
-        where.append("generation_config.json")
-    config = model.config.data if model.config is not None and isinstance(model.config.data, dict) else {}
-    ids += _ids(config.get("eos_token_id"))
-    for name in DECODER_CONFIGS:
-        sub = config.get(name)
-        if isinstance(sub, dict):
-            ids += _ids(sub.get("eos_token_id"))
-    if model.config is not None:
-        where.append("config.json")
+    for doc, name in ((model.generation_config, "generation_config.json"), (model.config, "config.json")):
+        if doc is None:
+            continue
+        ids += tuple(i for d in eos if d.path == doc.path and d.scope in ("", *DECODER_CONFIGS) for i in d.ids)
+        where.append(name)
     return _Stops(tuple(dict.fromkeys(ids)), " and ".join(where) or "nowhere")
 
 
-def _nested_eos(config: JsonDoc) -> tuple[str, int] | None:
+def _nested_eos(model: ModelDir) -> tuple[str, int] | None:
     """An eos_token_id kept only in a sub-config generate() does not read (CosyVoice3's `llm`)."""
-    data = config.data
-    if not isinstance(data, dict) or data.get("is_encoder_decoder") is True:
+    config = model.config
+    if config is None or not isinstance(config.data, dict) or config.data.get("is_encoder_decoder") is True:
         return None
-    for key, value in data.items():
-        if isinstance(value, dict) and key not in DECODER_CONFIGS and not key.endswith("_config"):
-            eos = _int(value.get("eos_token_id"))
-            if eos is not None:
-                return f"/{key}/eos_token_id", eos
+    for d in model.special_decls:
+        nested = d.scope and "." not in d.scope and d.scope not in DECODER_CONFIGS and not d.scope.endswith("_config")
+        if d.role == "eos" and d.path == config.path and nested and len(d.ids) == 1:
+            return d.pointer, d.ids[0]
     return None
 
 
@@ -279,7 +280,7 @@ class EndOfSpeechNotAStop(Rule):
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         stops = _stop_ids(target)
         if target.config is not None and not stops.ids:
-            nested = _nested_eos(target.config)
+            nested = _nested_eos(target)
             if nested is not None:
                 nested_pointer, eos = nested
                 config = target.config
@@ -316,22 +317,15 @@ class EndOfSpeechNotAStop(Rule):
                 f"--override-kv tokenizer.ggml.eos_token_id=int:{speech_end}",
                 Applicability.DISPLAY_ONLY,
             )
-        elif gen is not None:
-            path, pointer = gen.path, "/eos_token_id"
-            line, column = gen.position(pointer)
+        else:  # generation_config.json, or config.json when there is none (generate() builds its config from it)
+            doc = gen if gen is not None else target.config
+            assert doc is not None
+            path, pointer = doc.path, "/eos_token_id"
+            line, column = doc.position(pointer)
             fix = Fix(
-                f"Add {speech_end} to eos_token_id in generation_config.json ({merged})",
+                f"Add {speech_end} to eos_token_id in {os.path.basename(doc.path)} ({merged})",
                 Applicability.SAFE,
-                (SetJsonValue(gen.path, pointer, merged),),
-            )
-        else:
-            assert target.config is not None
-            path, pointer = target.config.path, "/eos_token_id"
-            line, column = target.config.position(pointer)
-            fix = Fix(
-                f"Add {speech_end} to eos_token_id in config.json ({merged})",
-                Applicability.SAFE,
-                (SetJsonValue(target.config.path, pointer, merged),),
+                (SetJsonValue(doc.path, pointer, merged),),
             )
         yield self.finding(
             f"{facts.family} ends speech with {facts.end_of_speech} (id {speech_end}), but the ids that stop "
@@ -390,12 +384,10 @@ class FamilySampling(Rule):
             )
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        if not pysource.mentions(source.text, "generate", _CALLS_TEXT) and "SamplingParams" not in source.text:
-            return
-        facts = source_family(source)
+        facts, sites = _family_calls(source)
         if facts is None or (facts.min_repetition_penalty is None and not facts.needs_sampling):
             return
-        for site in pysource.calls(source, _CALLS_TEXT, "SamplingParams", "generate"):
+        for site in sites:
             found = _literal(site, "repetition_penalty")
             floor = facts.min_repetition_penalty
             penalty = _number(found[1]) if found is not None else None
