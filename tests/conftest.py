@@ -10,6 +10,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "fixtures")
 os.environ.setdefault("TTSDOCTOR_DEBUG", "1")  # a crashing rule fails the test instead of being reported
+# An adapter's base is looked up in the Hugging Face cache: the developer's own cache must not change results
+os.environ["HF_HUB_CACHE"] = os.path.join(ROOT, "fixtures", "_empty_hub_cache")
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def run_cli(*args: str, cwd: str | None = None) -> tuple[int, str, str]:

@@ -120,10 +120,10 @@ def test_new_rule_scaffold_registers_documents_and_lists_the_rule(tmp_path) -> N
     # a new family gets its own module, created with the imports its first rule needs
     args = [
         "new-rule",
-        "ADP001",
-        "adapter-rows",
+        "XYZ001",
+        "xyz-rows",
         "--module",
-        "adapters",
+        "xyzfamily",
         "--target",
         "training_config",
         "--summary",
@@ -131,10 +131,10 @@ def test_new_rule_scaffold_registers_documents_and_lists_the_rule(tmp_path) -> N
     ]
     proc = subprocess.run([*dev[:4], *args], capture_output=True, text=True, env=env, cwd=copy)
     assert proc.returncode == 0, proc.stderr
-    module = (copy / "ttsdoctor/checks/adapters.py").read_text()
+    module = (copy / "ttsdoctor/checks/xyzfamily.py").read_text()
     assert "from ttsdoctor.artifacts.training_config import TrainingConfig" in module
     assert "def check_training_config(self, target: TrainingConfig)" in module
-    bad = ["new-rule", "ADP002", "x-y", "--module", "../escape", "--summary", "x"]
+    bad = ["new-rule", "XYZ002", "x-y", "--module", "../escape", "--summary", "x"]
     proc = subprocess.run([*dev[:4], *bad], capture_output=True, text=True, env=env, cwd=copy)
     assert proc.returncode == 2 and not (copy / "ttsdoctor/escape.py").exists()
 

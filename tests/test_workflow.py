@@ -165,18 +165,25 @@ def _git(repo, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_real_pre_commit_try_repo_fails_broken_commit_and_passes_fixed(tmp_path) -> None:
+def test_real_pre_commit_fails_broken_commit_and_passes_fixed(tmp_path) -> None:
+    """pre-commit installs the hooks of this repository (its committed HEAD: on CI, a clean checkout) once into
+    its cache and runs them three times; `try-repo` would build a fresh environment for every run."""
     pre_commit = [sys.executable, "-m", "pre_commit"]
     repo = tmp_path / "repo"
     shutil.copytree(OUTETTS, repo / "model", ignore=shutil.ignore_patterns("model.safetensors"))
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    config = tmp_path / "pre-commit-config.yaml"
+    config.write_text(
+        f"repos:\n- repo: {ROOT}\n  rev: {head.stdout.strip()}\n  hooks:\n  - id: ttsdoctor\n  - id: ttsdoctor-fix\n"
+    )
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "NO_COLOR": "1"}
     env.pop("TTSDOCTOR_DEBUG", None)
 
-    def try_repo(hook: str = "ttsdoctor") -> subprocess.CompletedProcess:
+    def run(hook: str = "ttsdoctor") -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*pre_commit, "try-repo", ROOT, hook, "--verbose"],
+            [*pre_commit, "run", hook, "--config", str(config), "--verbose"],
             cwd=repo,
             capture_output=True,
             text=True,
@@ -184,16 +191,17 @@ def test_real_pre_commit_try_repo_fails_broken_commit_and_passes_fixed(tmp_path)
             timeout=900,
         )
 
-    broken = try_repo()
+    broken = run()
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "TOK001" in broken.stdout
-    fixing = try_repo("ttsdoctor-fix")  # applies the safe fixes: pre-commit fails because files changed
+    fixing = run("ttsdoctor-fix")  # applies the safe fixes: pre-commit fails because files changed
     assert fixing.returncode == 1 and "files were modified by this hook" in fixing.stdout, fixing.stdout
     assert json.loads((repo / "model" / "config.json").read_text())["pad_token_id"] == 272
     assert not (repo / "model" / ".ttsdoctor-backups").exists()  # --no-backups: git is the backup
     _git(repo, "add", "-A")
-    fixed = try_repo()
+    fixed = run()
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert len(list((tmp_path / "cache").glob("repo*"))) == 1  # one environment, built once
 
 
 def test_rule_options_from_settings(tmp_path) -> None:

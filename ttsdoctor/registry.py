@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from ttsdoctor.checks.adapters import (
+    AdapterBaseRows,
+    AdapterNeverTrained,
+    NewRowsUntrained,
+    QuantizationConfigOnFullWeights,
+)
 from ttsdoctor.checks.artifacts import (
     IncompleteRead,
     LfsPointerFile,
@@ -90,6 +96,10 @@ ALL_RULES: tuple[Rule, ...] = (
     EndOfSpeechNotAStop(),
     FamilySampling(),
     GgufTtsTokens(),
+    NewRowsUntrained(),
+    QuantizationConfigOnFullWeights(),
+    AdapterNeverTrained(),
+    AdapterBaseRows(),
     UnusedSuppression(),
 )
 

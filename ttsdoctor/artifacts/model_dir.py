@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ttsdoctor.artifacts.adapter import ADAPTER_CONFIG, Adapter, load_adapter
 from ttsdoctor.artifacts.embeddings import text_embedding, text_head
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import ConfigScope, load_config, scopes
@@ -31,6 +32,7 @@ class ModelDir:
     family_detection: Detection | None = None  # what the family was recognised from
     extra_decls: list[SpecialDecl] = field(default_factory=list)  # special ids from GGUF metadata
     gguf_metadata: dict[str, Any] | None = None  # a GGUF file's metadata (scalars, strings, token list and types)
+    adapter: Adapter | None = None  # adapter_config.json of a PEFT adapter folder, and the base it names
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
 
     kind = "model_dir"
@@ -95,6 +97,7 @@ MODEL_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",
+    ADAPTER_CONFIG,
 )
 
 
@@ -135,6 +138,11 @@ def load_model_dir(path: str) -> ModelDir:
         model.errors += bundle.errors
         if bundle.present or bundle.file is not None:
             model.tokenizer = bundle
+    if ADAPTER_CONFIG in names:
+        try:
+            model.adapter = load_adapter(os.path.join(path, ADAPTER_CONFIG))
+        except ArtifactError as exc:
+            model.errors.append(exc)
     model.weights = load_weights_in_dir(path, names)
     if model.weights is not None:
         model.errors += model.weights.errors

@@ -101,3 +101,47 @@ def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowRep
     bad = zero | duplicate | outlier
     examples = [new_ids[i] for i in np.flatnonzero(bad)[:5]]
     return RowReport(len(new_ids), int(zero.sum()), int(duplicate.sum()), int(outlier.sum()), median, examples)
+
+
+def row_spread(tensor: TensorInfo, ids: list[int], reference_end: int) -> tuple[float, int] | None:
+    """(largest distance of these rows from their mean / median norm of rows [0, reference_end), rows read).
+
+    Rows resized in by transformers (mean of the old rows plus noise of 1e-9 of their covariance) and never
+    trained are within 1e-4 of each other; trained or randomly initialised rows are about 1 apart.
+    """
+    if tensor.dtype not in NUMPY_DTYPES or tensor.data_start is None or len(ids) < 2 or reference_end <= 0:
+        return None
+    import numpy as np
+
+    ids = _spaced(ids, MAX_NEW_ROWS)
+    with np.errstate(all="ignore"):
+        reference = read_rows(tensor, _spaced(list(range(reference_end)), REFERENCE_ROWS))
+        norms = np.linalg.norm(reference, axis=1)
+        norms = norms[np.isfinite(norms) & (norms > 0)]
+        rows = read_rows(tensor, ids)
+        if norms.size == 0 or not np.all(np.isfinite(rows)):
+            return None
+        distance = np.linalg.norm(rows - rows.mean(axis=0), axis=1).max()
+    return float(distance / np.median(norms)), len(ids)
+
+
+def all_zero(tensor: TensorInfo, chunk_bytes: int = 1 << 22) -> bool | None:
+    """Whether every value of a float tensor is zero (+0 or -0), read in chunks; None when it cannot be read."""
+    if tensor.data_start is None or tensor.data_end is None or tensor.dtype not in NUMPY_DTYPES:
+        return None
+    import numpy as np
+
+    width = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}[tensor.dtype]
+    sign_free = np.dtype(f"<u{width}").type((1 << (8 * width - 1)) - 1)
+    step = chunk_bytes - chunk_bytes % width
+    with open(tensor.path, "rb") as fh:
+        fh.seek(tensor.data_start)
+        left = tensor.data_end - tensor.data_start
+        while left > 0:
+            chunk = fh.read(min(step, left))
+            if not chunk or len(chunk) % width:
+                return None  # truncated: the weights loader reports it
+            left -= len(chunk)
+            if np.any(np.frombuffer(chunk, dtype=f"<u{width}") & sign_free):
+                return False
+    return True
