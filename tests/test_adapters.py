@@ -18,7 +18,6 @@ from ttsdoctor.discover import discover
 from ttsdoctor.finding import Severity
 from ttsdoctor.registry import ALL_RULES
 
-pytestmark = pytest.mark.slow
 BASE_ROWS = byte_level_tokenizer(ADP_BASE_SPECIALS).get_vocab_size()
 
 
@@ -63,6 +62,7 @@ def _adapter(base: str, out: str, tokens: int, train: bool = True, multiple: int
     return out
 
 
+@pytest.mark.slow
 def test_peft_adapters_give_the_findings_of_the_fixtures(base, tmp_path) -> None:
     # the fixture written in peft's format and peft's own output give the same rule, severity and counts
     resized = _adapter(base, str(tmp_path / "resized"), ADP_AUDIO)
@@ -83,6 +83,7 @@ def test_peft_adapters_give_the_findings_of_the_fixtures(base, tmp_path) -> None
     assert _findings(no_tokens) == []
 
 
+@pytest.mark.slow
 def test_untrained_adapter_is_reported_and_really_changes_nothing(base, tmp_path) -> None:
     import torch
     from peft import PeftModel
@@ -99,6 +100,7 @@ def test_untrained_adapter_is_reported_and_really_changes_nothing(base, tmp_path
     assert torch.equal(expected, got)  # the promise of the finding: exactly the base model
 
 
+@pytest.mark.slow
 def test_resized_to_a_multiple_fails_to_load_as_the_finding_says(base, tmp_path) -> None:
     from peft import AutoPeftModelForCausalLM
 
@@ -115,6 +117,7 @@ def test_resized_to_a_multiple_fails_to_load_as_the_finding_says(base, tmp_path)
         AutoPeftModelForCausalLM.from_pretrained(adapter)
 
 
+@pytest.mark.slow
 def test_quantization_config_on_16_bit_weights_refuses_to_load(base, tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -141,3 +144,45 @@ def test_base_found_in_the_hub_cache_and_never_downloaded(tmp_path, monkeypatch)
     assert find_base(str(tmp_path), "org/llama", None) == str(snapshot)
     assert find_base(str(tmp_path), "org/other", None) is None
     assert find_base(str(tmp_path), "org/llama", "v2") is None  # a revision not in the cache
+
+
+SCRIPT = """from peft import LoraConfig
+tokenizer.add_tokens(["<speech_0>", "<speech_1>"])
+model.resize_token_embeddings(len(tokenizer))
+{extra}
+config = LoraConfig({args})
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "extra", "reported"),
+    [
+        ('r=8, target_modules=["q_proj", "v_proj"]', "", True),
+        ("r=8", "", True),  # PEFT's default targets: attention projections only
+        ('r=8, target_modules="all-linear"', "", True),  # all-linear leaves out embeddings and the head
+        ('r=8, target_modules=["q_proj", "v_proj"], modules_to_save=["embed_tokens", "lm_head"]', "", False),
+        ('r=8, target_modules=["q_proj", "embed_tokens"]', "", False),
+        ('r=8, target_modules=["q_proj"], trainable_token_indices=new_ids', "", False),
+        ("r=8, target_modules=TARGETS", "", False),  # computed elsewhere: cannot be told
+        ('r=8, target_modules=["q_proj"], **extra_args', "", False),
+        ('r=8, target_modules=["q_proj"]', "model.get_input_embeddings().weight.requires_grad_(True)", False),
+    ],
+)
+def test_lora_script_rows(tmp_path, args: str, extra: str, reported: bool) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT.format(args=args, extra=extra))
+    found = _findings(str(path))
+    assert [f.rule_id for f in found] == (["ADP001"] if reported else [])
+    if reported:
+        assert found[0].severity == Severity.WARNING and found[0].location.line == 5
+
+
+def test_lora_script_without_added_tokens_is_not_reported(tmp_path) -> None:
+    path = tmp_path / "train.py"
+    text = SCRIPT.format(args='r=8, target_modules=["q_proj"]', extra="")
+    path.write_text(
+        text.replace(
+            'tokenizer.add_tokens(["<speech_0>", "<speech_1>"])', 'tokenizer.add_special_tokens({"pad_token": "<pad>"})'
+        )
+    )
+    assert _findings(str(path)) == []

@@ -8,14 +8,17 @@ config.json of its base when the base is on this machine. Nothing is downloaded.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from ttsdoctor.artifacts.adapter import EMBEDDING_MODULES, HEAD_MODULES, Adapter, module_of, saved_rows
 from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tensors import TensorInfo
-from ttsdoctor.finding import Applicability, Finding, Fix, RemoveJsonKey, Severity
+from ttsdoctor.checks import pysource
+from ttsdoctor.finding import Applicability, Finding, Fix, RemoveJsonKey, ReplaceSource, Severity
 from ttsdoctor.rule import Rule
 
 # Rows closer to their own mean than this (relative to the trained rows' median norm) were never trained: rows
@@ -25,6 +28,14 @@ LAST_IDS = 64
 # Module paths a target_modules regex is matched against (PEFT: re.fullmatch on the module's full name)
 _EMBEDDING_PATHS = ("model.embed_tokens", "transformer.wte", "gpt_neox.embed_in", "model.language_model.embed_tokens")
 _HEAD_PATHS = ("lm_head", "embed_out")
+# Source: a LoRA set up in a file that adds tokens and resizes the embedding
+_PEFT_TEXT = re.compile(r"\bLoraConfig\s*\(|\.get_peft_model\s*\(")
+_ADD_TEXT = re.compile(r"\.add_tokens\s*\(|additional_special_tokens")
+_HAND_TRAINED = re.compile(r"(get_input_embeddings|get_output_embeddings|embed_tokens|lm_head)\W[^\n]*requires_grad")
+_SOURCE_CALLS = re.compile(r"LoraConfig|get_peft_model|resize_token_embeddings|add_tokens|add_special_tokens")
+# Attention projections named as in Llama, Qwen, Mistral, Gemma, Phi: their embedding and head are
+# embed_tokens and lm_head, the names the fix writes
+_LLAMA_STYLE = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
 _BNB_MARKERS = (".absmax", ".quant_map", ".SCB", ".weight_format", "quant_state.bitsandbytes__")
 
 
@@ -115,6 +126,55 @@ class NewRowsUntrained(Rule):
                 continue  # no rows in the adapter: ADP004 says what the base lacks
             yield from self._side(target, adapter, tensor, label, modules, input_side, base_rows, tok.id_count)
 
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        text = source.text
+        if (
+            "resize_token_embeddings" not in text
+            or not _PEFT_TEXT.search(text)
+            or not _ADD_TEXT.search(text)
+            or _HAND_TRAINED.search(text)
+        ):
+            return
+        calls = pysource.index(source, _SOURCE_CALLS).calls
+        resized = calls.get("resize_token_embeddings", [])
+        added = [
+            s.node for name in ("add_tokens", "add_special_tokens") for s in calls.get(name, []) if _adds_tokens(s.node)
+        ]
+        if not resized or not added:
+            return
+        sites = [*calls.get("LoraConfig", []), *calls.get("get_peft_model", [])]
+        for site in sites:
+            names = _lora_without_rows(site.node)
+            if names is None:
+                continue
+            call = site.node
+            fix = None
+            arguments = [*call.args, *(kw.value for kw in call.keywords)]
+            end = (
+                pysource.span(source, max(arguments, key=lambda n: (n.end_lineno or 0, n.end_col_offset or 0)))
+                if arguments
+                else None
+            )
+            if end is not None and _LLAMA_STYLE.intersection(names):
+                fix = Fix(
+                    'add modules_to_save=["embed_tokens", "lm_head"] to this LoRA set-up',
+                    Applicability.SAFE,
+                    (ReplaceSource(source.path, end[1], end[1], ', modules_to_save=["embed_tokens", "lm_head"]'),),
+                )
+            what = f"target_modules={names}" if names else "no target_modules (PEFT's default attention projections)"
+            yield self.finding(
+                f"{site.name}() at {source.line_name(call.lineno)} trains {what} and neither modules_to_save nor "
+                f"trainable_token_indices, while this file adds tokens ({source.line_name(added[0].lineno)}) and "
+                f"resizes the embedding ({source.line_name(resized[0].node.lineno)}): PEFT freezes the embedding "
+                "and the head, so the new tokens' rows keep the values resizing gave them",
+                source.path,
+                line=call.lineno,
+                column=call.col_offset + 1,
+                evidence={"target_modules": names},
+                fix=fix,
+                severity=Severity.WARNING,
+            )
+
     def _side(
         self,
         target: ModelDir,
@@ -187,6 +247,52 @@ class NewRowsUntrained(Rule):
             ),
             severity=Severity.ERROR if proven else Severity.WARNING,
         )
+
+
+def _literal_names(expr: ast.expr) -> list[str] | None:
+    """A list/tuple/set of string literals, or None."""
+    if isinstance(expr, (ast.List, ast.Tuple, ast.Set)) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in expr.elts
+    ):
+        return [e.value for e in expr.elts]  # type: ignore[attr-defined]
+    return None
+
+
+def _adds_tokens(call: ast.Call) -> bool:
+    """tokenizer.add_tokens(...), or add_special_tokens with additional_special_tokens (a pad alone is masked)."""
+    if pysource.called_name(call) == "add_tokens":
+        return True
+    if pysource.keyword(call, "additional_special_tokens") is not None:
+        return True
+    return any(
+        isinstance(arg, ast.Dict)
+        and any(isinstance(k, ast.Constant) and k.value == "additional_special_tokens" for k in arg.keys)
+        for arg in call.args
+    )
+
+
+def _lora_without_rows(call: ast.Call) -> list[str] | None:
+    """The target_modules of a LoRA set-up that trains neither embedding nor head, or None when it does (or when
+    it cannot be told: **kwargs, a computed target list, a regex)."""
+    if pysource.has_star_kwargs(call) or any(
+        pysource.keyword(call, name) is not None for name in ("modules_to_save", "trainable_token_indices")
+    ):
+        return None
+    target = pysource.keyword(call, "target_modules")
+    if target is None:
+        return [] if pysource.called_name(call) == "LoraConfig" else None
+    value = target.value
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):  # "all-linear", or a regex PEFT fullmatches
+        pattern = value.value
+        if pattern != "all-linear" and (_matches(pattern, _EMBEDDING_PATHS) or _matches(pattern, _HEAD_PATHS)):
+            return None
+        return [pattern]
+    names = _literal_names(value)
+    if names is None:
+        return None
+    if _listed(names, EMBEDDING_MODULES) or _listed(names, HEAD_MODULES):
+        return None
+    return names
 
 
 def _bnb(config: dict[str, Any]) -> str | None:
