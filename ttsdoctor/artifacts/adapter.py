@@ -7,7 +7,7 @@ fine-tuning ("Setting `save_embedding_layers` to `True` as the embedding layer h
 embedding and head as they were at save time. Keys start with `base_model.model.`.
 
 The base is looked up where PEFT and transformers would find it without a download: a local folder (absolute,
-relative to the current directory, or relative to the adapter folder), then the Hugging Face cache. Only its
+relative to the adapter folder, or relative to the current directory), then the Hugging Face cache. Only its
 config.json is read.
 """
 
@@ -126,7 +126,8 @@ def _cached_snapshot(name: str, revision: str | None) -> str | None:
 
 def find_base(adapter_dir: str, name: str, revision: str | None) -> str | None:
     """The local folder of the base model, or None (a Hub id not in the cache: nothing is downloaded)."""
-    candidates = [name] if os.path.isabs(name) else [name, os.path.join(adapter_dir, name)]
+    # next to the adapter first (a checked tree means the same wherever it is checked from), then as PEFT reads it
+    candidates = [name] if os.path.isabs(name) else [os.path.join(adapter_dir, name), name]
     for candidate in candidates:
         if os.path.isfile(os.path.join(candidate, "config.json")):
             return os.path.normpath(candidate)

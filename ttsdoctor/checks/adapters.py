@@ -1,5 +1,6 @@
 """ADP: PEFT adapters and merged folders: new-token rows the adapter never trains, adapters that change nothing,
-sizes an adapter cannot be loaded with, and a quantization config left on full-precision merged weights.
+sizes an adapter cannot be loaded with, and a quantization config left on full-precision merged weights; in
+training scripts, a LoRA set-up that leaves the rows of the tokens the script adds untrained.
 
 An adapter folder is read as PEFT writes it (artifacts/adapter.py): adapter_config.json, the tensors of
 adapter_model.safetensors (headers; rows and LoRA matrices are read only where a rule measures them) and the
@@ -92,10 +93,10 @@ def _base_text(adapter: Adapter, rows: int) -> str:
 
 
 def _ids_text(ids: list[int]) -> str:
-    """'277..340' for a run of ids, else the first few."""
-    if len(ids) > 5 and ids[-1] - ids[0] != len(ids) - 1:
-        return ", ".join(map(str, ids[:5])) + " ..."
-    return f"{ids[0]}..{ids[-1]}" if len(ids) > 1 and ids[-1] - ids[0] == len(ids) - 1 else ", ".join(map(str, ids))
+    """'277..340' for a run of ids, else the first five."""
+    if len(ids) > 1 and ids[-1] - ids[0] == len(ids) - 1:
+        return f"{ids[0]}..{ids[-1]}"
+    return ", ".join(map(str, ids[:5])) + (" ..." if len(ids) > 5 else "")
 
 
 class NewRowsUntrained(Rule):
@@ -124,7 +125,7 @@ class NewRowsUntrained(Rule):
             tensor = saved_rows(target.tensors, modules)
             if tensor is None or tensor.rows is None:
                 continue  # no rows in the adapter: ADP004 says what the base lacks
-            yield from self._side(target, adapter, tensor, label, modules, input_side, base_rows, tok.id_count)
+            yield from self._side(adapter, tensor, label, modules, input_side, base_rows, tok.id_count)
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
         text = source.text
@@ -177,7 +178,6 @@ class NewRowsUntrained(Rule):
 
     def _side(
         self,
-        target: ModelDir,
         adapter: Adapter,
         tensor: TensorInfo,
         label: str,
@@ -205,7 +205,7 @@ class NewRowsUntrained(Rule):
         if base_rows is None and not proven:
             return
         if base_rows is not None:
-            where = f"{_base_text(adapter, base_rows)} has {base_rows} rows"
+            where = _base_text(adapter, base_rows)
             count = f"{len(new_ids)} new ids ({_ids_text(new_ids)})"
         else:
             where = (
