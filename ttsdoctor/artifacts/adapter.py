@@ -53,7 +53,7 @@ class Adapter:
         return value if isinstance(value, str) else None
 
     def names(self, key: str) -> list[str]:
-        """modules_to_save / target_modules as a list of module names ([] when null; a regex string as one)."""
+        """modules_to_save / target_modules as a list of module names ([] when null; a string as one name)."""
         value = self.data.get(key)
         if isinstance(value, str):
             return [value]

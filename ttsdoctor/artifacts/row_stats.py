@@ -72,6 +72,15 @@ def _all_zero(tensor: TensorInfo, ids: list[int]) -> bool:
     return True
 
 
+def _median_norm(tensor: TensorInfo, reference_ids: list[int]) -> float | None:
+    """The median norm of these (trained) rows, leaving out zero and non-finite ones; None when none is left."""
+    import numpy as np
+
+    norms = np.linalg.norm(read_rows(tensor, reference_ids), axis=1)
+    norms = norms[np.isfinite(norms) & (norms > 0)]
+    return float(np.median(norms)) if norms.size else None
+
+
 def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowReport | None:
     if tensor.dtype not in NUMPY_DTYPES or tensor.data_start is None or not new_ids or first_new <= 0:
         return None
@@ -82,12 +91,9 @@ def row_report(tensor: TensorInfo, new_ids: list[int], first_new: int) -> RowRep
     import numpy as np
 
     with np.errstate(all="ignore"):  # NaN/inf rows are findings, not warnings on stderr
-        reference = read_rows(tensor, reference_ids)
-        ref_norms = np.linalg.norm(reference, axis=1)
-        ref_norms = ref_norms[np.isfinite(ref_norms) & (ref_norms > 0)]
-        if ref_norms.size == 0:
+        median = _median_norm(tensor, reference_ids)
+        if median is None:
             return None
-        median = float(np.median(ref_norms))
         raw = read_raw_rows(tensor, new_ids)
         zero = ~np.any(raw.view(np.uint8).reshape(len(new_ids), -1) != 0, axis=1)
         norms = np.linalg.norm(widen(raw, tensor.dtype), axis=1)
@@ -115,14 +121,12 @@ def row_spread(tensor: TensorInfo, ids: list[int], reference_end: int) -> tuple[
 
     ids = _spaced(ids, MAX_NEW_ROWS)
     with np.errstate(all="ignore"):
-        reference = read_rows(tensor, _spaced(list(range(reference_end)), REFERENCE_ROWS))
-        norms = np.linalg.norm(reference, axis=1)
-        norms = norms[np.isfinite(norms) & (norms > 0)]
+        median = _median_norm(tensor, _spaced(list(range(reference_end)), REFERENCE_ROWS))
         rows = read_rows(tensor, ids)
-        if norms.size == 0 or not np.all(np.isfinite(rows)):
+        if median is None or not np.all(np.isfinite(rows)):
             return None
         distance = np.linalg.norm(rows - rows.mean(axis=0), axis=1).max()
-    return float(distance / np.median(norms)), len(ids)
+    return float(distance / median), len(ids)
 
 
 def all_zero(tensor: TensorInfo, chunk_bytes: int = 1 << 22) -> bool | None:

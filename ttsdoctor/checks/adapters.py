@@ -53,14 +53,20 @@ def _matches(pattern: str, paths: tuple[str, ...]) -> bool:
         return False
 
 
+def _targets(target: str | list[str], modules: tuple[str, ...], paths: tuple[str, ...]) -> bool:
+    """Whether target_modules (a list of names, or "all-linear" / a regex PEFT fullmatches against a module's path)
+    puts LoRA on one of these modules."""
+    if isinstance(target, str):
+        return target != "all-linear" and _matches(target, paths)
+    return _listed(target, modules)
+
+
 def _trains(adapter: Adapter, modules: tuple[str, ...], paths: tuple[str, ...]) -> str | None:
     """Which adapter_config.json field trains this module's rows in full, or None."""
     if _listed(adapter.names("modules_to_save"), modules):
         return "modules_to_save"
     target = adapter.data.get("target_modules")
-    if isinstance(target, list) and _listed(adapter.names("target_modules"), modules):
-        return "target_modules"
-    if isinstance(target, str) and target != "all-linear" and _matches(target, paths):
+    if _targets(target if isinstance(target, str) else adapter.names("target_modules"), modules, paths):
         return "target_modules"
     return None
 
@@ -282,17 +288,14 @@ def _lora_without_rows(call: ast.Call) -> list[str] | None:
     if target is None:
         return [] if pysource.called_name(call) == "LoraConfig" else None
     value = target.value
-    if isinstance(value, ast.Constant) and isinstance(value.value, str):  # "all-linear", or a regex PEFT fullmatches
-        pattern = value.value
-        if pattern != "all-linear" and (_matches(pattern, _EMBEDDING_PATHS) or _matches(pattern, _HEAD_PATHS)):
-            return None
-        return [pattern]
-    names = _literal_names(value)
-    if names is None:
+    literal: str | list[str] | None = (
+        value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) else _literal_names(value)
+    )
+    if literal is None:
         return None
-    if _listed(names, EMBEDDING_MODULES) or _listed(names, HEAD_MODULES):
+    if _targets(literal, EMBEDDING_MODULES, _EMBEDDING_PATHS) or _targets(literal, HEAD_MODULES, _HEAD_PATHS):
         return None
-    return names
+    return [literal] if isinstance(literal, str) else literal
 
 
 def _bnb(config: dict[str, Any]) -> str | None:
