@@ -104,3 +104,27 @@ def serving_facts(family_name: str | None) -> ServingFacts | None:
         bool(entry.get("needs_sampling", False)),
         entry.get("sampling_source", ""),
     )
+
+
+def family_ending_with(token: str) -> ServingFacts | None:
+    """The serving facts of the family whose end-of-speech token is `token` ('<|SPEECH_GENERATION_END|>': Llasa)."""
+    for name, entry in _data().get("serving", {}).items():
+        if isinstance(entry, dict) and entry.get("end_of_speech") == token:
+            return serving_facts(name)
+    return None
+
+
+@dataclass(frozen=True)
+class PublishedIds:
+    """The ids scripts of a family hard-code and the token each is in the family's published tokenizer."""
+
+    family: str
+    ids: dict[int, str]
+    source: str
+
+
+def published_ids(family_name: str | None) -> PublishedIds | None:
+    entry = _data().get("published_ids", {}).get(family_name or "")
+    if not isinstance(entry, dict):
+        return None
+    return PublishedIds(family_name or "", {int(k): v for k, v in entry["ids"].items()}, entry.get("source", ""))

@@ -40,6 +40,7 @@ from ttsdoctor.checks.tokens import (
     SpecialIdOrdinaryToken,
     SpecialIdOutOfRange,
 )
+from ttsdoctor.checks.training import HardCodedTokenIds, SequenceBudget, TruncatedEndOfSpeech
 from ttsdoctor.checks.vocab import (
     EmbeddingHeadMismatch,
     MergedTokenizerMovedIds,
@@ -100,6 +101,9 @@ ALL_RULES: tuple[Rule, ...] = (
     QuantizationConfigOnFullWeights(),
     AdapterNeverTrained(),
     AdapterBaseRows(),
+    TruncatedEndOfSpeech(),
+    SequenceBudget(),
+    HardCodedTokenIds(),
     UnusedSuppression(),
 )
 

@@ -112,7 +112,7 @@ def _hub_cache() -> str:
     return os.path.join(home, "hub")
 
 
-def _cached_snapshot(name: str, revision: str | None) -> str | None:
+def _cached_snapshot(name: str, revision: str | None, marker: str) -> str | None:
     repo = os.path.join(_hub_cache(), "models--" + name.replace("/", "--"))
     ref = revision or "main"
     try:
@@ -121,18 +121,19 @@ def _cached_snapshot(name: str, revision: str | None) -> str | None:
     except OSError:
         pass
     snapshot = os.path.join(repo, "snapshots", ref)
-    return snapshot if os.path.isfile(os.path.join(snapshot, "config.json")) else None
+    return snapshot if os.path.isfile(os.path.join(snapshot, marker)) else None
 
 
-def find_base(adapter_dir: str, name: str, revision: str | None) -> str | None:
-    """The local folder of the base model, or None (a Hub id not in the cache: nothing is downloaded)."""
-    # next to the adapter first (a checked tree means the same wherever it is checked from), then as PEFT reads it
-    candidates = [name] if os.path.isabs(name) else [os.path.join(adapter_dir, name), name]
+def find_base(here: str, name: str, revision: str | None, marker: str = "config.json") -> str | None:
+    """The local folder of the model `name` with a `marker` file, or None (a Hub id not in the cache: nothing is
+    downloaded). Looked up relative to `here` (the adapter's or script's folder) first, so a checked tree means the
+    same wherever it is checked from, then as transformers reads it (the current directory, the HF cache)."""
+    candidates = [name] if os.path.isabs(name) else [os.path.join(here, name), name]
     for candidate in candidates:
-        if os.path.isfile(os.path.join(candidate, "config.json")):
+        if os.path.isfile(os.path.join(candidate, marker)):
             return os.path.normpath(candidate)
     if _HUB_ID.match(name):
-        return _cached_snapshot(name, revision)
+        return _cached_snapshot(name, revision, marker)
     return None
 
 

@@ -136,6 +136,51 @@ def resolve(expr: ast.expr, scope: ast.AST, line: int) -> ast.expr:
     return expr
 
 
+def int_value(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> int | None:
+    """A literal int, directly or through a name assigned one in the function or the module, or an attribute of
+    self assigned one in the class."""
+    value: ast.expr | None = resolve(expr, scope, line)
+    if value is expr and isinstance(expr, ast.Name):
+        value = resolve(expr, source.tree, line)
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id == "self":
+        value = self_attribute(source, scope, expr.attr)  # self.max_length = 2048 in __init__
+    if isinstance(value, ast.Constant) and isinstance(value.value, int) and not isinstance(value.value, bool):
+        return value.value
+    return None
+
+
+def method_classes(source: SourceFile) -> dict[int, ast.ClassDef]:
+    """The class around each method (by the id of its FunctionDef node)."""
+    cached: dict[int, ast.ClassDef] | None = source.cache.get("method_classes")
+    if cached is None:
+        cached = source.cache["method_classes"] = {
+            id(node): cls
+            for cls in ast.walk(source.tree)
+            if isinstance(cls, ast.ClassDef)
+            for node in cls.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        }
+    return cached
+
+
+def self_attribute(source: SourceFile, scope: ast.AST, attr: str) -> ast.expr | None:
+    """The value of `self.attr = ...` anywhere in the class around a method (last one wins)."""
+    found: ast.expr | None = None
+    cls = method_classes(source).get(id(scope))
+    if cls is not None:
+        for node in ast.walk(cls):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr == attr
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == "self"
+                ):
+                    found = node.value
+    return found
+
+
 def is_dict_expr(expr: ast.expr) -> bool:
     """A dict literal, a dict comprehension or a `dict(...)` call."""
     if isinstance(expr, (ast.Dict, ast.DictComp)):

@@ -48,7 +48,7 @@ LOADERS = ("from_pretrained", "LLM", "EngineArgs", "AsyncEngineArgs", "Llama", "
 MODEL_ARGS = ("model", "model_name", "model_id", "pretrained_model_name_or_path", "model_path", "repo_id")
 
 
-def _loaded_models(tree: ast.Module) -> list[str]:
+def loaded_models(tree: ast.Module) -> list[str]:
     """The strings a file passes as the model to load (directly, or through a variable assigned a string)."""
     strings: dict[str, list[str]] = {}
     loads: list[ast.expr] = []
@@ -68,17 +68,22 @@ def _loaded_models(tree: ast.Module) -> list[str]:
     return out
 
 
+def family_names_in(model: str) -> set[str]:
+    """The TTS families a model name names ("canopylabs/orpheus-3b-0.1-ft": Orpheus)."""
+    return {family for pattern, family in _FAMILY_IN_SOURCE if pattern.search(model)}
+
+
 def source_family(source: SourceFile) -> ServingFacts | None:
     """The serving facts of the one TTS family whose model the file loads (None for none or several): a
     string naming it passed to from_pretrained / LLM / Llama, not a model merely listed in the file."""
     if "source_family" in source.cache:
         found: ServingFacts | None = source.cache["source_family"]
         return found
-    named: set[str] = set()
-    for model in _loaded_models(source.tree) if _FAMILY_TEXT.search(source.text) else ():
-        for pattern, family in _FAMILY_IN_SOURCE:
-            if pattern.search(model):
-                named.add(family)
+    named = {
+        family
+        for model in (loaded_models(source.tree) if _FAMILY_TEXT.search(source.text) else ())
+        for family in family_names_in(model)
+    }
     facts = serving_facts(named.pop()) if len(named) == 1 else None
     source.cache["source_family"] = facts
     return facts
