@@ -187,3 +187,62 @@ def test_hard_coded_ids_bad_fixture_lists_each_id_once() -> None:
     ids = {t["content"]: t["id"] for t in vocab}
     assert finding.evidence["ids"] == [128009, 128258, 128259, 128260, 128266]
     assert f"'<custom_token_10>', which is {ids['<custom_token_10>']} in it" in finding.message
+
+
+XCODEC = (
+    'from xcodec2.modeling_xcodec2 import XCodec2Model\ncodec = XCodec2Model.from_pretrained("HKUSTAudio/xcodec2")\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "severity"),
+    [
+        ("wav = codec.decode_code(codes)\nsf.write('a.wav', wav[0, 0].cpu().numpy(), 24000)\n", Severity.WARNING),
+        (
+            "wav = codec.decode_code(codes)\nout = wav.squeeze()\ntorchaudio.save('a.wav', out, 22050)\n",
+            Severity.WARNING,
+        ),
+        (
+            "from scipy.io import wavfile\nwav = codec.decode_code(codes)\nwavfile.write('a.wav', 44100, wav)\n",
+            Severity.WARNING,
+        ),
+        ("SR = 12\nsf.write('a.wav', codec.decode_code(codes), samplerate=SR)\n", Severity.ERROR),
+        ("ds = ds.cast_column('audio', Audio(sampling_rate=50))\n", Severity.ERROR),
+        ("ds = ds.cast_column('audio', Audio(sampling_rate=24000))\n", Severity.WARNING),
+    ],
+)
+def test_sample_rates_against_the_codec(tmp_path, body: str, severity: Severity) -> None:
+    path = tmp_path / "infer.py"
+    path.write_text(XCODEC + body)
+    (finding,) = _findings(str(path), "COD006")
+    assert finding.severity == severity and finding.location.line == body.count("\n") + 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "wav = codec.decode_code(codes)\nsf.write('a.wav', wav[0, 0].cpu().numpy(), 16000)\n",
+        "sf.write('reference.wav', reference_audio, 24000)\n",  # not the codec's output
+        # decoded at 24 kHz, resampled to the codec's 16 kHz before encoding
+        "ds = ds.cast_column('audio', Audio(sampling_rate=24000))\n"
+        "w = torchaudio.functional.resample(w, 24000, 16000)\n",
+        "wav = codec.decode_code(codes)\nsf.write('a.wav', wav, sr)\n",  # a rate computed elsewhere
+    ],
+)
+def test_sample_rates_that_fit(tmp_path, body: str) -> None:
+    path = tmp_path / "infer.py"
+    path.write_text(XCODEC + body)
+    assert _findings(str(path), "COD006") == []
+
+
+def test_sample_rate_without_a_known_codec_only_catches_frame_rates(tmp_path) -> None:
+    path = tmp_path / "infer.py"
+    path.write_text("import soundfile as sf\nsf.write('a.wav', model.decode(x), 16000)\nsf.write('b.wav', y, 75)\n")
+    (finding,) = _findings(str(path), "COD006")
+    assert finding.location.line == 3 and "frame rate of" in finding.message
+
+
+def test_sample_rate_yaml_fix_sets_the_codec_rate() -> None:
+    (finding,) = _findings(os.path.join(FIXTURES, "COD006/bad/orpheus-yaml-22050"), "COD006")
+    (edit,) = finding.fix.edits
+    assert finding.fix.applicability.value == "safe" and edit.pointer == "/sample_rate" and edit.value == 24000

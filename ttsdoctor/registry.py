@@ -17,7 +17,7 @@ from ttsdoctor.checks.artifacts import (
     UnreadableArtifact,
 )
 from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
-from ttsdoctor.checks.codec import AudioTokenRange, CodebookRows, CodecMismatch, IdsBeyondCodec
+from ttsdoctor.checks.codec import AudioTokenRange, CodebookRows, CodecMismatch, IdsBeyondCodec, SampleRateMismatch
 from ttsdoctor.checks.environment import Bf16Unsupported, TransformersTooOld
 from ttsdoctor.checks.freeze import FreezeIndexNotBase, FreezeIndexOutOfRange
 from ttsdoctor.checks.generation import (
@@ -93,6 +93,7 @@ ALL_RULES: tuple[Rule, ...] = (
     TransformersTooOld(),
     Bf16Unsupported(),
     IdsBeyondCodec(),
+    SampleRateMismatch(),
     AudioLengthBudget(),
     EndOfSpeechNotAStop(),
     FamilySampling(),

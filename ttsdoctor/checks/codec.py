@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 
 from ttsdoctor.artifacts.hf_config import ConfigScope
 from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tokenizer import TokenizerFile
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.codecs import Codec, family_layout, find_codec
-from ttsdoctor.finding import Applicability, Finding, Fix, Severity
+from ttsdoctor.checks import pysource
+from ttsdoctor.checks.serving import config_family, loaded_models, source_family
+from ttsdoctor.codecs import Codec, codecs, family_layout, find_codec
+from ttsdoctor.finding import Applicability, Finding, Fix, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
 VALLE_BACKENDS = {
@@ -320,3 +324,180 @@ class IdsBeyondCodec(Rule):
                     Applicability.DISPLAY_ONLY,
                 ),
             )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# COD006: sample rates against the codec's
+
+# Codecs that encode and decode audio at one rate. S3-tokenizer families (CosyVoice, Chatterbox) tokenise 16 kHz
+# audio and speak through a separate 22.05/24 kHz vocoder: one "rate of the codec" does not exist for them.
+_RATE_TEXT = re.compile(r"sampling_rate|samplerate|\.write\s*\(|\.save\s*\(|sample_rate")
+_RATE_KEYS = ("sample_rate", "sampling_rate", "target_sample_rate", "target_sr", "audio_sample_rate")
+_DECODES = ("decode", "decode_code", "decode_codes", "detokenize", "codes_to_audio")
+_MIN_AUDIO_RATE = 4000  # below any audio sample rate in use (telephony is 8 kHz)
+
+
+def _reconstructing(codec: Codec | None) -> Codec | None:
+    return codec if codec is not None and codec.key != "s3tokenizer" else None
+
+
+def _source_codec(source: SourceFile) -> tuple[Codec | None, str]:
+    """The one codec a file works with: a codec checkpoint it loads by name ("hubertsiuzdak/snac_24khz",
+    "HKUSTAudio/xcodec2"), else the codec of the one TTS family whose model it loads."""
+    models = [m.lower() for m in loaded_models(source.tree)]
+    named = {c.key: c for c in codecs().values() for m in models if c.key in m.replace("-", "_")}
+    if len(named) == 1:
+        (loaded,) = named.values()
+        return _reconstructing(loaded), f"the codec this file loads ({loaded.name})"
+    if named:
+        return None, ""
+    facts = source_family(source)
+    codec = find_codec(family_layout(facts.family).get("codec")) if facts is not None else None
+    if codec is None or facts is None:
+        return None, ""
+    return _reconstructing(codec), f"{facts.family}'s codec ({codec.name})"
+
+
+def _writer_rate(call: ast.Call) -> tuple[ast.expr, ast.expr] | None:
+    """(audio, sample rate) of a call writing a waveform to a file: soundfile.write(file, data, samplerate),
+    torchaudio.save(uri, src, sample_rate), scipy's wavfile.write(filename, rate, data)."""
+    func = call.func
+    if not isinstance(func, ast.Attribute):
+        return None
+    owner = ast.unparse(func.value)
+    args = call.args
+    if func.attr == "write" and owner in ("sf", "soundfile"):
+        data = args[1] if len(args) > 1 else _kw(call, "data")
+        rate = args[2] if len(args) > 2 else _kw(call, "samplerate")
+    elif func.attr == "save" and owner in ("torchaudio", "ta"):
+        data = args[1] if len(args) > 1 else _kw(call, "src")
+        rate = args[2] if len(args) > 2 else _kw(call, "sample_rate")
+    elif func.attr == "write" and owner.endswith("wavfile"):
+        rate = args[1] if len(args) > 1 else _kw(call, "rate")
+        data = args[2] if len(args) > 2 else _kw(call, "data")
+    else:
+        return None
+    return (data, rate) if data is not None and rate is not None else None
+
+
+def _kw(call: ast.Call, name: str) -> ast.expr | None:
+    kw = pysource.keyword(call, name)
+    return kw.value if kw is not None else None
+
+
+def _decoded(expr: ast.expr, scope: ast.AST, line: int, depth: int = 0) -> bool:
+    """Whether `expr` is (derived from) what a codec's decode() returned, following names back to their
+    assignments in the function (a few steps: `audio = hat.squeeze().cpu().numpy()`)."""
+    if depth > 5:
+        return False
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Call) and pysource.called_name(node) in _DECODES:
+            return True
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Name):
+            value = pysource.assigned_value(scope, node.id, line)
+            if value is not None and _decoded(value, scope, getattr(value, "lineno", line), depth + 1):
+                return True
+    return False
+
+
+def _frame_rate_note(rate: int, codec: Codec | None = None) -> str:
+    matches = [
+        c.name
+        for c in ([codec] if codec is not None and rate in codec.frame_rates_seen else codecs().values())
+        if rate in c.frame_rates_seen or rate == c.frames_per_second
+    ]
+    return f" ({rate} is the frame rate of {', '.join(matches)}: frames per second, not samples)" if matches else ""
+
+
+class SampleRateMismatch(Rule):
+    id = "COD006"
+    name = "sample-rate-mismatch"
+    summary = "Audio prepared or written at a sample rate that is not the codec's, or a frame rate used as one"
+    severity = Severity.WARNING
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if not _RATE_TEXT.search(source.text):
+            return
+        codec, whose = _source_codec(source)
+        resamples_to_codec = codec is not None and any(
+            pysource.int_value(source, arg, site.scope, site.node.lineno) == codec.sample_rate
+            for site in pysource.calls(source, _RESAMPLE_TEXT, "Resample", "resample")
+            for arg in [*site.node.args, *(kw.value for kw in site.node.keywords)]
+        )
+        for site in pysource.calls(source, _RATE_TEXT, "Audio", "write", "save"):
+            if site.name == "Audio":
+                rate_expr, data = _kw(site.node, "sampling_rate"), None
+                what = "the dataset's audio column is decoded at"
+            else:
+                found = _writer_rate(site.node)
+                if found is None:
+                    continue
+                data, rate_expr = found
+                what = "the waveform is written at"
+            if rate_expr is None:
+                continue
+            rate = pysource.int_value(source, rate_expr, site.scope, site.node.lineno)
+            if rate is None or rate <= 0:
+                continue
+            where = source.line_name(rate_expr.lineno)
+            if rate < _MIN_AUDIO_RATE:
+                yield self.finding(
+                    f"{what} {rate} Hz at {where}: not an audio sample rate{_frame_rate_note(rate, codec)}",
+                    source.path,
+                    line=rate_expr.lineno,
+                    column=rate_expr.col_offset + 1,
+                    evidence={"rate": rate},
+                    severity=Severity.ERROR,
+                )
+                continue
+            if codec is None or rate == codec.sample_rate:
+                continue
+            if data is None and resamples_to_codec:
+                continue  # decoded at one rate, resampled to the codec's before encoding
+            if data is not None and not _decoded(data, site.scope, site.node.lineno):
+                continue  # not the codec's output (a reference clip, another model's audio)
+            speed = "sped up" if (rate < codec.sample_rate) == (data is None) else "slowed down"
+            effect = (
+                f"it reads the clips as {codec.sample_rate} Hz audio: the model learns codes of {speed}, "
+                "pitch-shifted speech"
+                if data is None
+                else f"the file plays the codec's output {speed} and pitch-shifted"
+            )
+            yield self.finding(
+                f"{what} {rate} Hz at {where}, but {whose} works at {codec.sample_rate} Hz: {effect}",
+                source.path,
+                line=rate_expr.lineno,
+                column=rate_expr.col_offset + 1,
+                evidence={"rate": rate, "codec": codec.key, "codec_rate": codec.sample_rate},
+                fix=Fix(f"Use {codec.sample_rate}", Applicability.DISPLAY_ONLY),
+            )
+
+    def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
+        facts = config_family(target)
+        codec = _reconstructing(find_codec(family_layout(facts.family).get("codec"))) if facts is not None else None
+        if codec is None or facts is None:
+            return
+        for entry in target.find(*_RATE_KEYS):
+            value = entry.value
+            if not isinstance(value, int) or isinstance(value, bool) or value == codec.sample_rate:
+                continue
+            cls = SetYamlValue if target.format == "yaml" else SetJsonValue
+            yield self.finding(
+                f"{entry.key}: {value} in {target.path}, but {facts.family}'s codec ({codec.name}) works at "
+                f"{codec.sample_rate} Hz: audio prepared at {value} Hz is encoded as if it were {codec.sample_rate} Hz"
+                f"{_frame_rate_note(value, codec) if value < _MIN_AUDIO_RATE else ''}",
+                target.path,
+                entry.pointer,
+                entry.line,
+                entry.column,
+                {"rate": value, "codec": codec.key, "codec_rate": codec.sample_rate},
+                Fix(
+                    f"Set {entry.key} to {codec.sample_rate}",
+                    Applicability.SAFE,
+                    (cls(target.path, entry.pointer, codec.sample_rate),),
+                ),
+            )
+
+
+_RESAMPLE_TEXT = re.compile(r"[Rr]esample")

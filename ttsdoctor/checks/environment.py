@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import os
+import re
 from collections.abc import Iterator
 
 from ttsdoctor.artifacts.model_dir import ModelDir
+from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.checks import pysource
 from ttsdoctor.environment import installed_version
-from ttsdoctor.finding import Finding, Severity
+from ttsdoctor.finding import Applicability, Finding, Fix, Severity
 from ttsdoctor.rule import Rule
 
 # Families loaded by their own libraries, not by transformers' auto classes.
@@ -138,6 +142,32 @@ def gpu_compute_capabilities() -> tuple[tuple[str, float], ...] | None:
     return tuple(gpus) or None
 
 
+_BF16_TEXT = re.compile(r"bfloat16")
+
+
+def _bf16_sites(source: SourceFile) -> Iterator[tuple[ast.AST, str]]:
+    """Where a file asks for bfloat16 unconditionally: `torch_dtype=torch.bfloat16` / `dtype="bfloat16"` passed to a
+    call, `.to(torch.bfloat16)`, `.bfloat16()`. A choice (`torch.bfloat16 if is_bf16_supported() else ...`) is not."""
+    for site in pysource.calls(source, _BF16_TEXT):
+        call = site.node
+        if site.name == "bfloat16" and isinstance(call.func, ast.Attribute) and not call.args:
+            if not (isinstance(call.func.value, ast.Name) and call.func.value.id == "torch"):
+                yield call, f"`{ast.unparse(call)}`"
+            continue
+        values = [(kw.value, f"{kw.arg}=") for kw in call.keywords if kw.arg in ("torch_dtype", "dtype")]
+        if site.name == "to":
+            values += [(arg, ".to(") for arg in call.args[:1]]
+        for value, how in values:
+            if _is_bf16(value):
+                yield value, f"`{how}{ast.unparse(value)}{')' if how == '.to(' else ''}`"
+
+
+def _is_bf16(expr: ast.expr) -> bool:
+    if isinstance(expr, ast.Attribute) and expr.attr == "bfloat16" and ast.unparse(expr.value) == "torch":
+        return True
+    return isinstance(expr, ast.Constant) and expr.value == "bfloat16"
+
+
 class Bf16Unsupported(Rule):
     id = "ENV002"
     name = "bf16-unsupported"
@@ -166,4 +196,27 @@ class Bf16Unsupported(Rule):
                 line,
                 column,
                 {"gpu": name, "compute_capability": cap},
+            )
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if not _BF16_TEXT.search(source.text):
+            return
+        old = [(name, cap) for name, cap in gpu_compute_capabilities() or () if cap < 8.0]
+        if not old:
+            return
+        name, cap = old[0]
+        for node, what in _bf16_sites(source):
+            line, column = getattr(node, "lineno", None), getattr(node, "col_offset", 0) + 1
+            yield self.finding(
+                f"{what} at {source.line_name(line or 0)} asks for bfloat16, but the GPU {name} (compute capability "
+                f"{cap}) has none: torch emulates it slowly or the kernels fail. Use torch.float16 there, or choose "
+                "with torch.cuda.is_bf16_supported()",
+                source.path,
+                line=line,
+                column=column,
+                evidence={"gpu": name, "compute_capability": cap},
+                fix=Fix(
+                    "dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16",
+                    Applicability.DISPLAY_ONLY,
+                ),
             )

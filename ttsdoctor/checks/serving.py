@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks import pysource
 from ttsdoctor.codecs import ServingFacts, serving_facts
 from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, SetJsonValue, Severity
@@ -39,6 +40,7 @@ _FAMILY_IN_SOURCE = (
     (re.compile(r"outetts[-_ ]?0\.[23]", re.I), "OuteTTS 0.2/0.3"),
     (re.compile(r"spark-?tts", re.I), "Spark-TTS"),
 )
+_MODEL_KEYS = re.compile(r"model", re.I)  # training-config keys naming the model: model_name_or_path, base_model
 _CALLS_TEXT = re.compile(r"SamplingParams\s*\(|\.generate\s*\(")
 _FAMILY_TEXT = re.compile(r"orpheus|llasa|outetts|spark-?tts", re.I)  # before any walk of the syntax tree
 
@@ -87,6 +89,20 @@ def source_family(source: SourceFile) -> ServingFacts | None:
     facts = serving_facts(named.pop()) if len(named) == 1 else None
     source.cache["source_family"] = facts
     return facts
+
+
+def config_family(config: TrainingConfig) -> ServingFacts | None:
+    """The serving facts of a training config's family: detected from its keys, or the one TTS family its model
+    entries (model_name_or_path: canopylabs/orpheus-3b-0.1-pretrained) name."""
+    if config.family is not None:
+        return serving_facts(config.family.name)
+    named = {
+        family
+        for entry in config.entries
+        if isinstance(entry.value, str) and _MODEL_KEYS.search(entry.key)
+        for family in family_names_in(entry.value)
+    }
+    return serving_facts(named.pop()) if len(named) == 1 else None
 
 
 def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysource.CallSite]]:

@@ -21,8 +21,8 @@ from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tokenizer import TokenizerFile, load_tokenizer_json
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks import pysource
-from ttsdoctor.checks.serving import family_names_in, loaded_models, source_family
-from ttsdoctor.codecs import ServingFacts, family_ending_with, published_ids, serving_facts
+from ttsdoctor.checks.serving import config_family, loaded_models, source_family
+from ttsdoctor.codecs import ServingFacts, family_ending_with, published_ids
 from ttsdoctor.families import detect_family
 from ttsdoctor.finding import Applicability, Finding, Fix, Severity
 from ttsdoctor.rule import Rule
@@ -353,21 +353,6 @@ class TruncatedEndOfSpeech(Rule):
 
 _BUDGET_KEYS = ("max_seq_length", "max_seq_len")
 _BUDGET_TEXT = re.compile(r"max_seq_len")
-_MODEL_KEYS = re.compile(r"model", re.I)
-
-
-def config_family(config: TrainingConfig) -> ServingFacts | None:
-    """The serving facts of a training config's family: detected from its keys, or the one TTS family its model
-    entries (model_name_or_path: canopylabs/orpheus-3b-0.1-pretrained) name."""
-    if config.family is not None:
-        return serving_facts(config.family.name)
-    named = {
-        family
-        for entry in config.entries
-        if isinstance(entry.value, str) and _MODEL_KEYS.search(entry.key)
-        for family in family_names_in(entry.value)
-    }
-    return serving_facts(named.pop()) if len(named) == 1 else None
 
 
 class SequenceBudget(Rule):
