@@ -145,21 +145,33 @@ def gpu_compute_capabilities() -> tuple[tuple[str, float], ...] | None:
 _BF16_TEXT = re.compile(r"bfloat16")
 
 
+# Calls that load or run a model in the dtype they are given; casts of other tensors (weights converted for saving by
+# a quantisation script) are not computation on the GPU
+_LOADS = ("from_pretrained", "from_config", "autocast", "LLM", "EngineArgs", "pipeline")
+_MODEL_RECEIVER = re.compile(r"model|llm|gpt|decoder|encoder|codec|vocoder", re.I)
+
+
 def _bf16_sites(source: SourceFile) -> Iterator[tuple[ast.AST, str]]:
     """Where a file asks for bfloat16 unconditionally: `torch_dtype=torch.bfloat16` / `dtype="bfloat16"` passed to a
-    call, `.to(torch.bfloat16)`, `.bfloat16()`. A choice (`torch.bfloat16 if is_bf16_supported() else ...`) is not."""
+    call that loads or runs a model, `model.to(torch.bfloat16)`, `model.bfloat16()`. A choice made at run time
+    (`torch.bfloat16 if is_bf16_supported() else ...`) is not."""
     for site in pysource.calls(source, _BF16_TEXT):
         call = site.node
-        if site.name == "bfloat16" and isinstance(call.func, ast.Attribute) and not call.args:
-            if not (isinstance(call.func.value, ast.Name) and call.func.value.id == "torch"):
-                yield call, f"`{ast.unparse(call)}`"
+        receiver = ast.unparse(call.func.value) if isinstance(call.func, ast.Attribute) else ""
+        if site.name in ("bfloat16", "to") and not _MODEL_RECEIVER.search(receiver):
             continue
-        values = [(kw.value, f"{kw.arg}=") for kw in call.keywords if kw.arg in ("torch_dtype", "dtype")]
+        if site.name == "bfloat16" and not call.args:
+            yield call, f"`{ast.unparse(call)}`"
+            continue
+        values = []
+        if site.name in _LOADS:
+            values = [(kw.value, f"{kw.arg}=") for kw in call.keywords if kw.arg in ("torch_dtype", "dtype")]
         if site.name == "to":
-            values += [(arg, ".to(") for arg in call.args[:1]]
+            values = [(arg, f"{receiver}.to(") for arg in call.args[:1]]
+            values += [(kw.value, f"{receiver}.to(dtype=") for kw in call.keywords if kw.arg == "dtype"]
         for value, how in values:
             if _is_bf16(value):
-                yield value, f"`{how}{ast.unparse(value)}{')' if how == '.to(' else ''}`"
+                yield value, f"`{how}{ast.unparse(value)}{')' if '.to(' in how else ''}`"
 
 
 def _is_bf16(expr: ast.expr) -> bool:
