@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -66,9 +67,7 @@ def _own_expressions(stmt: ast.stmt) -> list[ast.AST]:
         return [stmt.iter]
     if isinstance(stmt, (ast.With, ast.AsyncWith)):
         return [item.context_expr for item in stmt.items]
-    if isinstance(stmt, (ast.Try, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or (
-        hasattr(ast, "TryStar") and isinstance(stmt, ast.TryStar)
-    ):
+    if isinstance(stmt, (ast.Try, ast.TryStar, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return []
     return [stmt]
 
@@ -131,7 +130,7 @@ class _Flow:
                 found = self.is_end(value) if isinstance(value, (ast.Call, ast.Constant)) else None
             return found
         if isinstance(expr, ast.Attribute) and _end_name(expr.attr):
-            return pysource_text(expr)
+            return ast.unparse(expr)
         if isinstance(expr, ast.Call) and pysource.called_name(expr) in ("convert_tokens_to_ids", "token_to_id"):
             arg = expr.args[0] if expr.args else None
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and _END_TOKEN_TEXT.search(arg.value):
@@ -262,13 +261,6 @@ class _Flow:
             self.ends_with[key] = value
 
 
-def pysource_text(node: ast.AST) -> str:
-    try:
-        return ast.unparse(node)
-    except Exception:  # pragma: no cover - ast.unparse handles every parsed node
-        return "?"
-
-
 def _scopes(tree: ast.Module) -> Iterator[ast.AST]:
     yield tree
     for node in ast.walk(tree):
@@ -323,7 +315,7 @@ class TruncatedEndOfSpeech(Rule):
     def _finding(self, source: SourceFile, cut: Truncation, facts: ServingFacts | None) -> Finding:
         if facts is None and cut.end[:1] in "'\"":
             facts = family_ending_with(cut.end[1:-1])
-        limit_text = pysource_text(cut.limit)
+        limit_text = ast.unparse(cut.limit)
         limit = pysource.int_value(source, cut.limit, cut.scope, cut.node.lineno)
         size = f"{limit_text} = {limit}" if limit is not None and limit_text != str(limit) else limit_text
         audio = _seconds(limit, facts) if limit is not None else ""
@@ -333,7 +325,7 @@ class TruncatedEndOfSpeech(Rule):
             else f"cuts every sequence longer than {size} tokens{audio}, and each of them"
         )
         return self.finding(
-            f"`{pysource_text(cut.node)}` at {source.line_name(cut.node.lineno)} {when} loses the end-of-speech "
+            f"`{ast.unparse(cut.node)}` at {source.line_name(cut.node.lineno)} {when} loses the end-of-speech "
             f"token ({cut.end}, appended at {source.line_name(cut.end_line)}): those samples teach the model to "
             "keep talking, and it learns not to stop",
             source.path,
@@ -491,7 +483,7 @@ def hard_coded_ids(source: SourceFile, table: dict[int, str]) -> list[HardCodedI
 def _loaded_tokenizer(source: SourceFile) -> TokenizerFile | None:
     """The one tokenizer.json on this machine of the models the file loads by a literal name (a folder next to the
     script, under the current directory, or in the HF cache); None when there is none or more than one."""
-    here = source.path.rsplit("/", 1)[0] if "/" in source.path else "."
+    here = os.path.dirname(source.path) or "."
     folders = {
         folder
         for name in loaded_models(source.tree)
@@ -500,7 +492,7 @@ def _loaded_tokenizer(source: SourceFile) -> TokenizerFile | None:
     if len(folders) != 1:
         return None
     try:
-        return load_tokenizer_json(folders.pop() + "/tokenizer.json")
+        return load_tokenizer_json(os.path.join(folders.pop(), "tokenizer.json"))
     except ArtifactError:
         return None  # the folder's own check reports it
 
@@ -534,6 +526,7 @@ class HardCodedTokenIds(Rule):
         missing: list[str] = []
         first: HardCodedId | None = None
         seen: set[int] = set()
+        reported: list[int] = []
         for hit in sorted(hard_coded_ids(source, table.ids), key=lambda h: (h.node.lineno, h.node.col_offset)):
             actual = tokenizer.token_id(hit.token)
             if actual == hit.value or hit.value in seen:
@@ -544,10 +537,12 @@ class HardCodedTokenIds(Rule):
             where = source.line_name(hit.node.lineno)
             if actual is not None:
                 moved.append(f"{hit.value} ({where}) is {hit.token!r}, which is {actual} in it ({is_there})")
-                first = first or hit
             elif not adds:
                 missing.append(f"{hit.value} ({where}) is {hit.token!r}, which it does not have ({is_there})")
-                first = first or hit
+            else:
+                continue  # the script adds tokens itself: a missing one may be added at run time
+            first = first or hit
+            reported.append(hit.value)
         if first is None:
             return
         listed = moved + missing
@@ -561,7 +556,7 @@ class HardCodedTokenIds(Rule):
             column=first.node.col_offset + 1,
             evidence={
                 "tokenizer": tokenizer.path,
-                "ids": sorted(seen),
+                "ids": sorted(reported),
                 "moved": len(moved),
                 "missing": len(missing),
                 "published": table.source,
