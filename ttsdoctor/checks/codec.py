@@ -332,6 +332,7 @@ class IdsBeyondCodec(Rule):
 # Codecs that encode and decode audio at one rate. S3-tokenizer families (CosyVoice, Chatterbox) tokenise 16 kHz
 # audio and speak through a separate 22.05/24 kHz vocoder: one "rate of the codec" does not exist for them.
 _RATE_TEXT = re.compile(r"sampling_rate|samplerate|\.write\s*\(|\.save\s*\(|sample_rate")
+_RESAMPLE_TEXT = re.compile(r"[Rr]esample")
 _RATE_KEYS = ("sample_rate", "sampling_rate", "target_sample_rate", "target_sr", "audio_sample_rate")
 _DECODES = ("decode", "decode_code", "decode_codes", "detokenize", "codes_to_audio")
 _MIN_AUDIO_RATE = 4000  # below any audio sample rate in use (telephony is 8 kHz)
@@ -343,8 +344,15 @@ def _reconstructing(codec: Codec | None) -> Codec | None:
 
 def _source_codec(source: SourceFile) -> tuple[Codec | None, str]:
     """The one codec a file works with: a codec checkpoint it loads by name ("hubertsiuzdak/snac_24khz",
-    "HKUSTAudio/xcodec2"), else the codec of the one TTS family whose model it loads."""
-    models = [m.lower() for m in loaded_models(source.tree)]
+    "HKUSTAudio/xcodec2"), else the codec of the one TTS family whose model it loads. Cached per file."""
+    if "source_codec" not in source.cache:
+        source.cache["source_codec"] = _find_source_codec(source)
+    found: tuple[Codec | None, str] = source.cache["source_codec"]
+    return found
+
+
+def _find_source_codec(source: SourceFile) -> tuple[Codec | None, str]:
+    models = [m.lower() for m in loaded_models(source)]
     named = {c.key: c for c in codecs().values() for m in models if c.key in m.replace("-", "_")}
     if len(named) == 1:
         (loaded,) = named.values()
@@ -410,6 +418,15 @@ def _frame_rate_note(rate: int, codec: Codec | None = None) -> str:
     return f" ({rate} is the frame rate of {', '.join(matches)}: frames per second, not samples)" if matches else ""
 
 
+def _resamples_to(source: SourceFile, rate: int) -> bool:
+    """Whether the file calls Resample / resample with `rate` among the arguments."""
+    return any(
+        pysource.int_value(source, arg, site.scope, site.node.lineno) == rate
+        for site in pysource.calls(source, _RESAMPLE_TEXT, "Resample", "resample")
+        for arg in [*site.node.args, *(kw.value for kw in site.node.keywords)]
+    )
+
+
 class SampleRateMismatch(Rule):
     id = "COD006"
     name = "sample-rate-mismatch"
@@ -419,12 +436,6 @@ class SampleRateMismatch(Rule):
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
         if not _RATE_TEXT.search(source.text):
             return
-        codec, whose = _source_codec(source)
-        resamples_to_codec = codec is not None and any(
-            pysource.int_value(source, arg, site.scope, site.node.lineno) == codec.sample_rate
-            for site in pysource.calls(source, _RESAMPLE_TEXT, "Resample", "resample")
-            for arg in [*site.node.args, *(kw.value for kw in site.node.keywords)]
-        )
         for site in pysource.calls(source, _RATE_TEXT, "Audio", "write", "save"):
             if site.name == "Audio":
                 rate_expr, data = _kw(site.node, "sampling_rate"), None
@@ -441,6 +452,7 @@ class SampleRateMismatch(Rule):
             if rate is None or rate <= 0:
                 continue
             where = source.line_name(rate_expr.lineno)
+            codec, whose = _source_codec(source)  # only for files with a literal rate to judge
             if rate < _MIN_AUDIO_RATE:
                 yield self.finding(
                     f"{what} {rate} Hz at {where}: not an audio sample rate{_frame_rate_note(rate, codec)}",
@@ -453,7 +465,7 @@ class SampleRateMismatch(Rule):
                 continue
             if codec is None or rate == codec.sample_rate:
                 continue
-            if data is None and resamples_to_codec:
+            if data is None and _resamples_to(source, codec.sample_rate):
                 continue  # decoded at one rate, resampled to the codec's before encoding
             if data is not None and not _decoded(data, site.scope, site.node.lineno):
                 continue  # not the codec's output (a reference clip, another model's audio)
@@ -498,6 +510,3 @@ class SampleRateMismatch(Rule):
                     (cls(target.path, entry.pointer, codec.sample_rate),),
                 ),
             )
-
-
-_RESAMPLE_TEXT = re.compile(r"[Rr]esample")

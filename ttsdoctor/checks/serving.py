@@ -50,11 +50,15 @@ LOADERS = ("from_pretrained", "LLM", "EngineArgs", "AsyncEngineArgs", "Llama", "
 MODEL_ARGS = ("model", "model_name", "model_id", "pretrained_model_name_or_path", "model_path", "repo_id")
 
 
-def loaded_models(tree: ast.Module) -> list[str]:
-    """The strings a file passes as the model to load (directly, or through a variable assigned a string)."""
+def loaded_models(source: SourceFile) -> list[str]:
+    """The strings a file passes as the model to load (directly, or through a variable assigned a string); one walk
+    of the tree per file, shared by the rules that ask."""
+    cached: list[str] | None = source.cache.get("loaded_models")
+    if cached is not None:
+        return cached
     strings: dict[str, list[str]] = {}
     loads: list[ast.expr] = []
-    for node in ast.walk(tree):
+    for node in ast.walk(source.tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             for target in node.targets:
                 if isinstance(target, ast.Name):
@@ -67,6 +71,7 @@ def loaded_models(tree: ast.Module) -> list[str]:
             out.append(expr.value)
         elif isinstance(expr, ast.Name):
             out += strings.get(expr.id, [])
+    source.cache["loaded_models"] = out
     return out
 
 
@@ -83,7 +88,7 @@ def source_family(source: SourceFile) -> ServingFacts | None:
         return found
     named = {
         family
-        for model in (loaded_models(source.tree) if _FAMILY_TEXT.search(source.text) else ())
+        for model in (loaded_models(source) if _FAMILY_TEXT.search(source.text) else ())
         for family in family_names_in(model)
     }
     facts = serving_facts(named.pop()) if len(named) == 1 else None

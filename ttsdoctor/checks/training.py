@@ -486,7 +486,7 @@ def _loaded_tokenizer(source: SourceFile) -> TokenizerFile | None:
     here = os.path.dirname(source.path) or "."
     folders = {
         folder
-        for name in loaded_models(source.tree)
+        for name in loaded_models(source)
         if (folder := find_base(here, name, None, marker="tokenizer.json")) is not None
     }
     if len(folders) != 1:
