@@ -133,7 +133,7 @@ def test_quantization_config_on_16_bit_weights_refuses_to_load(base, tmp_path) -
 
 
 def test_base_found_in_the_hub_cache_and_never_downloaded(tmp_path, monkeypatch) -> None:
-    from ttsdoctor.artifacts.adapter import find_base
+    from ttsdoctor.artifacts.adapter import find_local_model
 
     snapshot = tmp_path / "hub" / "models--org--llama" / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
@@ -141,9 +141,9 @@ def test_base_found_in_the_hub_cache_and_never_downloaded(tmp_path, monkeypatch)
     (tmp_path / "hub" / "models--org--llama" / "refs").mkdir()
     (tmp_path / "hub" / "models--org--llama" / "refs" / "main").write_text("abc123")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    assert find_base(str(tmp_path), "org/llama", None) == str(snapshot)
-    assert find_base(str(tmp_path), "org/other", None) is None
-    assert find_base(str(tmp_path), "org/llama", "v2") is None  # a revision not in the cache
+    assert find_local_model(str(tmp_path), "org/llama", None) == str(snapshot)
+    assert find_local_model(str(tmp_path), "org/other", None) is None
+    assert find_local_model(str(tmp_path), "org/llama", "v2") is None  # a revision not in the cache
 
 
 SCRIPT = """from peft import LoraConfig

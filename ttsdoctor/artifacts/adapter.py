@@ -124,7 +124,7 @@ def _cached_snapshot(name: str, revision: str | None, marker: str) -> str | None
     return snapshot if os.path.isfile(os.path.join(snapshot, marker)) else None
 
 
-def find_base(here: str, name: str, revision: str | None, marker: str = "config.json") -> str | None:
+def find_local_model(here: str, name: str, revision: str | None, marker: str = "config.json") -> str | None:
     """The local folder of the model `name` with a `marker` file, or None (a Hub id not in the cache: nothing is
     downloaded). Looked up relative to `here` (the adapter's or script's folder) first, so a checked tree means the
     same wherever it is checked from, then as transformers reads it (the current directory, the HF cache)."""
@@ -146,7 +146,7 @@ def load_adapter(path: str) -> Adapter:
     here = os.path.dirname(path) or "."
     if name is None:
         return adapter
-    base_dir = find_base(here, name, revision if isinstance(revision, str) else None)
+    base_dir = find_local_model(here, name, revision if isinstance(revision, str) else None)
     if base_dir is None or os.path.realpath(base_dir) == os.path.realpath(here):
         return adapter
     try:

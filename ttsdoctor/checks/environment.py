@@ -151,7 +151,7 @@ _LOADS = ("from_pretrained", "from_config", "autocast", "LLM", "EngineArgs", "pi
 _MODEL_RECEIVER = re.compile(r"model|llm|gpt|decoder|encoder|codec|vocoder", re.I)
 
 
-def _bf16_sites(source: SourceFile) -> Iterator[tuple[ast.AST, str]]:
+def _bf16_sites(source: SourceFile) -> Iterator[tuple[ast.expr, str]]:
     """Where a file asks for bfloat16 unconditionally: `torch_dtype=torch.bfloat16` / `dtype="bfloat16"` passed to a
     call that loads or runs a model, `model.to(torch.bfloat16)`, `model.bfloat16()`. A choice made at run time
     (`torch.bfloat16 if is_bf16_supported() else ...`) is not."""
@@ -218,14 +218,13 @@ class Bf16Unsupported(Rule):
             return
         name, cap = old[0]
         for node, what in _bf16_sites(source):
-            line, column = getattr(node, "lineno", None), getattr(node, "col_offset", 0) + 1
             yield self.finding(
-                f"{what} at {source.line_name(line or 0)} asks for bfloat16, but the GPU {name} (compute capability "
+                f"{what} at {source.line_name(node.lineno)} asks for bfloat16, but the GPU {name} (compute capability "
                 f"{cap}) has none: torch emulates it slowly or the kernels fail. Use torch.float16 there, or choose "
                 "with torch.cuda.is_bf16_supported()",
                 source.path,
-                line=line,
-                column=column,
+                line=node.lineno,
+                column=node.col_offset + 1,
                 evidence={"gpu": name, "compute_capability": cap},
                 fix=Fix(
                     "dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16",

@@ -165,20 +165,42 @@ def method_classes(source: SourceFile) -> dict[int, ast.ClassDef]:
 
 def self_attribute(source: SourceFile, scope: ast.AST, attr: str) -> ast.expr | None:
     """The value of `self.attr = ...` anywhere in the class around a method (last one wins)."""
-    found: ast.expr | None = None
     cls = method_classes(source).get(id(scope))
-    if cls is not None:
+    if cls is None:
+        return None
+    table: dict[int, dict[str, ast.expr]] = source.cache.setdefault("self_attributes", {})
+    if id(cls) not in table:  # one walk of each class, whichever attribute is asked first
+        found: dict[str, ast.expr] = {}
         for node in ast.walk(cls):
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target = node.targets[0]
                 if (
                     isinstance(target, ast.Attribute)
-                    and target.attr == attr
                     and isinstance(target.value, ast.Name)
                     and target.value.id == "self"
                 ):
-                    found = node.value
-    return found
+                    found[target.attr] = node.value
+        table[id(cls)] = found
+    return table[id(cls)].get(attr)
+
+
+def last_assignments(scope: ast.AST) -> dict[str, ast.expr]:
+    """The value of the last `name = value` of each name in `scope` (not descending into functions): what
+    assigned_value(scope, name, <after the end>) gives, for every name in one walk."""
+    found: dict[str, ast.Assign] = {}
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _SCOPES):
+            continue
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    seen = found.get(target.id)
+                    if seen is None or node.lineno >= seen.value.lineno:
+                        found[target.id] = node
+        stack.extend(ast.iter_child_nodes(node))
+    return {name: node.value for name, node in found.items()}
 
 
 def is_dict_expr(expr: ast.expr) -> bool:

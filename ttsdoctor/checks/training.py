@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ttsdoctor.artifacts.adapter import find_base
+from ttsdoctor.artifacts.adapter import find_local_model
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tokenizer import TokenizerFile, load_tokenizer_json
@@ -290,11 +290,10 @@ def _end_of_speech_ids(facts: ServingFacts | None) -> set[int]:
 
 
 def _seconds(tokens: int, facts: ServingFacts | None) -> str:
-    if facts is None or not facts.tokens_per_second:
+    seconds = facts.seconds(tokens) if facts is not None else None
+    if facts is None or seconds is None:
         return ""
-    return (
-        f" ({tokens / facts.tokens_per_second:.1f} s of {facts.family} audio at {facts.tokens_per_second:g} tokens/s)"
-    )
+    return f" ({seconds:.1f} s of {facts.family} audio at {facts.tokens_per_second:g} tokens/s)"
 
 
 class TruncatedEndOfSpeech(Rule):
@@ -356,8 +355,8 @@ class SequenceBudget(Rule):
 
     def _message(self, what: str, budget: int, facts: ServingFacts) -> str | None:
         rate = facts.tokens_per_second or 0.0
-        seconds = budget / rate if rate else math.inf
-        if seconds >= self.min_seconds:
+        seconds = facts.seconds(budget)
+        if seconds is None or seconds >= self.min_seconds:
             return None
         return (
             f"{what} holds at most {seconds:.1f} s of {facts.family} audio at {rate:g} tokens per second, before "
@@ -432,28 +431,29 @@ class HardCodedId:
     token: str  # what the id is in the family's published tokenizer
 
 
-def _fold(expr: ast.expr, tree: ast.Module, depth: int = 0) -> int | None:
+def _fold(expr: ast.expr, names: dict[str, ast.expr], depth: int = 0) -> int | None:
     """The int an expression of literals, + and - and module-level constant names evaluates to."""
     if depth > 8:
         return None
     if isinstance(expr, ast.Constant):
         return expr.value if isinstance(expr.value, int) and not isinstance(expr.value, bool) else None
     if isinstance(expr, ast.BinOp) and isinstance(expr.op, (ast.Add, ast.Sub, ast.Mult)):
-        left, right = _fold(expr.left, tree, depth + 1), _fold(expr.right, tree, depth + 1)
+        left, right = _fold(expr.left, names, depth + 1), _fold(expr.right, names, depth + 1)
         if left is None or right is None:
             return None
         if isinstance(expr.op, ast.Add):
             return left + right
         return left - right if isinstance(expr.op, ast.Sub) else left * right
     if isinstance(expr, ast.Name):
-        value = pysource.assigned_value(tree, expr.id, 10**9)
-        return _fold(value, tree, depth + 1) if value is not None else None
+        value = names.get(expr.id)
+        return _fold(value, names, depth + 1) if value is not None else None
     return None
 
 
 def hard_coded_ids(source: SourceFile, table: dict[int, str]) -> list[HardCodedId]:
     """Every outermost constant expression of the file (`128266`, `128256 + 8`, `tokeniser_length + 2`) whose value
     is one of the published ids. Names count where used, not where assigned (`x = 128256` alone is not a use)."""
+    names = pysource.last_assignments(source.tree)  # module-level constants, looked up by every name below
     parents: dict[int, ast.AST] = {}
     for node in ast.walk(source.tree):
         for child in ast.iter_child_nodes(node):
@@ -465,18 +465,18 @@ def hard_coded_ids(source: SourceFile, table: dict[int, str]) -> list[HardCodedI
         ):
             continue
         parent = parents.get(id(node))
-        if isinstance(parent, ast.BinOp) and _fold(parent, source.tree) is not None:
+        if isinstance(parent, ast.BinOp) and _fold(parent, names) is not None:
             continue  # part of a larger constant expression
+        value = _fold(node, names)
+        if value is None or value not in table:
+            continue
         if (
             isinstance(parent, ast.Assign)
             and isinstance(node, (ast.Constant, ast.BinOp))
             and all(isinstance(t, ast.Name) for t in parent.targets)
-            and _fold(node, source.tree) is not None
         ):
             continue  # `end_of_speech = tokeniser_length + 2`: judged where the name is used
-        value = _fold(node, source.tree)
-        if value is not None and value in table:
-            found.append(HardCodedId(value, node, table[value]))
+        found.append(HardCodedId(value, node, table[value]))
     return found
 
 
@@ -487,7 +487,7 @@ def _loaded_tokenizer(source: SourceFile) -> TokenizerFile | None:
     folders = {
         folder
         for name in loaded_models(source)
-        if (folder := find_base(here, name, None, marker="tokenizer.json")) is not None
+        if (folder := find_local_model(here, name, None, marker="tokenizer.json")) is not None
     }
     if len(folders) != 1:
         return None
