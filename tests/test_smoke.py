@@ -9,7 +9,18 @@ import sys
 import pytest
 import torch
 from conftest import ROOT, run_main
-from tiny_models import EOT, IM_END, build
+from tiny_models import (
+    END_OF_TEXT,
+    EOT,
+    EOT_ID,
+    IM_END,
+    SPEECH_END,
+    SPEECH_START,
+    SPEECH_TOK,
+    audio,
+    build,
+    build_speech,
+)
 
 from ttsdoctor import smoke
 
@@ -108,9 +119,16 @@ def test_smoke_cli_json_report(tmp_path) -> None:
         "batch-consistency",
         "eos-stops",
         "attention",
+        "speech-tokens",
+        "speech-stops",
         "warnings",
     }
     assert all(c["seconds"] > 0 for c in payload["checks"] if c["name"] != "warnings"), payload["checks"]
+    speech = [c for c in payload["checks"] if c["name"].startswith("speech-")]
+    assert all(c["passed"] is None and "no TTS family recognised" in c["detail"] for c in speech), speech
+    attention = next(c for c in payload["checks"] if c["name"] == "attention")
+    assert attention["data"]["repeats"] == 3 and len(attention["data"]["sdpa_runs"]) == 3
+    assert attention["data"]["new_tokens"] == 8 and "median of 3 runs of 8 new tokens" in attention["detail"]
     assert json.loads((tmp_path / "r.json").read_text()) == payload
 
 
@@ -197,3 +215,121 @@ def test_smoke_on_a_project_folder_proves_the_model_inside_or_lists_them(tmp_pat
     code, out = run_main("smoke", str(tmp_path / "project"))
     err = capsys.readouterr().err
     assert code == 2 and "holds 2 model directories; choose one" in err and "Traceback" not in err
+
+
+# Llasa-shaped speech models whose next token is a chosen function of the current one (tiny_models.build_speech).
+LLASA = {"do_sample": True, "temperature": 0.8, "pad_token_id": END_OF_TEXT}
+
+
+def test_speech_checks_pass_on_a_model_that_speaks_and_stops(tmp_path) -> None:
+    chain = {SPEECH_START: audio(5), audio(5): audio(9), audio(9): audio(1), audio(1): SPEECH_END}
+    model = build_speech(tmp_path / "m", chain, {**LLASA, "eos_token_id": [SPEECH_END, EOT_ID], "max_new_tokens": 100})
+    report = smoke.run_smoke(model)
+    tokens, stops = report.check("speech-tokens"), report.check("speech-stops")
+    assert tokens is not None and stops is not None
+    assert tokens.passed is True and "Llasa: after <|SPEECH_GENERATION_START|>" in tokens.detail
+    assert "all 3 generated tokens are audio tokens <|s_N|> (64 ids" in tokens.detail
+    assert stops.passed is True and "after 3 audio tokens = 0.06 s of audio" in stops.detail
+    assert "within the budget of 100 tokens = 2.00 s of audio (max_new_tokens 100" in stops.detail
+    assert report.passed, [(c.name, c.detail) for c in report.checks if c.passed is False]
+
+
+def test_text_inside_the_audio_section_fails_speech_tokens(tmp_path) -> None:
+    letter = SPEECH_TOK.token_to_id("a")
+    chain = {SPEECH_START: audio(5), audio(5): letter, letter: audio(1), audio(1): SPEECH_END}
+    model = build_speech(tmp_path / "m", chain, {**LLASA, "eos_token_id": [SPEECH_END, EOT_ID], "max_new_tokens": 100})
+    check = smoke.run_smoke(model).check("speech-tokens")
+    assert check is not None and check.passed is False
+    assert f"1 of 3 generated tokens are not audio tokens <|s_N|> (64 ids, {audio(0)}-{audio(63)})" in check.detail
+    assert f"#1 'a' ({letter})" in check.detail and check.data["other_tokens"] == [letter]
+
+
+def test_a_model_that_never_ends_runs_out_of_budget_or_is_inconclusive_under_the_cap(tmp_path) -> None:
+    chain = {SPEECH_START: audio(5), audio(5): audio(6), audio(6): audio(5)}
+    model = build_speech(tmp_path / "m", chain, {**LLASA, "eos_token_id": [SPEECH_END, EOT_ID], "max_new_tokens": 30})
+    check = smoke.run_smoke(model).check("speech-stops")
+    assert check is not None and check.passed is False
+    assert check.detail.startswith("ran out of budget: 30 tokens = 0.60 s of audio generated without")
+    assert check.data["generated"] == 30 and check.data["stop_at"] is None
+    capped = smoke.run_smoke(model, max_speech_tokens=10).check("speech-stops")
+    assert (
+        capped is not None and capped.passed is None and "within the 10 tokens = 0.20 s of audio run" in capped.detail
+    )
+    assert "the config allows the budget of 30 tokens" in capped.detail and "inconclusive" in capped.detail
+
+
+def test_end_of_speech_outside_the_stop_ids_is_demonstrated_and_its_fix_proven(tmp_path) -> None:
+    """The model ends its speech, generate() goes on (eos is <|eot_id|> only): SRV002 predicts it, speech-stops
+    shows it, and the fix (end-of-speech id added to eos_token_id) is proven by the same check passing after."""
+    chain = {SPEECH_START: audio(5), audio(5): audio(9), audio(9): SPEECH_END, SPEECH_END: audio(7), audio(7): audio(8)}
+    chain[audio(8)] = audio(7)
+    model = build_speech(tmp_path / "m", chain, {**LLASA, "eos_token_id": EOT_ID, "max_new_tokens": 30})
+    check = smoke.run_smoke(model).check("speech-stops")
+    assert check is not None and check.passed is False
+    assert f"emitted '<|SPEECH_GENERATION_END|>' ({SPEECH_END}) after 2 audio tokens" in check.detail
+    assert f"generate() went on for 27 more tokens: generate() stops on [{EOT_ID}]" in check.detail
+    code, out = run_main("fix", model, "--apply", "--prove", "--select", "SRV002")
+    assert code == 0, out
+    assert "speech-stops       FAIL   pass" in out and ": proven (speech-stops: FAIL before, pass after)" in out
+    saved = json.loads((tmp_path / "m" / "generation_config.json").read_text())
+    assert saved["eos_token_id"] == [EOT_ID, SPEECH_END]  # config.json's eos (the pad here) is not merged in
+
+
+def test_a_check_failing_before_and_after_does_not_undo_an_unrelated_proven_fix(tmp_path) -> None:
+    chain = {SPEECH_START: audio(5), audio(5): audio(6), audio(6): audio(5)}
+    model = build_speech(tmp_path / "m", chain, {**LLASA, "eos_token_id": [SPEECH_END, EOT_ID], "max_new_tokens": 30})
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "attn_implementation": "eager"}))
+    code, out = run_main("fix", model, "--apply", "--prove", "--select", "ATT002")
+    assert code == 1 and "rolled back" not in out, out  # speech-stops fails before and after: not the fix's doing
+    assert "speech-stops       FAIL   FAIL" in out and ": proven (attention: FAIL before, pass after)" in out
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["attn_implementation"] == "sdpa"
+
+
+def _wordlevel_model(path, model_type: str) -> str:
+    """A phoneme WordLevel tokenizer saved by transformers 5 (TokenizersBackend) beside a tiny random model."""
+    from _make import wordlevel_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=wordlevel_tokenizer(["<|endoftext|>", "<|im_end|>"], audio_codes=16),
+        unk_token="<unk>",
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+    )
+    tok.save_pretrained(str(path))
+    config_class, model_class = (
+        (Qwen2Config, Qwen2ForCausalLM) if model_type == "qwen2" else (LlamaConfig, LlamaForCausalLM)
+    )
+    torch.manual_seed(0)
+    cfg = config_class(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    model_class(cfg).save_pretrained(str(path))
+    return str(path)
+
+
+def test_a_tokenizer_rebuilt_by_model_type_fails_load_and_every_other_check_still_runs(tmp_path, capsys) -> None:
+    model = _wordlevel_model(tmp_path / "qwen", "qwen2")
+    report = smoke.run_smoke(model)
+    load = report.check("load")
+    assert load is not None and load.passed is False
+    assert "AutoTokenizer built Qwen2Tokenizer (model_type 'qwen2'), which encodes 'Hello there, this is a test.'" in (
+        load.detail
+    )
+    assert "the saved tokenizer.json (WordLevel) encodes it to [0, 0, 0, 0, 0, 0] (6 ids)" in load.detail
+    for check in report.checks:
+        assert "probe failed inside" not in check.detail and "Traceback" not in check.detail, check
+    for name in ("highest-id", "batch-consistency", "eos-stops", "attention"):
+        assert report.check(name) is not None and report.check(name).passed is not False, report.check(name)
+    code, out = run_main("smoke", model)
+    assert code == 1 and "demonstrates TOK008 at" in out and "(load failed)" in out
+    twin = smoke.run_smoke(_wordlevel_model(tmp_path / "llama", "llama"))
+    assert twin.check("load").passed is True and "tokenizer TokenizersBackend" in twin.check("load").detail

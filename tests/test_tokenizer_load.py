@@ -100,3 +100,37 @@ def test_any_vocabulary_gives_the_library_ids(tmp_path, vocab: list[str], pretty
     doc["model"]["merges"] = []
     assert json.loads(cut) == doc
     _same_as_the_library(path)
+
+
+def test_pre_tokenizer_types_and_tok008_follow_what_qwen2tokenizer_would_rebuild(tmp_path) -> None:
+    """TOK008 reports a qwen2 folder only when its tokenizer.json is not a byte-level BPE (what Qwen2Tokenizer
+    rebuilds): a Metaspace BPE (SentencePiece style) is reported, a Split + ByteLevel sequence is not."""
+    from tokenizers import Regex, pre_tokenizers
+
+    from ttsdoctor.discover import discover
+    from ttsdoctor.engine import run
+    from ttsdoctor.registry import ALL_RULES
+
+    cases = {
+        "metaspace": (pre_tokenizers.Metaspace(), ("Metaspace",), True),
+        "split-bytelevel": (
+            pre_tokenizers.Sequence(
+                [pre_tokenizers.Split(Regex(r"\p{N}"), behavior="isolated"), pre_tokenizers.ByteLevel(use_regex=False)]
+            ),
+            ("Split", "ByteLevel"),
+            False,
+        ),
+    }
+    for name, (pre, types, reported) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        tok = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+        tok.pre_tokenizer = pre
+        tok.save(str(folder / "tokenizer.json"))
+        (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "vocab_size": 3}))
+        assert load_tokenizer_json(str(folder / "tokenizer.json")).pre_tokenizers == types
+        rules = tuple(r for r in ALL_RULES if r.id == "TOK008")
+        found = run(rules, discover([str(folder)])).findings
+        assert bool(found) is reported, (name, found)
+        if reported:
+            assert "the saved tokenizer is BPE with pre-tokenizer Metaspace" in found[0].message

@@ -61,3 +61,66 @@ def build(
             data.update(extra)
             (path / name).write_text(json.dumps(data, indent=2) + "\n")
     return str(path)
+
+
+# A Llasa-shaped speech model whose greedy (or sharply sampled) next token is a chosen function of the current one.
+SPEECH_SPECIALS = ["<|end_of_text|>", "<|eot_id|>", "<|SPEECH_GENERATION_START|>", "<|SPEECH_GENERATION_END|>"]
+SPEECH_TOK = byte_level_tokenizer(SPEECH_SPECIALS, audio_codes=64, code_format="<|s_{}|>")
+END_OF_TEXT, EOT_ID, SPEECH_START, SPEECH_END = (SPEECH_TOK.token_to_id(s) for s in SPEECH_SPECIALS)
+
+
+def audio(code: int) -> int:
+    return SPEECH_TOK.token_to_id(f"<|s_{code}|>")
+
+
+def build_speech(path, successors: dict[int, int], generation: dict) -> str:
+    """A tiny Llama with Llasa's markers and 64 `<|s_N|>` tokens whose next token after t is successors[t].
+
+    Attention and MLP write nothing (o_proj, down_proj zero), so the last hidden state is the embedding of the
+    current token: token t sits at angle 2*pi*t/V in the first two dimensions, and the head row of successors[t]
+    points at that angle, with a logit gap large enough that sampling at temperature 0.8 follows it too."""
+    import math
+
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    rows = SPEECH_TOK.get_vocab_size()
+    cfg = LlamaConfig(
+        vocab_size=rows,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=END_OF_TEXT,
+    )
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        angle = [2 * math.pi * t / rows for t in range(rows)]
+        embed = model.model.embed_tokens.weight
+        embed.zero_()
+        embed[:, 0] = torch.tensor([math.cos(a) for a in angle])
+        embed[:, 1] = torch.tensor([math.sin(a) for a in angle])
+        head = model.lm_head.weight
+        head.zero_()
+        for t, u in successors.items():
+            head[u, 0], head[u, 1] = 2000 * math.cos(angle[t]), 2000 * math.sin(angle[t])
+    model.generation_config = GenerationConfig(**generation)
+    model.save_pretrained(str(path))
+    write_tokenizer(
+        str(path),
+        SPEECH_TOK,
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": None,
+            "eos_token": "<|eot_id|>",
+            "pad_token": "<|end_of_text|>",
+            "model_max_length": 2048,
+        },
+    )
+    return str(path)

@@ -115,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     smoke.add_argument("--format", choices=("text", "json"), default="text")
     smoke.add_argument("--output", "-o", help="also write the JSON report to this file")
-    smoke.add_argument("--max-new-tokens", type=int, default=8)
+    smoke.add_argument("--max-new-tokens", type=int, default=8, help="new tokens per probe generation (default 8)")
+    smoke.add_argument(
+        "--max-speech-tokens",
+        type=int,
+        default=256,
+        help="cap on the speech check's generation, which otherwise runs the budget the model's generation "
+        "config allows (default 256)",
+    )
     smoke.add_argument(
         "--with-mask",
         action="store_true",
@@ -406,16 +413,30 @@ def _fix_with_proof(
     after = {path: _run_smoke(path, args.device) for path in models}
     for path in models:
         out.write(smoke.format_report(before[path], after[path]))
-    failed = [path for path in models if not after[path].passed]
-    if failed and outcome.applied:
-        restored = outcome.rollback()
-        out.write(f"the proof after the fix failed for {', '.join(failed)}: rolled back {len(restored)} file(s)\n")
-        return EXIT_ERROR
-    counts: dict[str, int] = {}
+    verdicts = []
     for fix, findings in outcome.applied:
         rule_id = findings[0].rule_id
         model = _model_of(findings[0].location.path, models)
         kind, checks = smoke.verdict(rule_id, before[model], after[model]) if model else (smoke.NOT_PROVABLE, [])
+        verdicts.append((fix, rule_id, kind, checks))
+    # Rolled back when the fix broke a check that passed before it, or when a check that shows a fixed finding
+    # still fails after it; checks failing before and after for reasons no fix touched do not undo the fixes.
+    reasons = [
+        f"{path}: {', '.join(names)} passed before the fix and fail after it"
+        for path in models
+        if (names := smoke.regressions(before[path], after[path]))
+    ]
+    reasons += [
+        f"{rule_id}: {', '.join(checks)} still fail"
+        for _, rule_id, kind, checks in verdicts
+        if kind == smoke.STILL_FAILING
+    ]
+    if reasons and outcome.applied:
+        restored = outcome.rollback()
+        out.write(f"the proof after the fix failed ({'; '.join(reasons)}): rolled back {len(restored)} file(s)\n")
+        return EXIT_ERROR
+    counts: dict[str, int] = {}
+    for fix, rule_id, kind, checks in verdicts:
         counts[kind] = counts.get(kind, 0) + 1
         behind = f" ({', '.join(checks)}: FAIL before, pass after)" if kind == smoke.PROVEN else ""
         behind = f" ({', '.join(checks)} passed before the fix too)" if kind == smoke.NOT_DEMONSTRATED else behind
@@ -425,7 +446,7 @@ def _fix_with_proof(
         out.write(f"Applied {len(outcome.applied)} fix(es): {summary}.\n")
     else:
         out.write("No fixes to apply.\n")
-    return EXIT_FINDINGS if failed else EXIT_CLEAN
+    return EXIT_CLEAN if all(after[path].passed for path in models) else EXIT_FINDINGS
 
 
 def _model_of(path: str, models: list[str]) -> str | None:
@@ -481,6 +502,7 @@ def _cmd_smoke(args: argparse.Namespace, out: TextIO) -> int:
             trust_remote_code=args.trust_remote_code,
             max_new_tokens=args.max_new_tokens,
             explicit_mask=args.with_mask,
+            max_speech_tokens=args.max_speech_tokens,
         )
     except smoke.SmokeUnavailable as exc:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")

@@ -83,6 +83,8 @@ class ServingFacts:
     min_repetition_penalty: float | None
     needs_sampling: bool
     sampling_source: str
+    start_of_speech: str | None = None  # the token after which only audio tokens come, until end_of_speech
+    start_of_speech_source: str = ""
 
     def seconds(self, tokens: int) -> float | None:
         return tokens / self.tokens_per_second if self.tokens_per_second else None
@@ -103,6 +105,8 @@ def serving_facts(family_name: str | None) -> ServingFacts | None:
         entry.get("min_repetition_penalty"),
         bool(entry.get("needs_sampling", False)),
         entry.get("sampling_source", ""),
+        entry.get("start_of_speech"),
+        entry.get("start_of_speech_source", ""),
     )
 
 

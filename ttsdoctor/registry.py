@@ -39,6 +39,7 @@ from ttsdoctor.checks.tokens import (
     SpecialIdInconsistent,
     SpecialIdOrdinaryToken,
     SpecialIdOutOfRange,
+    TokenizerRebuiltByModelType,
 )
 from ttsdoctor.checks.training import HardCodedTokenIds, SequenceBudget, TruncatedEndOfSpeech
 from ttsdoctor.checks.vocab import (
@@ -65,6 +66,7 @@ ALL_RULES: tuple[Rule, ...] = (
     SpecialIdInconsistent(),
     MissingPad(),
     AddedTokenIdMismatch(),
+    TokenizerRebuiltByModelType(),
     TokenizerExceedsVocab(),
     VocabSizeMismatch(),
     EmbeddingHeadMismatch(),

@@ -4,14 +4,18 @@ Imports torch and transformers inside functions only (elsewhere only `doctor`, f
 pickle-rewriting fix in edits.py import torch; `check` never does). Nothing is downloaded
 (local_files_only, HF_HUB_OFFLINE) and no remote code runs unless trust_remote_code is asked for.
 
-Checks, each a small function returning a Check:
-- load: tokenizer and model load, the generation config is a GenerationConfig;
+Checks, each a small function of a `Subject` (the loaded model and what the checks share) returning a Check:
+- load: tokenizer and model load, the generation config is a GenerationConfig, and the tokenizer AutoTokenizer
+  built encodes text and special tokens as the saved tokenizer.json does (transformers may rebuild it by model_type);
 - highest-id: the highest tokenizer id goes through a forward pass;
 - batch-consistency: a prompt generated alone equals the same prompt left-padded in a batch, with the
   mask inferred by transformers (as code that passes no attention_mask gets it) or passed explicitly;
 - eos-stops: forcing the tokenizer's eos stops generation, and finished rows are padded with the pad id;
 - attention: the configured attention implementation is the one that runs; sdpa and eager give the same
-  greedy tokens; both timed (CUDA synchronised before timers are read);
+  greedy tokens; both timed over repeated runs (CUDA synchronised before timers are read);
+- speech-tokens / speech-stops (TTS families whose audio section is known): after the start-of-speech token, the
+  model's own generation config (seeded) generates audio tokens of the family's range only, and stops by eos or
+  the end-of-speech token within the budget the config allows;
 - warnings: transformers logs none of the warnings ttsdoctor's rules predict.
 """
 
@@ -21,6 +25,7 @@ import functools
 import gc
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -165,6 +170,47 @@ def _described(token: int | None, where: str) -> str:
     return f"{token} ({where})" if token is not None else f"none ({where})"
 
 
+@dataclass
+class Subject:
+    """What every check works on: the loaded model and tokenizer, the options, generate()'s own ids, the saved
+    tokenizer.json read by the tokenizers library (what AutoTokenizer should have built), and the speech layout."""
+
+    model: Any
+    tokenizer: Any
+    dev: str
+    new: int  # new tokens per probe generation
+    explicit_mask: bool
+    ids: Ids
+    saved: Any = None  # tokenizers.Tokenizer of tokenizer.json, None without one
+    speech: SpeechLayout | None = None
+    speech_skip: str = ""  # why there is no speech layout
+    max_speech_tokens: int = 256
+    prompt_notes: list[str] = field(default_factory=list)
+    _speech_run: SpeechRun | None = None
+
+    def prompt(self, text: str) -> list[int]:
+        """The prompt's ids. When AutoTokenizer's tokenizer encodes it to nothing (a class swapped by model_type,
+        which the load check reports), the saved tokenizer.json's encoding is used, or else ordinary vocabulary
+        ids, so that every other check still runs."""
+        ids = list(self.tokenizer(text).input_ids)
+        if ids:
+            return ids
+        own = list(self.saved.encode(text).ids) if self.saved is not None else []
+        if own:
+            self._note(f"prompt ids from tokenizer.json: {type(self.tokenizer).__name__} encodes {text!r} to nothing")
+            return own
+        special = set(getattr(self.tokenizer, "all_special_ids", ()))
+        ordinary = sorted(i for i in self.tokenizer.get_vocab().values() if i not in special)[:8]
+        if not ordinary:
+            raise SmokeCheckError(f"the tokenizer {type(self.tokenizer).__name__} has no ordinary token to prompt with")
+        self._note(f"prompt built from vocabulary ids {ordinary}: the tokenizer encodes {text!r} to nothing")
+        return ordinary
+
+    def _note(self, note: str) -> None:
+        if note not in self.prompt_notes:
+            self.prompt_notes.append(note)
+
+
 def run_smoke(
     path: str,
     device: str = "auto",
@@ -172,6 +218,7 @@ def run_smoke(
     max_new_tokens: int = 8,
     explicit_mask: bool = False,
     progress: Callable[[str], None] | None = None,
+    max_speech_tokens: int = 256,
 ) -> SmokeReport:
     ensure_available()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -214,13 +261,19 @@ def run_smoke(
             report.checks.append(Check("load", False, f"{type(exc).__name__}: {str(exc)[:300]}"))
             return report
         gen_ok = isinstance(model.generation_config, GenerationConfig)
+        saved = saved_tokenizer(path)
+        mismatch = tokenizer_mismatch(tokenizer, saved, getattr(model.config, "model_type", None))
+        load_detail = (
+            f"{type(model).__name__} on {dev} ({report.dtype}), generation "
+            f"config is a {type(model.generation_config).__name__}, tokenizer {type(tokenizer).__name__}"
+        )
         report.checks.append(
             Check(
                 "load",
-                gen_ok,
-                f"{type(model).__name__} on {dev} ({report.dtype}), generation "
-                f"config is a {type(model.generation_config).__name__}",
+                gen_ok and mismatch is None,
+                f"{load_detail}: {mismatch}" if mismatch else load_detail,
                 seconds,
+                {"tokenizer_class": type(tokenizer).__name__, "tokenizer_mismatch": mismatch},
             )
         )
         if not gen_ok:
@@ -234,19 +287,17 @@ def run_smoke(
             "tokenizer_pad": ids.tokenizer_pad,
             "tokenizer_eos": ids.tokenizer_eos,
         }
-        for name, check in (
-            ("highest-id", _check_highest_id),
-            ("batch-consistency", _check_batch),
-            ("eos-stops", _check_eos),
-            ("attention", _check_attention),
-        ):
+        layout, why_not = speech_layout(path, tokenizer.get_vocab(), ids)
+        subject = Subject(
+            model, tokenizer, dev, max_new_tokens, explicit_mask, ids, saved, layout, why_not, max_speech_tokens
+        )
+        for name, check in CHECKS:
             say(f"running {name}")
             before = len(capture.messages)
             started_check = time.perf_counter()
+            notes = len(subject.prompt_notes)
             try:
-                result, seconds = _timed(
-                    dev, functools.partial(check, model, tokenizer, dev, max_new_tokens, explicit_mask, ids)
-                )
+                result, seconds = _timed(dev, functools.partial(check, subject))
             except SmokeCheckError as exc:
                 result = Check(name, False, str(exc))
                 seconds = time.perf_counter() - started_check
@@ -258,6 +309,8 @@ def run_smoke(
                 seconds = time.perf_counter() - started_check
             result.seconds = seconds  # every check reports its real duration (synchronised on CUDA)
             result.data.setdefault("warnings", capture.messages[before:])
+            if subject.prompt_notes[notes:]:
+                result.detail += f" ({'; '.join(subject.prompt_notes[notes:])})"
             report.checks.append(result)
             _release(dev)
         predicted = [m for m in capture.messages if any(p.lower() in m.lower() for p in PREDICTED_WARNINGS)]
@@ -277,16 +330,165 @@ def run_smoke(
     return report
 
 
-def _check_highest_id(model: Any, tokenizer: Any, dev: str, _new: int, _mask: bool, _ids: Ids) -> Check:
+def saved_tokenizer(path: str) -> Any:
+    """The folder's tokenizer.json as the tokenizers library loads it (None without one, or when the library
+    refuses it: the check rules report an unreadable tokenizer.json)."""
+    from tokenizers import Tokenizer
+
+    file = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(file):
+        return None
+    try:
+        return Tokenizer.from_file(file)
+    except Exception:
+        return None
+
+
+def tokenizer_mismatch(tokenizer: Any, saved: Any, model_type: str | None) -> str | None:
+    """How the tokenizer AutoTokenizer built differs from the saved tokenizer.json (sample texts' ids, special
+    tokens' ids), in words; None when it does not. transformers 5 replaces the saved pipeline by its own class for
+    some model types (qwen2: Qwen2Tokenizer rebuilds a byte-level BPE from the vocabulary)."""
+    if saved is None:
+        return None
+    cls = type(tokenizer).__name__
+    kind = type(saved.model).__name__
+    for text in PROMPTS:
+        built = list(tokenizer(text).input_ids)
+        own = list(saved.encode(text).ids)
+        if built != own:
+            why = f" (model_type {model_type!r})" if model_type else ""
+            return (
+                f"AutoTokenizer built {cls}{why}, which encodes {text!r} to {built[:8]} ({len(built)} ids); the saved "
+                f"tokenizer.json ({kind}) encodes it to {own[:8]} ({len(own)} ids): the model was trained on the "
+                "latter. Load it with PreTrainedTokenizerFast.from_pretrained(path), or see TOK008"
+            )
+    moved = []
+    for token_id, added in sorted(saved.get_added_tokens_decoder().items()):
+        got = tokenizer.convert_tokens_to_ids(added.content)
+        if added.special and got != token_id:
+            moved.append(f"{added.content} is {got} (tokenizer.json: {token_id})")
+    if moved:
+        return f"AutoTokenizer built {cls}, whose special token ids differ from tokenizer.json: {'; '.join(moved[:4])}"
+    return None
+
+
+@dataclass(frozen=True)
+class SpeechLayout:
+    """Where a TTS model's audio section starts and ends, and which ids are audio tokens in it."""
+
+    family: str  # the family's name, or "unknown family" (layout read from the tokenizer's own tokens)
+    start: int
+    start_token: str
+    end: int | None
+    end_token: str | None
+    audio: frozenset[int]
+    audio_text: str  # "<|s_N|> (64 ids, 40-103)"
+    tokens_per_second: float | None
+    source: str
+
+    def seconds(self, tokens: int) -> str:
+        return f" = {tokens / self.tokens_per_second:.2f} s of audio" if self.tokens_per_second else ""
+
+
+# Names an unknown family's start / end of the audio section go by (OuteTTS, Llasa, Orpheus-like fine-tunes).
+START_NAMES = ("<|SPEECH_GENERATION_START|>", "<|speech_start|>", "<|start_of_speech|>", "<|startofspeech|>")
+END_NAMES = ("<|SPEECH_GENERATION_END|>", "<|speech_end|>", "<|end_of_speech|>", "<|endofspeech|>")
+_NUMBERED = re.compile(r"^(\D*?)(\d+)(\D*)$")
+
+
+def speech_layout(path: str, vocab: dict[str, int], ids: Ids) -> tuple[SpeechLayout | None, str]:
+    """The audio section of a TTS model: for a known family from the registry (its start- and end-of-speech tokens
+    and audio-token spelling); for an unknown one from its tokenizer (a start-of-speech token by a usual name and
+    the largest run of numbered tokens). (None, why) when there is none to check."""
+    from ttsdoctor.artifacts.model_dir import load_model_dir
+    from ttsdoctor.codecs import family_layout, serving_facts
+
+    family = load_model_dir(path).family
+    if family is not None:
+        facts = serving_facts(family.name)
+        spellings = family_layout(family.name).get("audio_tokens", [])
+        if facts is None or facts.start_of_speech is None or not spellings:
+            return None, f"{family.name}: no start-of-speech token in the registry (its audio section interleaves)"
+        start = vocab.get(facts.start_of_speech)
+        if start is None:
+            return None, f"{family.name}: the tokenizer has no {facts.start_of_speech}"
+        markers = {start, *ids.eos} | ({vocab[facts.end_of_speech]} if facts.end_of_speech in vocab else set())
+        audio = frozenset(
+            i
+            for token, i in vocab.items()
+            if i not in markers and any(_numbered_in(token, s["prefix"], s["suffix"], s["count"]) for s in spellings)
+        )
+        spelled = " / ".join(f"{s['prefix']}N{s['suffix']}" for s in spellings)
+        end = facts.end_of_speech if facts.end_of_speech in vocab else None
+        return _layout(family.name, start, facts.start_of_speech, end, vocab, audio, spelled, facts), ""
+    start_token = next((n for n in START_NAMES if n in vocab), None)
+    if start_token is None:
+        return None, "no TTS family recognised and no start-of-speech token in the tokenizer"
+    groups: dict[tuple[str, str], set[int]] = {}
+    for token, i in vocab.items():
+        match = _NUMBERED.match(token)
+        if match and match.group(1).startswith("<") and match.group(3).endswith(">"):
+            groups.setdefault((match.group(1), match.group(3)), set()).add(i)
+    if not groups:
+        return None, f"{start_token} but no numbered audio tokens in the tokenizer"
+    (prefix, suffix), audio_ids = max(groups.items(), key=lambda kv: len(kv[1]))
+    end_token = next((n for n in END_NAMES if n in vocab), None)
+    return (
+        _layout(
+            "unknown family",
+            vocab[start_token],
+            start_token,
+            end_token,
+            vocab,
+            frozenset(audio_ids),
+            f"{prefix}N{suffix}",
+            None,
+        ),
+        "",
+    )
+
+
+def _numbered_in(token: str, prefix: str, suffix: str, count: int) -> bool:
+    if not (token.startswith(prefix) and token.endswith(suffix)) or len(token) <= len(prefix) + len(suffix):
+        return False
+    number = token[len(prefix) : len(token) - len(suffix)]
+    return number.isdigit() and int(number) < count
+
+
+def _layout(
+    family: str,
+    start: int,
+    start_token: str,
+    end_token: str | None,
+    vocab: dict[str, int],
+    audio: frozenset[int],
+    spelled: str,
+    facts: Any,
+) -> SpeechLayout:
+    span = f"{min(audio)}-{max(audio)}" if audio else "none"
+    return SpeechLayout(
+        family,
+        start,
+        start_token,
+        vocab[end_token] if end_token is not None else None,
+        end_token,
+        audio,
+        f"{spelled} ({len(audio)} ids, {span})",
+        facts.tokens_per_second if facts is not None else None,
+        facts.start_of_speech_source if facts is not None else "the tokenizer's own tokens",
+    )
+
+
+def _check_highest_id(s: Subject) -> Check:
     import torch
 
-    vocab = tokenizer.get_vocab()
+    vocab = s.tokenizer.get_vocab()
     highest = max(vocab.values())
-    rows = model.get_input_embeddings().weight.shape[0]
-    ids = torch.tensor([[highest]], device=dev)
+    rows = s.model.get_input_embeddings().weight.shape[0]
+    ids = torch.tensor([[highest]], device=s.dev)
     try:
         with torch.no_grad():
-            _, seconds = _timed(dev, lambda: model(input_ids=ids))
+            s.model(input_ids=ids)
     except (IndexError, RuntimeError) as exc:
         return Check(
             "highest-id",
@@ -299,8 +501,7 @@ def _check_highest_id(model: Any, tokenizer: Any, dev: str, _new: int, _mask: bo
         "highest-id",
         True,
         f"token id {highest} goes through a forward pass ({rows} embedding rows)",
-        seconds,
-        {"id": highest, "rows": rows},
+        data={"id": highest, "rows": rows},
     )
 
 
@@ -311,31 +512,33 @@ def _generate(model: Any, **kwargs: Any) -> Any:
         return model.generate(do_sample=False, num_beams=1, **kwargs)
 
 
-def _check_batch(model: Any, tokenizer: Any, dev: str, new: int, explicit_mask: bool, ids: Ids) -> Check:
+def _check_batch(s: Subject) -> Check:
     """A prompt left-padded in a batch (padded with the tokenizer's pad, as `tokenizer(..., padding=True)` and
     collators do) generates what it generates alone: with generate()'s own ids (nothing passed, as most code
     does), and, when the tokenizer's pad differs, also with the tokenizer's pad passed explicitly."""
     import torch
 
+    ids, dev, new = s.ids, s.dev, s.new
     fill = ids.tokenizer_pad if ids.tokenizer_pad is not None else ids.pad
     if fill is None:
         return Check("batch-consistency", None, "no pad token anywhere: batches cannot be padded")
-    short = _prompt_ids(tokenizer, PROMPTS[1])
-    long = _prompt_ids(tokenizer, PROMPTS[0])
+    short = s.prompt(PROMPTS[1])
+    long = s.prompt(PROMPTS[0])
     width = max(len(short), len(long))
     batch = torch.tensor([[fill] * (width - len(short)) + short, [fill] * (width - len(long)) + long], device=dev)
     mask = torch.tensor(
         [[0] * (width - len(short)) + [1] * len(short), [0] * (width - len(long)) + [1] * len(long)], device=dev
     )
-    alone = _generate(model, input_ids=torch.tensor([short], device=dev), max_new_tokens=new)[0, len(short) :].tolist()
-    how = "with an explicit attention_mask" if explicit_mask else "with the mask transformers infers (none passed)"
-    extra = {"attention_mask": mask} if explicit_mask else {}
+    alone = _generate(s.model, input_ids=torch.tensor([short], device=dev), max_new_tokens=new)[0, len(short) :]
+    alone = alone.tolist()
+    how = "with an explicit attention_mask" if s.explicit_mask else "with the mask transformers infers (none passed)"
+    extra = {"attention_mask": mask} if s.explicit_mask else {}
     runs: list[tuple[str, dict[str, Any]]] = [(f"generate()'s own ids (pad {_described(ids.pad, ids.pad_from)})", {})]
     if ids.tokenizer_pad is not None and ids.tokenizer_pad != ids.pad:
         runs.append((f"pad_token_id={ids.tokenizer_pad} from the tokenizer", {"pad_token_id": ids.tokenizer_pad}))
     results = []
     for label, kwargs in runs:
-        padded = _generate(model, input_ids=batch, max_new_tokens=new, **extra, **kwargs)[0, width:].tolist()
+        padded = _generate(s.model, input_ids=batch, max_new_tokens=new, **extra, **kwargs)[0, width:].tolist()
         results.append((label, padded, padded == alone))
     data = {
         "alone": alone,
@@ -359,28 +562,17 @@ def _check_batch(model: Any, tokenizer: Any, dev: str, new: int, explicit_mask: 
     return Check("batch-consistency", passed, detail, data=data)
 
 
-def _prompt_ids(tokenizer: Any, text: str) -> list[int]:
-    """The prompt's ids; a tokenizer that encodes it to nothing (a class swapped by model_type) is the check's
-    failure, said in words, never an indexing error deeper down."""
-    ids = tokenizer(text).input_ids
-    if not ids:
-        raise SmokeCheckError(
-            f"the tokenizer {type(tokenizer).__name__} encodes {text!r} to no ids at all: AutoTokenizer built a class "
-            "that does not match the saved tokenizer.json (check tokenizer_class in tokenizer_config.json)"
-        )
-    return list(ids)
-
-
 class SmokeCheckError(Exception):
     """A check that cannot run its probe on this model: its message is the check's failure detail."""
 
 
-def _check_eos(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool, ids: Ids) -> Check:
+def _check_eos(s: Subject) -> Check:
     """Forcing an end token stops generate() (finished rows padded with generate()'s pad), for the eos
     generate() stops on and, when it differs, the tokenizer's eos (what the model was trained to end with)."""
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
+    ids = s.ids
     candidates: list[tuple[int, str]] = []
     if ids.eos:
         candidates.append((ids.eos[0], f"eos {ids.eos[0]} ({ids.eos_from})"))
@@ -388,20 +580,23 @@ def _check_eos(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool, ids:
         candidates.append((ids.tokenizer_eos, f"the tokenizer's eos {ids.tokenizer_eos}"))
     if not candidates:
         return Check("eos-stops", None, "no eos token in the generation config or the tokenizer")
-    prompt = torch.tensor([_prompt_ids(tokenizer, PROMPTS[0])], device=dev)
+    prompt = torch.tensor([s.prompt(PROMPTS[0])], device=s.dev)
     batch = torch.cat([prompt, prompt], dim=0)
-    steps = max(new, 4)
+    steps = max(s.new, 4)
     results = []
 
+    ends = sorted({c for c, _ in candidates} | set(ids.eos))
+
     class ForceEos(LogitsProcessor):
-        """Row 0 emits the forced token at its second new token; neither row emits it otherwise."""
+        """Row 0 emits the forced token at its second new token; neither row emits it, or any other end token
+        (a model that would end at once of itself must not end the probe early), otherwise."""
 
         def __init__(self, token: int):
             self.token = token
 
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             step = input_ids.shape[1] - prompt.shape[1]
-            scores[:, self.token] = -float("inf")
+            scores[:, ends] = -float("inf")
             if step == 1:
                 scores[0, :] = -float("inf")
                 scores[0, self.token] = 0.0
@@ -409,7 +604,7 @@ def _check_eos(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool, ids:
 
     for forced, label in candidates:
         out = _generate(
-            model,
+            s.model,
             input_ids=batch,
             attention_mask=torch.ones_like(batch),
             max_new_tokens=steps,
@@ -434,38 +629,200 @@ def _check_eos(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool, ids:
     return Check("eos-stops", passed, "; ".join(detail for _, _, detail, _ in results) + f"; {stops_on}", data=data)
 
 
-def _check_attention(model: Any, tokenizer: Any, dev: str, new: int, _mask: bool, _ids: Ids) -> Check:
+ATTENTION_REPEATS = 3
+
+
+def _check_attention(s: Subject) -> Check:
+    """sdpa and eager give the same greedy tokens; each timed as the median of ATTENTION_REPEATS runs of
+    `s.new` new tokens after a warm-up, with the device synchronised around every run."""
+    import statistics
+
     import torch
 
+    model = s.model
     configured = model.config._attn_implementation
-    ids = torch.tensor([_prompt_ids(tokenizer, PROMPTS[0])], device=dev)
+    ids = torch.tensor([s.prompt(PROMPTS[0])], device=s.dev)
     mask = torch.ones_like(ids)
-    runs: dict[str, tuple[list[int], float]] = {}
+    runs: dict[str, tuple[list[int], float, list[float]]] = {}
     for implementation in ("sdpa", "eager"):
         try:
             model.set_attn_implementation(implementation)
         except (ValueError, ImportError, AttributeError) as exc:
             return Check("attention", None, f"cannot switch to {implementation}: {exc}")
         _generate(model, input_ids=ids, attention_mask=mask, max_new_tokens=2)  # warm-up
-        out, seconds = _timed(dev, lambda: _generate(model, input_ids=ids, attention_mask=mask, max_new_tokens=new))
-        runs[implementation] = (out[0, ids.shape[1] :].tolist(), seconds)
-        _release(dev)
+        times = []
+        for _ in range(ATTENTION_REPEATS):
+            out, seconds = _timed(  # min_new_tokens: both time the same number of tokens, even past an eos
+                s.dev,
+                lambda: _generate(
+                    model, input_ids=ids, attention_mask=mask, max_new_tokens=s.new, min_new_tokens=s.new
+                ),
+            )
+            times.append(seconds)
+        runs[implementation] = (out[0, ids.shape[1] :].tolist(), statistics.median(times), times)
+        _release(s.dev)
     model.set_attn_implementation(configured)
-    ratio = runs["eager"][1] / runs["sdpa"][1] if runs["sdpa"][1] > 0 else float("nan")
+    sdpa, eager = runs["sdpa"][1], runs["eager"][1]
+    ratio = eager / sdpa if sdpa > 0 else float("nan")
+    tokens = len(runs["sdpa"][0])
     data = {
         "configured": configured,
-        "sdpa_seconds": runs["sdpa"][1],
-        "eager_seconds": runs["eager"][1],
+        "sdpa_seconds": sdpa,
+        "eager_seconds": eager,
         "eager_over_sdpa": ratio,
+        "sdpa_runs": runs["sdpa"][2],
+        "eager_runs": runs["eager"][2],
+        "new_tokens": tokens,
+        "prompt_tokens": ids.shape[1],
+        "repeats": ATTENTION_REPEATS,
         "sdpa_tokens": runs["sdpa"][0],
         "eager_tokens": runs["eager"][0],
     }
-    timing = f"sdpa {runs['sdpa'][1] * 1000:.1f} ms, eager {runs['eager'][1] * 1000:.1f} ms (eager/sdpa {ratio:.2f}x)"
+    timing = (
+        f"sdpa {sdpa * 1000:.1f} ms, eager {eager * 1000:.1f} ms (eager/sdpa {ratio:.2f}x; median of "
+        f"{ATTENTION_REPEATS} runs of {tokens} new tokens after a {ids.shape[1]}-token prompt, on {s.dev})"
+    )
     if runs["sdpa"][0] != runs["eager"][0]:
         return Check("attention", False, f"sdpa and eager give different greedy tokens; {timing}", data=data)
     if configured != "sdpa":
         return Check("attention", False, f"the model runs {configured!r} attention, not sdpa; {timing}", data=data)
     return Check("attention", True, f"sdpa runs and matches eager; {timing}", data=data)
+
+
+@dataclass
+class SpeechRun:
+    prompt: list[int]
+    new: list[int]  # the generated ids
+    ran: int  # max_new_tokens given to generate()
+    budget: int  # what the model's generation config allows
+    budget_from: str
+    stop_at: int | None  # index in `new` of the first eos / end-of-speech id
+    seconds: float
+
+
+def _speech_run(s: Subject) -> SpeechRun:
+    """One seeded generation with the model's own generation config, from the prompt plus the start-of-speech
+    token, for at most the config's budget (capped at `max_speech_tokens`). Shared by the two speech checks."""
+    if s._speech_run is not None:
+        return s._speech_run
+    import torch
+
+    from ttsdoctor.checks.serving import TRANSFORMERS_DEFAULT_NEW_TOKENS
+
+    assert s.speech is not None
+    prompt = [*s.prompt(PROMPTS[0]), s.speech.start]
+    gen = s.model.generation_config
+    if gen.max_new_tokens:
+        budget, budget_from = int(gen.max_new_tokens), f"max_new_tokens {gen.max_new_tokens} ({s.ids.eos_from})"
+    elif gen.max_length:
+        budget = max(int(gen.max_length) - len(prompt), 0)
+        budget_from = f"max_length {gen.max_length} ({s.ids.eos_from}) less the {len(prompt)}-token prompt"
+    else:
+        budget, budget_from = TRANSFORMERS_DEFAULT_NEW_TOKENS, "transformers' default when no budget is set"
+    ran = min(budget, s.max_speech_tokens)
+    ids = torch.tensor([prompt], device=s.dev)
+    torch.manual_seed(0)  # seeds every device: sampling configs give the same tokens run after run
+    with torch.no_grad():
+        out, seconds = _timed(
+            s.dev,
+            lambda: s.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max(ran, 1)),
+        )
+    new = out[0, len(prompt) :].tolist()
+    stops = set(s.ids.eos) | ({s.speech.end} if s.speech.end is not None else set())
+    stop_at = next((i for i, t in enumerate(new) if t in stops), None)
+    s._speech_run = SpeechRun(prompt, new, ran, budget, budget_from, stop_at, seconds)
+    return s._speech_run
+
+
+def _token_text(s: Subject, token: int) -> str:
+    return f"{s.tokenizer.convert_ids_to_tokens(token)!r} ({token})"
+
+
+def _check_speech_tokens(s: Subject) -> Check:
+    if s.speech is None:
+        return Check("speech-tokens", None, f"not a TTS model with a known audio section: {s.speech_skip}")
+    run, layout = _speech_run(s), s.speech
+    body = run.new[: run.stop_at] if run.stop_at is not None else run.new
+    strays = [(i, t) for i, t in enumerate(body) if t not in layout.audio]
+    data = {
+        "family": layout.family,
+        "start": layout.start,
+        "generated": run.new[:64],
+        "audio_tokens": len(body) - len(strays),
+        "other_tokens": [t for _, t in strays][:16],
+        "source": layout.source,
+    }
+    head = (
+        f"{layout.family}: after {layout.start_token} ({layout.start}), with the model's own generation config (seed 0)"
+    )
+    if not body:
+        return Check("speech-tokens", False, f"{head}, the model ends at once: no audio token at all", data=data)
+    if strays:
+        shown = ", ".join(f"#{i} {_token_text(s, t)}" for i, t in strays[:3])
+        return Check(
+            "speech-tokens",
+            False,
+            f"{head}, {len(strays)} of {len(body)} generated tokens are not audio tokens {layout.audio_text}: {shown}",
+            data=data,
+        )
+    return Check(
+        "speech-tokens",
+        True,
+        f"{head}, all {len(body)} generated tokens are audio tokens {layout.audio_text}",
+        data=data,
+    )
+
+
+def _check_speech_stops(s: Subject) -> Check:
+    if s.speech is None:
+        return Check("speech-stops", None, f"not a TTS model with a known audio section: {s.speech_skip}")
+    run, layout = _speech_run(s), s.speech
+    data = {
+        "budget": run.budget,
+        "budget_from": run.budget_from,
+        "ran": run.ran,
+        "generated": len(run.new),
+        "stop_at": run.stop_at,
+        "eos": list(s.ids.eos),
+        "end_of_speech": layout.end,
+        "tokens_per_second": layout.tokens_per_second,
+        "generation_seconds": run.seconds,
+    }
+    budget = f"the budget of {run.budget} tokens{layout.seconds(run.budget)} ({run.budget_from})"
+    stops_on = f"generate() stops on {list(s.ids.eos)} ({s.ids.eos_from})"
+    if run.stop_at is not None:
+        token = run.new[run.stop_at]
+        after = run.new[run.stop_at + 1 :]
+        said = f"{_token_text(s, token)} after {run.stop_at} audio tokens{layout.seconds(run.stop_at)}"
+        if after and any(t != s.ids.pad for t in after):
+            return Check(
+                "speech-stops",
+                False,
+                f"the model emitted {said}, but generate() went on for {len(after)} more tokens: {stops_on}, "
+                f"without the end-of-speech id {layout.end}",
+                data=data,
+            )
+        return Check("speech-stops", True, f"stopped by {said}, within {budget}", data=data)
+    ran = f"{run.ran} tokens{layout.seconds(run.ran)}"
+    ending = f"{layout.end_token} ({layout.end}) or eos {list(s.ids.eos)}" if layout.end is not None else "eos"
+    if run.ran < run.budget:
+        return Check(
+            "speech-stops",
+            None,
+            f"no {ending} within the {ran} run (--max-speech-tokens); the config allows {budget}: inconclusive",
+            data=data,
+        )
+    return Check("speech-stops", False, f"ran out of budget: {ran} generated without {ending}; {budget}", data=data)
+
+
+CHECKS: tuple[tuple[str, Callable[[Subject], Check]], ...] = (
+    ("highest-id", _check_highest_id),
+    ("batch-consistency", _check_batch),
+    ("eos-stops", _check_eos),
+    ("attention", _check_attention),
+    ("speech-tokens", _check_speech_tokens),
+    ("speech-stops", _check_speech_stops),
+)
 
 
 # Which checks can show each finding's problem: a finding is demonstrated when one of its checks fails before
@@ -485,6 +842,9 @@ DEMONSTRATED_BY: dict[str, tuple[str, ...]] = {
     "GEN004": ("warnings", "load"),
     "ATT001": ("attention", "warnings"),
     "ATT002": ("attention",),
+    "SRV001": ("speech-stops",),
+    "SRV002": ("speech-stops",),
+    "TOK008": ("load",),
 }
 PROVEN, NOT_DEMONSTRATED, STILL_FAILING, NOT_PROVABLE = (
     "proven",
@@ -514,6 +874,15 @@ def verdict(rule_id: str, before: SmokeReport, after: SmokeReport) -> tuple[str,
     if failed_before:
         return PROVEN, failed_before
     return NOT_DEMONSTRATED, list(names)
+
+
+def regressions(before: SmokeReport, after: SmokeReport) -> list[str]:
+    """The checks that passed (or were skipped) before a fix and fail after it: what the fix broke."""
+    return [
+        c.name
+        for c in after.checks
+        if c.passed is False and (b := before.check(c.name)) is not None and b.passed is not False
+    ]
 
 
 def format_report(report: SmokeReport, other: SmokeReport | None = None) -> str:

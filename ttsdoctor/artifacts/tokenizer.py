@@ -84,6 +84,19 @@ class TokenizerFile:
     def __contains__(self, content: object) -> bool:
         return isinstance(content, str) and self.token_id(content) is not None
 
+    @property
+    def pre_tokenizers(self) -> tuple[str, ...]:
+        """The pre-tokenizer's types, a Sequence's members in order: ("Split", "ByteLevel"), ("Metaspace",), ()."""
+        pre = self._tok.pre_tokenizer if self._tok is not None else None
+        if pre is None:
+            return ()
+        try:
+            state = json.loads(pre.__getstate__())
+        except (TypeError, ValueError):
+            return (type(pre).__name__,)
+        members = state.get("pretokenizers", [state]) if isinstance(state, dict) else []
+        return tuple(str(m.get("type")) for m in members if isinstance(m, dict))
+
 
 @dataclass
 class TokenizerBundle:

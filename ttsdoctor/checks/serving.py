@@ -267,22 +267,22 @@ class _Stops:
 
 def _stop_ids(model: ModelDir) -> _Stops:
     """The ids that end generate() when the calling code passes none, from the folder's declared special ids: the
-    generation config's eos, then the model config's (top level and the decoder sub-config transformers reads); for
-    a GGUF, its eos and eot."""
+    generation config's eos when there is a generation_config.json (transformers then never reads config.json's:
+    checked on 5.23, a generation_config.json without eos leaves model.generation_config.eos_token_id None), else
+    the model config's (top level and the decoder sub-config transformers reads); for a GGUF, its eos and eot."""
     eos = [d for d in model.special_decls if d.role == "eos"]
     meta = model.gguf_metadata
     if meta is not None:
         eot = _int(meta.get("tokenizer.ggml.eot_token_id"))
         gguf_ids = tuple(i for d in eos for i in d.ids) + ((eot,) if eot is not None else ())
         return _Stops(gguf_ids, "the GGUF metadata (tokenizer.ggml.eos_token_id / eot_token_id)")
-    ids: tuple[int, ...] = ()
-    where = []
-    for doc, name in ((model.generation_config, "generation_config.json"), (model.config, "config.json")):
-        if doc is None:
-            continue
-        ids += tuple(i for d in eos if d.path == doc.path and d.scope in ("", *DECODER_CONFIGS) for i in d.ids)
-        where.append(name)
-    return _Stops(tuple(dict.fromkeys(ids)), " and ".join(where) or "nowhere")
+    doc, name = (model.generation_config, "generation_config.json")
+    if doc is None:
+        doc, name = (model.config, "config.json")
+    if doc is None:
+        return _Stops((), "nowhere")
+    ids = (i for d in eos if d.path == doc.path and d.scope in ("", *DECODER_CONFIGS) for i in d.ids)
+    return _Stops(tuple(dict.fromkeys(ids)), name)
 
 
 def _nested_eos(model: ModelDir) -> tuple[str, int] | None:

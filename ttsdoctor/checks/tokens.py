@@ -464,3 +464,53 @@ class AddedTokenIdMismatch(Rule):
                 evidence={"declared": added.declared_id, "effective": effective},
                 fix=fix,
             )
+
+
+# transformers 5 (models/auto/tokenization_auto.py, 5.23): for these model types AutoTokenizer instantiates the
+# registered class whatever tokenizer_class says (MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS, or no
+# tokenizer_class at all), and the class's __init__ builds its own pipeline (byte-level BPE with Qwen's split
+# regex), keeping only the vocabulary and merges of tokenizer.json.
+REBUILT_BY_MODEL_TYPE = {
+    "qwen2": "Qwen2Tokenizer",
+    "qwen3_5": "Qwen3_5Tokenizer",
+    "qwen3_5_moe": "Qwen3_5Tokenizer",
+    "qwen3_5_moe_text": "Qwen3_5Tokenizer",
+}
+
+
+class TokenizerRebuiltByModelType(Rule):
+    id = "TOK008"
+    name = "tokenizer-rebuilt-by-model-type"
+    summary = "AutoTokenizer replaces the saved tokenizer.json by the class transformers registers for the model_type"
+    severity = Severity.WARNING
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        model_type = target.model_type
+        cls = REBUILT_BY_MODEL_TYPE.get(model_type or "")
+        bundle = target.tokenizer
+        if cls is None or bundle is None or bundle.file is None or target.config is None:
+            return
+        tok = bundle.file
+        if not tok.path.endswith("tokenizer.json"):
+            return
+        auto_map = bundle.config.data.get("auto_map") if bundle.config is not None else None
+        if auto_map:
+            return  # custom tokenizer code decides (with trust_remote_code)
+        pre = tok.pre_tokenizers
+        if tok.kind == "BPE" and "ByteLevel" in pre:
+            return  # the pipeline the class builds is the saved one's kind
+        saved = f"{tok.kind} with pre-tokenizer {' + '.join(pre) if pre else 'none'}"
+        yield self.finding(
+            f"model_type {model_type!r}: transformers 5's AutoTokenizer builds {cls} for it, whatever tokenizer_class "
+            f"says, and rebuilds a byte-level BPE from the vocabulary of tokenizer.json; the saved tokenizer is "
+            f"{saved}, so text encodes to other ids than the model was trained on (a vocabulary without merges "
+            "encodes most words to nothing)",
+            target.config.path,
+            "/model_type",
+            evidence={"model_type": model_type, "class": cls, "saved_model": tok.kind, "pre_tokenizers": list(pre)},
+            fix=Fix(
+                "Load the tokenizer with PreTrainedTokenizerFast.from_pretrained(path), which keeps tokenizer.json; "
+                "`ttsdoctor smoke` shows both encodings",
+                Applicability.DISPLAY_ONLY,
+            ),
+        )

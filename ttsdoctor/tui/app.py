@@ -116,13 +116,9 @@ class SmokeScreen(ModalScreen[None]):
         super().__init__()
         self.model_path = model_path
         self.device = device
-        self.steps = [
-            "loading tokenizer and model",
-            "running highest-id",
-            "running batch-consistency",
-            "running eos-stops",
-            "running attention",
-        ]
+        from ttsdoctor.smoke import CHECKS  # the module imports torch and transformers only when it runs
+
+        self.steps = ["loading tokenizer and model", *(f"running {name}" for name, _ in CHECKS)]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="smoke"):
