@@ -129,3 +129,39 @@ def test_family_sampling_fix_raises_the_literal_in_place(tmp_path) -> None:
     after = (tmp_path / "infer.py").read_text()
     assert after == before.replace("repetition_penalty=1.0,", "repetition_penalty=1.1,")
     assert _findings(tmp_path / "infer.py", "SRV003") == []
+
+
+def test_gguf_padded_to_vocab_size_beside_its_tokenizer_is_not_a_mismatch(tmp_path) -> None:
+    """convert_hf_to_gguf.py pads the token list to vocab_size with [PAD{i}]: ids past tokenizer.json are expected.
+    One token renamed at a shared id is reported with both names."""
+    import sys
+
+    import numpy as np
+    from gguf import GGUFWriter
+
+    sys.path.insert(0, FIXTURES)
+    from _make import orpheus_tokenizer, write_tokenizer
+
+    tok = orpheus_tokenizer()
+    names = [t for t, _ in sorted(tok.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])]
+    for case, tokens in (("padded", [*names, *(f"[PAD{i}]" for i in range(len(names), 384))]),
+                         ("renamed", [*names[:-1], "<custom_token_x>"])):  # fmt: skip
+        folder = tmp_path / case
+        folder.mkdir()
+        writer = GGUFWriter(str(folder / "model.gguf"), "llama")
+        writer.add_tokenizer_model("gpt2")
+        writer.add_token_list(tokens)
+        writer.add_token_types([1] * len(tokens))
+        writer.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), dtype=np.float16))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        write_tokenizer(str(folder), tok)
+        found = _findings(str(folder), "SRV005")
+        if case == "padded":
+            assert found == []
+        else:
+            assert len(found) == 1 and found[0].evidence["differing"] == 1
+            last = len(names) - 1
+            assert f"{last}: '<custom_token_x>' in the GGUF, {names[-1]!r} in tokenizer.json" in found[0].message

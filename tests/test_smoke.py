@@ -286,6 +286,23 @@ def test_a_check_failing_before_and_after_does_not_undo_an_unrelated_proven_fix(
     assert json.loads((tmp_path / "m" / "config.json").read_text())["attn_implementation"] == "sdpa"
 
 
+def test_an_unknown_family_is_checked_by_its_own_start_token_and_numbered_tokens(tmp_path) -> None:
+    from _make import byte_level_tokenizer
+
+    specials = ["<|end_of_text|>", "<|eot_id|>", "<|speech_start|>", "<|speech_end|>"]
+    tok = byte_level_tokenizer(specials, audio_codes=32, code_format="<|a_{}|>")
+    eot, start, end = (tok.token_to_id(s) for s in specials[1:])
+    code = [tok.token_to_id(f"<|a_{i}|>") for i in (3, 4)]
+    chain = {start: code[0], code[0]: code[1], code[1]: end}
+    model = build_speech(tmp_path / "m", chain, {**LLASA, "eos_token_id": [end, eot], "max_new_tokens": 50}, tok=tok)
+    report = smoke.run_smoke(model)
+    tokens, stops = report.check("speech-tokens"), report.check("speech-stops")
+    assert tokens is not None and stops is not None
+    assert tokens.passed is True and tokens.detail.startswith("unknown family: after <|speech_start|>")
+    assert "all 2 generated tokens are audio tokens <|a_N|> (32 ids" in tokens.detail
+    assert stops.passed is True and "stopped by '<|speech_end|>'" in stops.detail and "s of audio" not in stops.detail
+
+
 def _wordlevel_model(path, model_type: str) -> str:
     """A phoneme WordLevel tokenizer saved by transformers 5 (TokenizersBackend) beside a tiny random model."""
     from _make import wordlevel_tokenizer

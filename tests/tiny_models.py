@@ -73,7 +73,7 @@ def audio(code: int) -> int:
     return SPEECH_TOK.token_to_id(f"<|s_{code}|>")
 
 
-def build_speech(path, successors: dict[int, int], generation: dict) -> str:
+def build_speech(path, successors: dict[int, int], generation: dict, tok=SPEECH_TOK) -> str:
     """A tiny Llama with Llasa's markers and 64 `<|s_N|>` tokens whose next token after t is successors[t].
 
     Attention and MLP write nothing (o_proj, down_proj zero), so the last hidden state is the embedding of the
@@ -83,7 +83,7 @@ def build_speech(path, successors: dict[int, int], generation: dict) -> str:
 
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    rows = SPEECH_TOK.get_vocab_size()
+    rows = tok.get_vocab_size()
     cfg = LlamaConfig(
         vocab_size=rows,
         hidden_size=16,
@@ -114,7 +114,7 @@ def build_speech(path, successors: dict[int, int], generation: dict) -> str:
     model.save_pretrained(str(path))
     write_tokenizer(
         str(path),
-        SPEECH_TOK,
+        tok,
         {
             "tokenizer_class": "PreTrainedTokenizerFast",
             "bos_token": None,

@@ -29,7 +29,13 @@ from ttsdoctor.checks.generation import (
 from ttsdoctor.checks.layouts import F5Vocab, XttsAudioTokens
 from ttsdoctor.checks.positions import PositionOverflow
 from ttsdoctor.checks.security import AmbiguousPickle, EvaluatedString, PathEscape, RemoteCode, UnsafePickle
-from ttsdoctor.checks.serving import AudioLengthBudget, EndOfSpeechNotAStop, FamilySampling, GgufTtsTokens
+from ttsdoctor.checks.serving import (
+    AudioLengthBudget,
+    EndOfSpeechNotAStop,
+    FamilySampling,
+    GgufTtsTokens,
+    GgufVocabMismatch,
+)
 from ttsdoctor.checks.suppressions import UnusedSuppression
 from ttsdoctor.checks.tokens import (
     AddedTokenIdMismatch,
@@ -100,6 +106,7 @@ ALL_RULES: tuple[Rule, ...] = (
     EndOfSpeechNotAStop(),
     FamilySampling(),
     GgufTtsTokens(),
+    GgufVocabMismatch(),
     NewRowsUntrained(),
     QuantizationConfigOnFullWeights(),
     AdapterNeverTrained(),

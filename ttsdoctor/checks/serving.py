@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.artifacts.tokenizer import load_tokenizer_json
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks import pysource
 from ttsdoctor.codecs import ServingFacts, serving_facts
@@ -533,3 +535,52 @@ class GgufTtsTokens(Rule):
                     Applicability.DISPLAY_ONLY,
                 ),
             )
+
+
+class GgufVocabMismatch(Rule):
+    id = "SRV005"
+    name = "gguf-vocab-mismatch"
+    summary = "A GGUF whose token list differs from the tokenizer.json beside it"
+    severity = Severity.WARNING
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        meta = target.gguf_metadata
+        tokens = meta.get("tokenizer.ggml.tokens") if meta is not None else None
+        beside = os.path.join(os.path.dirname(target.path), "tokenizer.json")
+        if not isinstance(tokens, list) or not tokens or not os.path.isfile(beside):
+            return
+        try:
+            tok = load_tokenizer_json(beside)
+        except ArtifactError:
+            return  # the folder's own check reports an unreadable tokenizer.json
+        shared = min(len(tokens), tok.id_count)
+        differ = [(i, tokens[i], t) for i in range(shared) if (t := tok.token(i)) is not None and t != tokens[i]]
+        missing = [(i, t) for i in range(len(tokens), tok.id_count) if (t := tok.token(i)) is not None]
+        if not differ and not missing:
+            return  # ids past the tokenizer in the GGUF are the conversion's padding to vocab_size ([PAD...])
+        parts = []
+        if differ:
+            shown = "; ".join(f"{i}: {g!r} in the GGUF, {t!r} in tokenizer.json" for i, g, t in differ[:3])
+            parts.append(f"{len(differ)} of the {shared} ids they share name different tokens ({shown})")
+        if missing:
+            shown = ", ".join(f"{t!r} ({i})" for i, t in missing[:3])
+            ids = "id" if len(missing) == 1 else "ids"
+            parts.append(f"tokenizer.json has {len(missing)} {ids} past the GGUF's {len(tokens)} tokens ({shown})")
+        yield self.finding(
+            f"{os.path.basename(target.path)} was not converted from the tokenizer.json beside it: "
+            f"{'; '.join(parts)}. Prompts built with tokenizer.json (token ids sent to llama.cpp's server, "
+            "end-of-speech and audio ids parsed from its output) mean other tokens to the GGUF",
+            target.path,
+            "/tokenizer.ggml.tokens",
+            evidence={
+                "differing": len(differ),
+                "first_differing": [list(d) for d in differ[:3]],
+                "missing_in_gguf": len(missing),
+                "gguf_tokens": len(tokens),
+                "tokenizer_ids": tok.id_count,
+            },
+            fix=Fix(
+                "Reconvert the GGUF from this folder (convert_hf_to_gguf.py), or use the tokenizer it was made from",
+                Applicability.DISPLAY_ONLY,
+            ),
+        )
