@@ -44,6 +44,20 @@ class SourceFile:
             or name == "conftest.py"
         )
 
+    @property
+    def lower(self) -> str:
+        """The text in lower case, built once: prefilters look for words in it with `in`, which is ~15x faster than
+        a case-insensitive regex alternation over a large file (measured on transformers' models: 0.5 s vs 7 s)."""
+        found: str | None = self.cache.get("lower")
+        if found is None:
+            found = self.cache["lower"] = self.text.lower()
+        return found
+
+    def mentions(self, *words: str) -> bool:
+        """Whether the text contains any of `words` (lower-case), in any case."""
+        low = self.lower
+        return any(w in low for w in words)
+
     def line_name(self, line: int) -> str:
         """How a message names a line: "line 12", or in a notebook "cell 4, line 2"."""
         found = self.notebook.locate(line) if self.notebook is not None else None

@@ -332,6 +332,7 @@ class IdsBeyondCodec(Rule):
 # Codecs that encode and decode audio at one rate. S3-tokenizer families (CosyVoice, Chatterbox) tokenise 16 kHz
 # audio and speak through a separate 22.05/24 kHz vocoder: one "rate of the codec" does not exist for them.
 _RATE_TEXT = re.compile(r"sampling_rate|samplerate|\.write\s*\(|\.save\s*\(|sample_rate")
+_RATE_WORDS = ("sampling_rate", "samplerate", ".write", ".save", "sample_rate")
 _RESAMPLE_TEXT = re.compile(r"[Rr]esample")
 _RATE_KEYS = ("sample_rate", "sampling_rate", "target_sample_rate", "target_sr", "audio_sample_rate")
 _DECODES = ("decode", "decode_code", "decode_codes", "detokenize", "codes_to_audio")
@@ -434,7 +435,8 @@ class SampleRateMismatch(Rule):
     severity = Severity.WARNING
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        if not _RATE_TEXT.search(source.text):
+        text = source.text  # literal scans first: the alternation alone costs ~0.4 ms per transformers file
+        if not any(w in text for w in _RATE_WORDS) or not _RATE_TEXT.search(text):
             return
         for site in pysource.calls(source, _RATE_TEXT, "Audio", "write", "save"):
             if site.name == "Audio":

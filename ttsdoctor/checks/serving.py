@@ -44,7 +44,7 @@ _FAMILY_IN_SOURCE = (
 )
 _MODEL_KEYS = re.compile(r"model", re.I)  # training-config keys naming the model: model_name_or_path, base_model
 _CALLS_TEXT = re.compile(r"SamplingParams\s*\(|\.generate\s*\(")
-_FAMILY_TEXT = re.compile(r"orpheus|llasa|outetts|spark-?tts", re.I)  # before any walk of the syntax tree
+_FAMILY_WORDS = ("orpheus", "llasa", "outetts", "sparktts", "spark-tts")  # before any walk of the syntax tree
 
 
 # Calls that load the model a file generates with, and the arguments naming it
@@ -90,7 +90,7 @@ def source_family(source: SourceFile) -> ServingFacts | None:
         return found
     named = {
         family
-        for model in (loaded_models(source) if _FAMILY_TEXT.search(source.text) else ())
+        for model in (loaded_models(source) if source.mentions(*_FAMILY_WORDS) else ())
         for family in family_names_in(model)
     }
     facts = serving_facts(named.pop()) if len(named) == 1 else None
@@ -114,7 +114,8 @@ def config_family(config: TrainingConfig) -> ServingFacts | None:
 
 def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysource.CallSite]]:
     """The family whose model a file loads and its generate() / SamplingParams() calls (both rules ask)."""
-    if not _CALLS_TEXT.search(source.text):
+    text = source.text
+    if ("generate" not in text and "SamplingParams" not in text) or not _CALLS_TEXT.search(text):
         return None, []
     facts = source_family(source)
     if facts is None:

@@ -37,7 +37,17 @@ _CONCAT = {"concatenate", "cat", "hstack", "concat"}
 _WRAPS = {"array", "asarray", "tensor", "as_tensor", "LongTensor", "IntTensor", "list", "tolist", "long", "int", "to"}
 _SEQ_TEXT = re.compile(r"\[\s*:")  # a file without a `[:` slice has nothing for TRN001
 # A file about speech: text LLM pipelines (TRL's DPO truncating completions after eos) are not this rule's business
-_SPEECH_TEXT = re.compile(r"speech|audio_?(code|token)|codec|snac|custom_token|<\|s_", re.I)
+_SPEECH_WORDS = (
+    "speech",
+    "audio_code",
+    "audiocode",
+    "audio_token",
+    "audiotoken",
+    "codec",
+    "snac",
+    "custom_token",
+    "<|s_",
+)
 
 
 def _end_name(name: str) -> bool:
@@ -306,7 +316,7 @@ class TruncatedEndOfSpeech(Rule):
         if not _SEQ_TEXT.search(source.text):
             return
         facts = source_family(source)
-        if facts is None and not _SPEECH_TEXT.search(source.text):
+        if facts is None and not source.mentions(*_SPEECH_WORDS):
             return
         for cut in truncations(source, _end_of_speech_ids(facts)):
             yield self._finding(source, cut, facts)
@@ -421,6 +431,7 @@ class SequenceBudget(Rule):
 # TRN003: ids hard-coded from a family's published tokenizer in a script that loads a different one
 
 _BIG_INT_TEXT = re.compile(r"\b1[0-9]{5}\b")
+_BIG_INT_DIGITS = re.compile(r"1[0-9]{5}")  # 50x faster than the \b form: run first, the exact form on its hits
 _STOP_KEYWORDS = ("eos_token_id", "stop_token_ids", "pad_token_id")
 
 
@@ -508,7 +519,8 @@ class HardCodedTokenIds(Rule):
     severity = Severity.ERROR
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        if not _BIG_INT_TEXT.search(source.text) or "from_pretrained" not in source.text:
+        text = source.text
+        if "from_pretrained" not in text or not _BIG_INT_DIGITS.search(text) or not _BIG_INT_TEXT.search(text):
             return
         tokenizer = _loaded_tokenizer(source)
         if tokenizer is None:
