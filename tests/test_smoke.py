@@ -17,6 +17,7 @@ from tiny_models import (
     SPEECH_END,
     SPEECH_START,
     SPEECH_TOK,
+    TINY_SHAPE,
     audio,
     build,
     build_speech,
@@ -321,11 +322,7 @@ def _wordlevel_model(path, model_type: str) -> str:
     torch.manual_seed(0)
     cfg = config_class(
         vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        **TINY_SHAPE,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
     )

@@ -63,6 +63,15 @@ def build(
     return str(path)
 
 
+# The smallest shape transformers builds a working decoder of (the speech and tokenizer tests' models).
+TINY_SHAPE = {
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+}
+
 # A Llasa-shaped speech model whose greedy (or sharply sampled) next token is a chosen function of the current one.
 SPEECH_SPECIALS = ["<|end_of_text|>", "<|eot_id|>", "<|SPEECH_GENERATION_START|>", "<|SPEECH_GENERATION_END|>"]
 SPEECH_TOK = byte_level_tokenizer(SPEECH_SPECIALS, audio_codes=64, code_format="<|s_{}|>")
@@ -86,11 +95,7 @@ def build_speech(path, successors: dict[int, int], generation: dict, tok=SPEECH_
     rows = tok.get_vocab_size()
     cfg = LlamaConfig(
         vocab_size=rows,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        **TINY_SHAPE,
         max_position_embeddings=512,
         tie_word_embeddings=False,
         bos_token_id=None,
