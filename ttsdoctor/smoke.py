@@ -407,9 +407,11 @@ def speech_layout(path: str, vocab: dict[str, int], ids: Ids) -> tuple[SpeechLay
     and audio-token spelling); for an unknown one from its tokenizer (a start-of-speech token by a usual name and
     the largest run of numbered tokens). (None, why) when there is none to check."""
     from ttsdoctor.artifacts.model_dir import load_model_dir
+    from ttsdoctor.checks.codec import numbered_tokens
     from ttsdoctor.codecs import family_layout, serving_facts
 
-    family = load_model_dir(path).family
+    folder = load_model_dir(path)
+    family = folder.family
     if family is not None:
         facts = serving_facts(family.name)
         spellings = family_layout(family.name).get("audio_tokens", [])
@@ -418,11 +420,15 @@ def speech_layout(path: str, vocab: dict[str, int], ids: Ids) -> tuple[SpeechLay
         start = vocab.get(facts.start_of_speech)
         if start is None:
             return None, f"{family.name}: the tokenizer has no {facts.start_of_speech}"
+        tok = folder.tokenizer.file if folder.tokenizer is not None else None
+        if tok is None:
+            return None, f"{family.name}: no tokenizer file to read its audio tokens from"
         markers = {start, *ids.eos} | ({vocab[facts.end_of_speech]} if facts.end_of_speech in vocab else set())
         audio = frozenset(
             i
-            for token, i in vocab.items()
-            if i not in markers and any(_numbered_in(token, s["prefix"], s["suffix"], s["count"]) for s in spellings)
+            for s in spellings
+            for code, i in numbered_tokens(tok, s["prefix"], s["suffix"]).items()
+            if code < s["count"] and i not in markers
         )
         spelled = " / ".join(f"{s['prefix']}N{s['suffix']}" for s in spellings)
         end = facts.end_of_speech if facts.end_of_speech in vocab else None
@@ -452,13 +458,6 @@ def speech_layout(path: str, vocab: dict[str, int], ids: Ids) -> tuple[SpeechLay
         ),
         "",
     )
-
-
-def _numbered_in(token: str, prefix: str, suffix: str, count: int) -> bool:
-    if not (token.startswith(prefix) and token.endswith(suffix)) or len(token) <= len(prefix) + len(suffix):
-        return False
-    number = token[len(prefix) : len(token) - len(suffix)]
-    return number.isdigit() and int(number) < count
 
 
 def _layout(

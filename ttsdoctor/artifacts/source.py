@@ -53,7 +53,7 @@ class SourceFile:
             found = self.cache["lower"] = self.text.lower()
         return found
 
-    def mentions(self, *words: str) -> bool:
+    def mentions_any_case(self, *words: str) -> bool:
         """Whether the text contains any of `words` (lower-case), in any case."""
         low = self.lower
         return any(w in low for w in words)

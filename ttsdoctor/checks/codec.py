@@ -204,7 +204,7 @@ def _first_missing(codes: dict[int, int], limit: int) -> list[int]:
     return out
 
 
-def _numbered(tok: TokenizerFile, prefix: str, suffix: str) -> dict[int, int]:
+def numbered_tokens(tok: TokenizerFile, prefix: str, suffix: str) -> dict[int, int]:
     """code number -> token id, for added tokens spelled prefix + N + suffix (audio codes are added tokens)."""
     pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix) + "$")
     out = {}
@@ -232,7 +232,7 @@ class AudioTokenRange(Rule):
         specs = layout.get("audio_tokens") or [{"prefix": "<|", "suffix": "|>", "count": None}]
         codec = find_codec(layout.get("codec")) if layout.get("codec") else None
         for spec in specs:
-            codes = _numbered(tok, spec["prefix"], spec["suffix"])
+            codes = numbered_tokens(tok, spec["prefix"], spec["suffix"])
             if len(codes) < 16 and spec["count"] is None:
                 continue
             spelled = f"{spec['prefix']}N{spec['suffix']}"
@@ -435,8 +435,7 @@ class SampleRateMismatch(Rule):
     severity = Severity.WARNING
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        text = source.text  # literal scans first: the alternation alone costs ~0.4 ms per transformers file
-        if not any(w in text for w in _RATE_WORDS) or not _RATE_TEXT.search(text):
+        if not pysource.mentions(source.text, _RATE_WORDS, _RATE_TEXT):  # the alternation alone: ~0.4 ms a file
             return
         for site in pysource.calls(source, _RATE_TEXT, "Audio", "write", "save"):
             if site.name == "Audio":

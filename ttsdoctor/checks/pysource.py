@@ -255,6 +255,7 @@ def segment(source: SourceFile, node: ast.AST) -> str | None:
     return source.text[found[0] : found[1]] if found else None
 
 
-def mentions(text: str, literal: str, pattern: re.Pattern[str]) -> bool:
-    """A literal substring test (memchr fast) before the regex."""
-    return literal in text and pattern.search(text) is not None
+def mentions(text: str, literal: str | tuple[str, ...], pattern: re.Pattern[str]) -> bool:
+    """A literal substring test (memchr fast; any of several literals) before the regex."""
+    found = literal in text if isinstance(literal, str) else any(w in text for w in literal)
+    return found and pattern.search(text) is not None

@@ -90,7 +90,7 @@ def source_family(source: SourceFile) -> ServingFacts | None:
         return found
     named = {
         family
-        for model in (loaded_models(source) if source.mentions(*_FAMILY_WORDS) else ())
+        for model in (loaded_models(source) if source.mentions_any_case(*_FAMILY_WORDS) else ())
         for family in family_names_in(model)
     }
     facts = serving_facts(named.pop()) if len(named) == 1 else None
@@ -114,8 +114,7 @@ def config_family(config: TrainingConfig) -> ServingFacts | None:
 
 def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysource.CallSite]]:
     """The family whose model a file loads and its generate() / SamplingParams() calls (both rules ask)."""
-    text = source.text
-    if ("generate" not in text and "SamplingParams" not in text) or not _CALLS_TEXT.search(text):
+    if not pysource.mentions(source.text, ("generate", "SamplingParams"), _CALLS_TEXT):
         return None, []
     facts = source_family(source)
     if facts is None:

@@ -316,7 +316,7 @@ class TruncatedEndOfSpeech(Rule):
         if not _SEQ_TEXT.search(source.text):
             return
         facts = source_family(source)
-        if facts is None and not source.mentions(*_SPEECH_WORDS):
+        if facts is None and not source.mentions_any_case(*_SPEECH_WORDS):
             return
         for cut in truncations(source, _end_of_speech_ids(facts)):
             yield self._finding(source, cut, facts)
