@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
     check.add_argument("--select", type=_codes, action="extend", help="rule ids or family prefixes (TOK,VOC001)")
     check.add_argument("--ignore", type=_codes, action="extend", help="rule ids or family prefixes to skip")
-    check.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
+    check.add_argument("--format", choices=("text", "json", "jsonl", "github", "sarif"), default="text")
     check.add_argument("--output", "-o", help="write the report to this file instead of standard output")
     check.add_argument(
         "--config",
@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--write-baseline", metavar="FILE", help="record today's findings in FILE and exit 0")
     check.add_argument("--hook", action="store_true", help=argparse.SUPPRESS)
     check.add_argument("--jobs", "-j", type=_jobs, default=None, help="worker processes (default: usable cores)")
+    check.add_argument(
+        "--hub",
+        action="store_true",
+        help="read ORG/NAME paths that do not exist locally as Hub repositories (as hf://ORG/NAME)",
+    )
+    check.add_argument(
+        "--download-pickles",
+        action="store_true",
+        help="Hub repositories: download pickle checkpoints (.bin/.pt/.pth/.ckpt) whole to scan them (their size "
+        "is said first); without it they are listed as not checked",
+    )
 
     fix = sub.add_parser("fix", help="show (default) or apply the fixes of the findings")
     fix.add_argument("paths", nargs="*", default=["."], help="model directories, files or repository trees")
@@ -153,6 +164,8 @@ def _write_report(result: CheckResult, fmt: str, stream: TextIO, colour: bool | 
 
     if fmt == "json":
         report.write_json(result, stream)
+    elif fmt == "jsonl":
+        report.write_jsonl(result, stream)
     elif fmt == "github":
         report.write_github(result, stream)
     elif fmt == "sarif":
@@ -165,14 +178,40 @@ class _Usage(Exception):
     """A usage or settings problem: exit 2 with the message."""
 
 
-def _prepare(args: argparse.Namespace) -> tuple[tuple[Rule, ...], list[Target], Settings]:
+def _hub_refs(args: argparse.Namespace, allowed: bool) -> list[str]:
+    """Split the Hub repositories (hf://ORG/NAME) off the paths into `args.hub_refs`; the local paths are returned.
+    Commands that write or load a model refuse them."""
+    from ttsdoctor import hub
+
+    refs: list[hub.HubRef] = []
+    local: list[str] = []
+    for path in args.paths:
+        try:
+            ref = hub.parse_ref(path, bare=getattr(args, "hub", False))
+        except hub.HubError as exc:
+            raise _Usage(str(exc)) from None
+        if ref is None:
+            local.append(path)
+        else:
+            refs.append(ref)
+    if refs and not allowed:
+        raise _Usage(
+            f"{refs[0].text}: `ttsdoctor {args.command}` works on local folders; `ttsdoctor check` reads Hub "
+            "repositories (download one first to fix it: `hf download ORG/NAME --local-dir DIR`)"
+        )
+    args.hub_refs = refs
+    return local
+
+
+def _prepare(args: argparse.Namespace, hub_allowed: bool = False) -> tuple[tuple[Rule, ...], list[Target], Settings]:
     """(rules, targets, settings) from the command line and the settings file."""
     from ttsdoctor.discover import discover
     from ttsdoctor.registry import select_rules
     from ttsdoctor.settings import SettingsError, find_settings, load_settings
 
+    local = _hub_refs(args, hub_allowed)
     try:
-        settings_path = args.config or find_settings(args.paths[0] if args.paths else ".")
+        settings_path = args.config or find_settings(local[0] if local else ".")
         if args.config and not os.path.isfile(args.config):
             raise _Usage(f"{args.config}: settings file not found")
         settings = load_settings(settings_path)
@@ -187,7 +226,7 @@ def _prepare(args: argparse.Namespace) -> tuple[tuple[Rule, ...], list[Target], 
         rules = tuple(rule.configured(settings.rule_options.get(rule.id, {})) for rule in rules)
     except (SettingsError, ValueError) as exc:
         raise _Usage(str(exc)) from None
-    return rules, discover(args.paths, hook=args.hook), settings
+    return rules, discover(local, hook=args.hook) if local else [], settings
 
 
 def _progress_bar(index: int, total: int, path: str) -> None:
@@ -199,14 +238,45 @@ def _progress_bar(index: int, total: int, path: str) -> None:
 
 
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    from ttsdoctor import engine
-    from ttsdoctor.baseline import BaselineError, filter_new, write_baseline
-
     try:
-        rules, targets, settings = _prepare(args)
+        rules, targets, settings = _prepare(args, hub_allowed=True)
     except _Usage as exc:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
+    if not args.hub_refs:
+        return _check(args, rules, targets, settings, out)
+    from ttsdoctor import hub
+
+    with hub.workspace() as workdir:
+        staged = []
+        for ref in args.hub_refs:
+            try:
+                staged.append(hub.stage(ref, workdir, args.download_pickles, say=_say))
+            except hub.HubError as exc:
+                sys.stderr.write(f"ttsdoctor: error: {exc}\n")
+                return EXIT_ERROR
+            except OSError as exc:
+                sys.stderr.write(f"ttsdoctor: error: {ref.text}: cannot stage it in {workdir}: {exc}\n")
+                return EXIT_ERROR
+        targets += hub.targets(staged)
+        return _check(args, rules, targets, settings, out, staged)
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"ttsdoctor: {message}\n")
+
+
+def _check(
+    args: argparse.Namespace,
+    rules: tuple[Rule, ...],
+    targets: list[Target],
+    settings: Settings,
+    out: TextIO,
+    staged: list[Any] | None = None,
+) -> int:
+    from ttsdoctor import engine
+    from ttsdoctor.baseline import BaselineError, filter_new, write_baseline
+
     if not targets and not args.hook:
         sys.stderr.write(
             "ttsdoctor: warning: no model directories, training configs or Python files found in "
@@ -216,6 +286,10 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     _warn_interrupted(targets)
     result = engine.run(rules, targets, settings, progress=_progress_bar, jobs=_job_count(args))
     _progress_done()
+    if staged:
+        from ttsdoctor import hub
+
+        hub.relabel_result(result, staged)
     if args.write_baseline:
         count = write_baseline(result.findings, args.write_baseline)
         out.write(f"Recorded {count} finding{'s' if count != 1 else ''} in {args.write_baseline}.\n")
@@ -480,6 +554,12 @@ def _cmd_smoke(args: argparse.Namespace, out: TextIO) -> int:
 
     from ttsdoctor import smoke
 
+    if args.path.startswith("hf://"):
+        sys.stderr.write(
+            f"ttsdoctor: error: {args.path}: the smoke proof loads the weights; download the repository first "
+            "(`hf download ORG/NAME --local-dir DIR`), or `ttsdoctor check` it without downloading\n"
+        )
+        return EXIT_ERROR
     if not os.path.isdir(args.path):
         sys.stderr.write(f"ttsdoctor: error: {args.path}: not a model directory\n")
         return EXIT_ERROR

@@ -53,6 +53,8 @@ class Target:
     # | "link" (a symbolic link in a walked tree that leads outside it)
     path: str
     root: str | None = field(default=None, compare=False)  # the path the user passed, a root for named files
+    # weight files of the target that hold their header and no data (a Hub repository read by range requests)
+    header_only: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 def _is_model_file(name: str) -> bool:

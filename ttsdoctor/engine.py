@@ -33,6 +33,7 @@ class CheckResult:
     internal_errors: list[str] = field(default_factory=list)  # rule crashes: bugs of ours, never the user's
     target_of: dict[Finding, str] = field(default_factory=dict)  # finding -> path of the target that found it
     unreadable_ids: frozenset[str] = frozenset()  # the rules whose findings mean "could not be read"
+    remote: list[dict[str, Any]] = field(default_factory=list)  # Hub repositories checked: commit, bytes read
 
     @property
     def unreadable(self) -> bool:
@@ -51,7 +52,7 @@ def load(target: Target) -> Any:
     if target.kind == "model_dir":
         from ttsdoctor.artifacts.model_dir import load_model_dir
 
-        return load_model_dir(target.path)
+        return load_model_dir(target.path, target.header_only)
     if target.kind == "gguf":
         from ttsdoctor.artifacts.gguf_file import load_gguf
 

@@ -66,6 +66,18 @@ LIMITS: dict[str, Limit] = {
         Limit("gguf_string_bytes", 16 << 20, "bytes", "chat templates, the longest GGUF strings, are ~10 KB"),
         Limit("gguf_tensors", 100_000, "tensors", "a 671B MoE GGUF lists ~1,000 tensors"),
         Limit(
+            "hub_file_bytes",
+            64 << 20,
+            "bytes",
+            "files a Hub check downloads whole: tokenizer.json of a 256k-vocabulary model is ~35 MB",
+        ),
+        Limit(
+            "hub_header_bytes",
+            256 << 20,
+            "bytes",
+            "GGUF metadata read by range requests: a 262k-token list with scores and types is ~10 MB",
+        ),
+        Limit(
             "resize_rows",
             4_000_000,
             "rows",

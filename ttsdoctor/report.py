@@ -98,9 +98,37 @@ def write_json(result: CheckResult, stream: TextIO) -> None:
         "families": [
             {"path": path, "family": name, **({"evidence": why} if why else {})} for path, name, why in families(result)
         ],
+        **({"remote": result.remote} if result.remote else {}),
     }
     json.dump(payload, stream, indent=2, default=str)
     stream.write("\n")
+
+
+def write_jsonl(result: CheckResult, stream: TextIO) -> None:
+    """One JSON object per line: every finding ("type": "finding", with the target that found it), then one line
+    per checked target ("type": "target": kind, family, counts), then one per Hub repository ("type": "remote").
+    Lines of many runs concatenate into one file that a data tool reads as it is."""
+    counts: dict[str, dict[str, int]] = {}
+    for finding in result.findings:
+        target = result.target_of.get(finding, finding.location.path)
+        line = {"type": "finding", "target": target, **finding_json(finding)}
+        stream.write(json.dumps(line, default=str) + "\n")
+        per = counts.setdefault(target, {"error": 0, "warning": 0, "info": 0})
+        per[finding.severity.value] += 1
+    for checked in result.loaded:
+        per = counts.get(checked.path, {"error": 0, "warning": 0, "info": 0})
+        line = {
+            "type": "target",
+            "path": checked.path,
+            "kind": checked.kind,
+            "family": checked.family.name if checked.family is not None else None,
+            "errors": per["error"],
+            "warnings": per["warning"],
+            "infos": per["info"],
+        }
+        stream.write(json.dumps(line, default=str) + "\n")
+    for remote in result.remote:
+        stream.write(json.dumps({"type": "remote", **remote}, default=str) + "\n")
 
 
 def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) -> None:
@@ -116,6 +144,9 @@ def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) 
         stream.write(f"{where}: {code} {label}{finding.message}\n")
     for path, name, why in families(result):
         stream.write(paint(f"{path}: detected {name}" + (f" (from {why})" if why else "") + "\n", _DIM))
+    for remote in result.remote:
+        for line in remote_lines(remote):
+            stream.write(paint(line + "\n", _DIM))
     s = summary(result)
     checked = ", ".join(
         _plural(n, w)
@@ -141,6 +172,21 @@ def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) 
     elif s["fixable_unsafe"]:
         line += f" {s['fixable_unsafe']} fixable with `ttsdoctor fix --unsafe-fixes`."
     stream.write(paint(line, _BOLD) + "\n")
+
+
+def remote_lines(remote: dict[str, Any]) -> list[str]:
+    """What a Hub check read: the commit, the bytes downloaded against the repository's size, what was left out."""
+    from ttsdoctor.hub import human_bytes
+
+    total, read = remote["repository_bytes"], remote["bytes_downloaded"]
+    share = f" ({100 * read / total:.3g}%)" if total else ""
+    cached = f", {remote['from_cache']} file(s) from the cache" if remote["from_cache"] else ""
+    lines = [
+        f"{remote['repository']}: commit {remote['commit']}, {remote['files']} files; read {human_bytes(read)} of "
+        f"{human_bytes(total)}{share}{cached}"
+    ]
+    lines += [f"  not checked: {n['path']} ({human_bytes(n['bytes'])}): {n['why']}" for n in remote["not_checked"]]
+    return lines
 
 
 # --- CI formats ---------------------------------------------------------------------------------

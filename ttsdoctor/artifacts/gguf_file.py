@@ -60,17 +60,35 @@ class GgufHeader:
     tensors: dict[str, TensorInfo] = field(default_factory=dict)
 
 
+class NeedMore(Exception):
+    """The header goes on past the bytes read so far (a prefix of a remote file): read up to `end` at least."""
+
+    def __init__(self, end: int):
+        super().__init__(end)
+        self.end = end
+
+
 class _Cursor:
-    def __init__(self, path: str, buf: Any, order: str):
+    def __init__(self, path: str, buf: Any, order: str, file_size: int | None = None):
         self.path, self.buf, self.order, self.pos = path, buf, order, 0
-        self.size = len(buf)
+        self.size = len(buf)  # the bytes at hand: the whole file, or a prefix of a file of `file_size` bytes
+        self.file_size = len(buf) if file_size is None else file_size
 
     def fail(self, problem: str) -> ArtifactError:
         return ArtifactError(self.path, f"GGUF header at byte {self.pos}: {problem}")
 
+    def past_end(self, end: int, problem: str) -> ArtifactError | NeedMore:
+        """Reading up to `end` goes past the bytes at hand: more of a prefix is needed, or the file is truncated."""
+        if self.size < end <= self.file_size:
+            return NeedMore(end)
+        return self.fail(problem)
+
     def need(self, n: int, what: str) -> None:
         if n < 0 or self.pos + n > self.size:
-            raise self.fail(f"{what} needs {n} bytes, past the end of the {self.size}-byte file (truncated?)")
+            raise self.past_end(
+                self.pos + max(n, 0),
+                f"{what} needs {n} bytes, past the end of the {self.file_size}-byte file (truncated?)",
+            )
 
     def unpack(self, fmt: str, what: str) -> Any:
         n = struct.calcsize(fmt)
@@ -96,12 +114,15 @@ class _Cursor:
         for _ in range(count):
             if pos + 8 > end:
                 self.pos = pos
-                raise self.fail(f"{what} ends past the end of the {end}-byte file (truncated?)")
+                raise self.past_end(pos + 8, f"{what} ends past the end of the {self.file_size}-byte file (truncated?)")
             n = unpack(buf, pos)[0]
             pos += 8
             if pos + n > end:
                 self.pos = pos
-                raise self.fail(f"a string of {what} needs {n} bytes, past the end of the {end}-byte file (truncated?)")
+                raise self.past_end(
+                    pos + n,
+                    f"a string of {what} needs {n} bytes, past the end of the {self.file_size}-byte file (truncated?)",
+                )
             if keep:
                 append(str(buf[pos : pos + n], "utf-8", "replace"))
             pos += n
@@ -150,7 +171,14 @@ def read_gguf_header(path: str) -> GgufHeader:
         raise ArtifactError(path, f"cannot read: {exc}") from None
 
 
-def _parse(path: str, buf: Any) -> GgufHeader:
+def parse_prefix(path: str, prefix: bytes, file_size: int) -> GgufHeader:
+    """The header of a GGUF file of `file_size` bytes from its first bytes; NeedMore when they do not hold it all."""
+    if len(prefix) < 24 <= file_size:
+        raise NeedMore(24)
+    return _parse(path, prefix, file_size)
+
+
+def _parse(path: str, buf: Any, file_size: int | None = None) -> GgufHeader:
     if bytes(buf[:4]) != MAGIC:
         raise ArtifactError(path, f"not a GGUF file: starts with {bytes(buf[:4])!r}, not b'GGUF'")
     order = "<"
@@ -159,7 +187,7 @@ def _parse(path: str, buf: Any) -> GgufHeader:
         order, version = ">", struct.unpack_from(">I", buf, 4)[0]
     if version not in (2, 3):
         raise ArtifactError(path, f"GGUF version {version} is not supported (2 and 3 are)")
-    cur = _Cursor(path, buf, order)
+    cur = _Cursor(path, buf, order, file_size)
     cur.pos = 8
     n_tensors = cur.unpack("Q", "the tensor count")
     n_kv = cur.unpack("Q", "the metadata count")
@@ -199,9 +227,10 @@ def _parse(path: str, buf: Any) -> GgufHeader:
         elements = 1
         for d in dims:
             elements *= d
-        if block and data_start + offset + elements // block * type_size > cur.size:
+        if block and data_start + offset + elements // block * type_size > cur.file_size:
             raise ArtifactError(
-                path, f"tensor {name} ({type_name}, {dims}) lies past the end of the {cur.size}-byte file (truncated?)"
+                path,
+                f"tensor {name} ({type_name}, {dims}) lies past the end of the {cur.file_size}-byte file (truncated?)",
             )
         shape = tuple(reversed(dims))  # GGUF stores ne[0] (the row width) first
         header.tensors[name] = TensorInfo(name, type_name, shape, path)

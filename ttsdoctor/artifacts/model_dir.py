@@ -111,7 +111,8 @@ def is_model_dir(names: list[str]) -> bool:
     )
 
 
-def load_model_dir(path: str) -> ModelDir:
+def load_model_dir(path: str, header_only: frozenset[str] = frozenset()) -> ModelDir:
+    """Every artifact of the folder. Weight files in `header_only` hold a header and no data (see hub.py)."""
     try:
         names = sorted(os.listdir(path))
     except OSError as exc:
@@ -143,7 +144,7 @@ def load_model_dir(path: str) -> ModelDir:
             model.adapter = load_adapter(os.path.join(path, ADAPTER_CONFIG))
         except ArtifactError as exc:
             model.errors.append(exc)
-    model.weights = load_weights_in_dir(path, names)
+    model.weights = load_weights_in_dir(path, names, header_only)
     if model.weights is not None:
         model.errors += model.weights.errors
     architectures: tuple[str, ...] = ()

@@ -6,6 +6,7 @@ fill in and the rules read; it imports no reader, so the readers import it witho
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,12 @@ class WeightFile:
     ambiguities: tuple[str, ...] = ()  # ways in which torch and other readers may see different pickles
     unchecked: tuple[str, ...] = ()  # what ttsdoctor could not rebuild (torch may), and so was not checked
     damaged: tuple[str, ...] = ()  # pickles that torch cannot read either (no STOP, invalid opcodes)
+
+    def without_data(self) -> WeightFile:
+        """The same header with no data offsets: a header read without its data (a Hub file checked remotely),
+        which rules that read rows then skip."""
+        tensors = {name: TensorInfo(t.name, t.dtype, t.shape, t.path) for name, t in self.tensors.items()}
+        return dataclasses.replace(self, tensors=tensors)
 
     @property
     def unsafe_globals(self) -> tuple[tuple[str, str], ...]:

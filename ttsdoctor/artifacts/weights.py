@@ -172,9 +172,17 @@ def _is_weight_name(directory: str, name: str) -> bool:
     return looks_like_checkpoint(os.path.join(directory, name))
 
 
-def load_weights_in_dir(directory: str, names: list[str]) -> Weights | None:
+def load_weights_in_dir(directory: str, names: list[str], header_only: frozenset[str] = frozenset()) -> Weights | None:
     """The weights of a model directory: the sharded index if any, else every weight file (safetensors first,
-    as transformers prefers them). Every other pickle file beside them is read too, for the security rules."""
+    as transformers prefers them). Every other pickle file beside them is read too, for the security rules.
+    Files in `header_only` hold their header and no data (a Hub repository read by range requests)."""
+    weights = _weights_in_dir(directory, names)
+    if weights is not None and header_only:
+        weights.files = [wf.without_data() if wf.path in header_only else wf for wf in weights.files]
+    return weights
+
+
+def _weights_in_dir(directory: str, names: list[str]) -> Weights | None:
     files = sorted(n for n in names if _is_weight_name(directory, n))
     index = [n for n in names if n.endswith(".safetensors.index.json")]
     if index:
