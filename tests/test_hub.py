@@ -324,3 +324,32 @@ def test_jsonl_has_a_line_per_finding_target_and_repository(hub, env) -> None:
         errors = [f for f in findings if f["target"] == target["path"] and f["severity"] == "error"]
         assert target["errors"] == len(errors)
     assert by_target[CLEAN]["errors"] == 0
+
+
+# --- training configs that name Hub ids ------------------------------------------------------------------------
+
+
+def test_remote_reads_what_a_training_config_names(hub, env, capsys) -> None:
+    source = os.path.join(FIXTURES, "FRZ001", "bad", "freeze-above-vocab")
+    repo = env / "amharic-tokenizer"
+    repo.mkdir()
+    shutil.copy(os.path.join(source, "models", "tokenizer", "Am_tokenizer_merged.json"), repo / "tokenizer.json")
+    hub.add("someorg/amharic-tokenizer", str(repo))
+    project = env / "project"
+    (project / "config").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'amharic'\n")
+    with open(os.path.join(source, "config", "training_config.yaml"), encoding="utf-8") as fh:
+        text = fh.read().replace('tokenizer: "models/tokenizer"', 'tokenizer: "someorg/amharic-tokenizer"')
+    (project / "config" / "training_config.yaml").write_text(text)
+    before = len(hub.requests)
+    code, out, err = check(str(project), capsys=capsys)
+    assert "the tokenizer" not in out and len(hub.requests) == before  # no network unless asked
+    code, out, err = check(str(project), "--remote", capsys=capsys)
+    label = f"hf://someorg/amharic-tokenizer@{hub.repos['someorg/amharic-tokenizer'].sha}"
+    assert code == 1, out + err
+    assert f"FRZ001 freeze_until_index 3000 is above the vocabulary size (the tokenizer {label}" in out
+    assert f"hf://someorg/amharic-tokenizer: commit {hub.repos['someorg/amharic-tokenizer'].sha}" in out
+    # a Hub id that does not exist: said, and the rest of the check goes on
+    (project / "config" / "training_config.yaml").write_text(text.replace("someorg/", "nobody/"))
+    code, out, err = check(str(project), "--remote", capsys=capsys)
+    assert "hf://nobody/amharic-tokenizer: repository not found" in err and "Traceback" not in err

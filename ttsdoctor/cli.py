@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="read ORG/NAME paths that do not exist locally as Hub repositories (as hf://ORG/NAME)",
     )
     check.add_argument(
+        "--remote",
+        action="store_true",
+        help="training configs that name Hub ids (tokenizer_name: ORG/NAME): read those repositories' small files "
+        "and weight headers for the cross-file rules (off by default: no network unless asked)",
+    )
+    check.add_argument(
         "--download-pickles",
         action="store_true",
         help="Hub repositories: download pickle checkpoints (.bin/.pt/.pth/.ckpt) whole to scan them (their size "
@@ -243,7 +249,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     except _Usage as exc:
         sys.stderr.write(f"ttsdoctor: error: {exc}\n")
         return EXIT_ERROR
-    if not args.hub_refs:
+    if not args.hub_refs and not args.remote:
         return _check(args, rules, targets, settings, out)
     from ttsdoctor import hub
 
@@ -259,6 +265,17 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
                 sys.stderr.write(f"ttsdoctor: error: {ref.text}: cannot stage it in {workdir}: {exc}\n")
                 return EXIT_ERROR
         targets += hub.targets(staged)
+        if args.remote:  # what training configs name: a repository that cannot be read leaves its rules unrun
+            named = [s for s in staged if s.ref.revision is None]
+            for repo_id in hub.named_ids(targets):
+                if any(s.ref.repo_id == repo_id for s in named):
+                    continue
+                try:
+                    named.append(hub.stage(hub.HubRef(repo_id, None), workdir, say=_say))
+                except (hub.HubError, OSError) as exc:
+                    _say(f"warning: {exc}: the rules that would read it did not run")
+            targets = hub.with_hub_folders(targets, named)
+            staged += [s for s in named if s not in staged]
         return _check(args, rules, targets, settings, out, staged)
 
 

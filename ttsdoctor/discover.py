@@ -55,6 +55,8 @@ class Target:
     root: str | None = field(default=None, compare=False)  # the path the user passed, a root for named files
     # weight files of the target that hold their header and no data (a Hub repository read by range requests)
     header_only: frozenset[str] = field(default=frozenset(), compare=False)
+    # training configs: the Hub ids they name, staged as local folders (`check --remote`)
+    hub_folders: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 def _is_model_file(name: str) -> bool:

@@ -82,7 +82,7 @@ def load(target: Target) -> Any:
         if target.kind == "training_config":
             from ttsdoctor.artifacts.training_config import load_training_config
 
-            return load_training_config(target.path, target.root)
+            return load_training_config(target.path, target.root, dict(target.hub_folders), target.header_only)
         from ttsdoctor.artifacts.source import load_source
 
         return load_source(target.path)

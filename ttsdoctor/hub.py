@@ -475,7 +475,7 @@ def stage(
     ref: HubRef, workdir: str, download_pickles: bool = False, say: Callable[[str], None] | None = None
 ) -> Staged:
     """Stage the repository under `workdir` (which the caller removes). HubError when it cannot be checked."""
-    folder = os.path.join(workdir, ref.repo_id.split("/")[1])
+    folder = os.path.join(workdir, *ref.repo_id.split("/"))
     staged = Staged(ref, "", folder, [])
 
     def fetched(n: int) -> None:
@@ -536,6 +536,37 @@ def targets(staged: list[Staged]) -> list[Any]:
         header_only = frozenset(s.header_only)
         out += [dataclasses.replace(t, header_only=header_only) for t in discover([s.folder])]
     return out
+
+
+def named_ids(targets: list[Any]) -> list[str]:
+    """The Hub ids the training configs among `targets` name (`model_name_or_path: org/name` ...), in order."""
+    from ttsdoctor.artifacts.errors import ArtifactError as _Unreadable
+    from ttsdoctor.artifacts.training_config import load_training_config
+
+    ids: dict[str, None] = {}
+    for target in targets:
+        if target.kind != "training_config":
+            continue
+        try:
+            config = load_training_config(target.path, target.root)
+        except _Unreadable:
+            continue  # reported by the check itself
+        for named in config.named_files:
+            if named.remote and REPO_ID.fullmatch(named.entry.value):
+                ids[named.entry.value] = None
+    return list(ids)
+
+
+def with_hub_folders(targets: list[Any], staged: list[Staged]) -> list[Any]:
+    """Training config targets told where the Hub ids they name are staged (and which files hold headers only)."""
+    folders = tuple((s.ref.repo_id, s.folder) for s in staged)
+    header_only = frozenset(p for s in staged for p in s.header_only)
+    return [
+        dataclasses.replace(t, hub_folders=folders, header_only=t.header_only | header_only)
+        if t.kind == "training_config"
+        else t
+        for t in targets
+    ]
 
 
 # --- the report ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,7 +305,7 @@ def _inside(path: str, root: str) -> bool:
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def _load_named(named: NamedFile) -> list[ArtifactError]:
+def _load_named(named: NamedFile, header_only: frozenset[str] = frozenset()) -> list[ArtifactError]:
     path = named.resolved
     assert path is not None
     errors: list[ArtifactError] = []
@@ -331,7 +332,7 @@ def _load_named(named: NamedFile) -> list[ArtifactError]:
                 names = sorted(os.listdir(path))
             except OSError as exc:
                 return [ArtifactError(path, f"cannot list directory: {exc.strerror}")]
-            named.weights = load_weights_in_dir(path, names)
+            named.weights = load_weights_in_dir(path, names, header_only)
             if named.weights is not None:
                 errors += named.weights.errors
         elif path.endswith(WEIGHT_SUFFIXES):
@@ -342,9 +343,15 @@ def _load_named(named: NamedFile) -> list[ArtifactError]:
     return errors
 
 
-def load_training_config(path: str, checked_root: str | None = None) -> TrainingConfig:
+def load_training_config(
+    path: str,
+    checked_root: str | None = None,
+    hub_folders: Mapping[str, str] | None = None,
+    header_only: frozenset[str] = frozenset(),
+) -> TrainingConfig:
     """`checked_root`: the path the user passed to `check` (a repository downloaded without .git has no other
-    marker of its top)."""
+    marker of its top). `hub_folders`: Hub ids the config names, staged locally (`check --remote`); weight files
+    in `header_only` hold their header only."""
     config = parse_training_config(path)
     config.project_root = project_root(os.path.dirname(os.path.abspath(path)))
     config.family = detect_config_family(
@@ -364,6 +371,9 @@ def load_training_config(path: str, checked_root: str | None = None) -> Training
         config.named_files.append(named)
         if resolved is None:
             named.remote = _hub_id(entry, tried)
+            if named.remote and hub_folders and entry.value in hub_folders:
+                named.resolved, named.remote = hub_folders[entry.value], False
+                config.errors += _load_named(named, header_only)
         elif not os.path.isabs(entry.value) and not any(_inside(resolved, root) for root in inside_roots):
             named.outside_project = True
         else:
