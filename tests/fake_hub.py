@@ -35,7 +35,9 @@ class Repo:
     gated: bool = False
     private: bool = False
     delay: float = 0.0
-    truncate: bool = False
+    truncate: bool = False  # range answers hold half of what was asked, and say so
+    hang_up: bool = False  # range answers promise what was asked, send half and close the connection
+    extra_siblings: list[dict] = field(default_factory=list)  # listed, not served (hostile names, for example)
 
     def files(self) -> dict[str, str]:
         out = {}
@@ -167,6 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             if rel.endswith(LFS_SUFFIXES):
                 entry["lfs"] = {"size": size, "sha256": _etag(path), "pointerSize": 134}
             siblings.append(entry)
+        siblings += repo.extra_siblings
         body = json.dumps(
             {"id": repo.repo_id, "sha": commit, "private": repo.private, "gated": repo.gated, "siblings": siblings}
         ).encode()
@@ -218,6 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        if repo.hang_up and status == 206:
+            length //= 2
+            self.close_connection = True
         with open(path, "rb") as fh:
             fh.seek(start)
             left = length

@@ -283,12 +283,28 @@ def test_a_token_opens_private_repositories_and_is_never_printed(hub, env, monke
     assert code == 2 and "refused the token" in err and "hf_wrong" not in err + out
 
 
-def test_a_truncated_range_answer_is_an_unreadable_file(hub, env, capsys) -> None:
-    hub.add("someone/truncating", os.path.join(FIXTURES, "TOK001", "bad", "outetts-pad-eos-0"), truncate=True)
-    code, out, err = check("hf://someone/truncating", capsys=capsys)
+@pytest.mark.parametrize("how", ["truncate", "hang_up"])
+def test_a_truncated_range_answer_is_an_unreadable_file(how, hub, env, capsys) -> None:
+    hub.add(f"someone/{how}", os.path.join(FIXTURES, "TOK001", "bad", "outetts-pad-eos-0"), **{how: True})
+    code, out, err = check(f"hf://someone/{how}", capsys=capsys)
     assert code == 2
-    assert "model.safetensors: " in out and "truncated response" in out
+    assert "model.safetensors: ART001" in out and "truncated response" in out
+    assert "TOK001" in out  # the other files are checked all the same
     assert "Traceback" not in out + err
+
+
+def test_a_file_list_cannot_lead_outside_the_staged_folder(hub, env, capsys) -> None:
+    hostile = [
+        {"rfilename": "../../escaped.json", "size": 10},
+        {"rfilename": "/etc/ttsdoctor-escaped.json", "size": 10},
+        {"rfilename": "a\\..\\..\\escaped.json", "size": 10},
+        {"rfilename": "big.safetensors", "size": "many"},
+    ]
+    hub.add("someone/hostile-list", CLEAN, extra_siblings=hostile)
+    code, out, err = check("hf://someone/hostile-list", capsys=capsys)
+    assert code == 0, out + err
+    assert out.count("a path that leaves the repository") == 3
+    assert not list(env.rglob("escaped.json")) and not os.path.exists("/etc/ttsdoctor-escaped.json")
 
 
 def test_hub_paths_are_checked_only(hub, env, capsys) -> None:

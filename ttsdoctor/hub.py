@@ -326,6 +326,7 @@ class _Reader:
 
     def range(self, name: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of the file; ArtifactError when the Hub sends fewer."""
+        import httpx2
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
@@ -340,15 +341,18 @@ class _Reader:
                 response.read()
                 hf_raise_for_status(response)
             skip = start if response.status_code == 200 else 0  # a server that ignores Range sends the whole file
-            for chunk in response.iter_bytes():
-                self.staged.fetched += len(chunk)
-                if skip:
-                    cut = min(skip, len(chunk))
-                    chunk, skip = chunk[cut:], skip - cut
-                chunks.append(chunk[: want - got])
-                got += len(chunks[-1])
-                if got >= want:
-                    break
+            try:
+                for chunk in response.iter_bytes():
+                    self.staged.fetched += len(chunk)
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                    chunks.append(chunk[: want - got])
+                    got += len(chunks[-1])
+                    if got >= want:
+                        break
+            except (httpx2.RemoteProtocolError, httpx2.ReadError):
+                pass  # the connection closed early: what arrived is judged below
         data = b"".join(chunks)
         if len(data) < want:
             raise ArtifactError(
@@ -484,6 +488,7 @@ def stage(
     staged.commit, staged.files = _listing(ref, fetched)
     os.makedirs(folder)
     reader = _Reader(staged)
+    fetched_files = 0
     if download_pickles and say is not None:
         pickles = [f for f in staged.files if f.name.endswith(PICKLE_SUFFIXES)]
         if pickles:
@@ -500,6 +505,10 @@ def stage(
             continue
         path = os.path.join(folder, *f.name.split("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        if fetched_files >= limit("hub_files"):
+            staged.skipped.append((f.name, f.size, over("hub_files", len(staged.files))))
+            continue
+        fetched_files += 1
         try:
             if plan == "header":
                 _stage_header(reader, f, path)
@@ -508,6 +517,8 @@ def stage(
                 _download(staged, f, path)
         except ArtifactError as exc:
             staged.errors.append(exc)
+        except OSError as exc:  # a size the local file system cannot hold, a full disk
+            staged.errors.append(ArtifactError(path, f"cannot stage it here: {exc.strerror or exc}"))
     return staged
 
 

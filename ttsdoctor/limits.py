@@ -71,6 +71,7 @@ LIMITS: dict[str, Limit] = {
             "bytes",
             "files a Hub check downloads whole: tokenizer.json of a 256k-vocabulary model is ~35 MB",
         ),
+        Limit("hub_files", 10_000, "files", "files a Hub check reads: model repositories hold tens to hundreds"),
         Limit(
             "hub_header_bytes",
             256 << 20,
