@@ -179,7 +179,8 @@ def remote_lines(remote: dict[str, Any]) -> list[str]:
     from ttsdoctor.hub import human_bytes
 
     total, read = remote["repository_bytes"], remote["bytes_downloaded"]
-    share = f" ({100 * read / total:.3g}%)" if total else ""
+    percent = 100 * read / total if total else None
+    share = "" if percent is None else f" ({percent:.3f}%)" if percent >= 0.001 else " (<0.001%)"
     cached = f", {remote['from_cache']} file(s) from the cache" if remote["from_cache"] else ""
     lines = [
         f"{remote['repository']}: commit {remote['commit']}, {remote['files']} files; read {human_bytes(read)} of "

@@ -149,13 +149,32 @@ def int_value(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> 
     return None
 
 
+def statements(source: SourceFile) -> list[ast.stmt]:
+    """Every statement of the file, nested ones included, found through statement bodies only: classes and
+    functions are statements, so this finds them all without visiting the expressions (most of a tree)."""
+    cached: list[ast.stmt] | None = source.cache.get("statements")
+    if cached is None:
+        cached = source.cache["statements"] = []
+        stack: list[list[ast.stmt]] = [source.tree.body]
+        while stack:
+            for stmt in stack.pop():
+                cached.append(stmt)
+                for name in ("body", "orelse", "finalbody"):
+                    child = getattr(stmt, name, None)
+                    if isinstance(child, list) and child and isinstance(child[0], ast.stmt):
+                        stack.append(child)
+                stack += [handler.body for handler in getattr(stmt, "handlers", ())]
+                stack += [case.body for case in getattr(stmt, "cases", ())]
+    return cached
+
+
 def method_classes(source: SourceFile) -> dict[int, ast.ClassDef]:
     """The class around each method (by the id of its FunctionDef node)."""
     cached: dict[int, ast.ClassDef] | None = source.cache.get("method_classes")
     if cached is None:
         cached = source.cache["method_classes"] = {
             id(node): cls
-            for cls in ast.walk(source.tree)
+            for cls in statements(source)
             if isinstance(cls, ast.ClassDef)
             for node in cls.body
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))

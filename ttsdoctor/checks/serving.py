@@ -60,6 +60,9 @@ def loaded_models(source: SourceFile) -> list[str]:
         return cached
     strings: dict[str, list[str]] = {}
     loads: list[ast.expr] = []
+    if not any(name in source.text for name in LOADERS):
+        source.cache["loaded_models"] = []
+        return []  # no loader named: nothing to walk for
     for node in ast.walk(source.tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             for target in node.targets:

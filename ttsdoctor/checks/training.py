@@ -9,6 +9,7 @@ through `=`, `+=`, `.append` and the concatenations scripts build sequences with
 from __future__ import annotations
 
 import ast
+import bisect
 import math
 import os
 import re
@@ -124,6 +125,7 @@ class _Flow:
     source: SourceFile
     end_ids: set[int]
     scope: ast.AST
+    slice_lines: _SliceLines
     holds_end: dict[str, str] = field(default_factory=dict)
     ends_with: dict[str, tuple[str, int]] = field(default_factory=dict)
     items_end_with: dict[str, tuple[str, int]] = field(default_factory=dict)  # a list of such sequences
@@ -178,7 +180,8 @@ class _Flow:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
             for expr in _own_expressions(stmt):
-                self._slices(expr, guards)
+                if self.slice_lines.overlaps(expr):
+                    self._slices(expr, guards)
             self._effects(stmt)
             if _skips_long(stmt):
                 self.skip_guard = True
@@ -271,17 +274,46 @@ class _Flow:
             self.ends_with[key] = value
 
 
-def _scopes(tree: ast.Module) -> Iterator[ast.AST]:
-    yield tree
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield node
+_SLICE_FROM_START = re.compile(r"\[\s*(?:0|None)?\s*:")  # where _slices can find a cut: seq[:n], seq[0:n]
+
+
+@dataclass(frozen=True)
+class _SliceLines:
+    """The lines holding a slice from the start: statements on other lines need no walk of their expressions."""
+
+    starts: tuple[int, ...]  # sorted line numbers of the `[` of each such slice
+
+    @classmethod
+    def of(cls, text: str) -> _SliceLines:
+        starts, line, pos = [], 1, 0
+        for match in _SLICE_FROM_START.finditer(text):
+            line += text.count("\n", pos, match.start())
+            pos = match.start()
+            starts.append(line)
+        return cls(tuple(starts))
+
+    def overlaps(self, node: ast.AST) -> bool:
+        first = getattr(node, "lineno", None)
+        if first is None:
+            return True
+        last = getattr(node, "end_lineno", None) or first
+        i = bisect.bisect_left(self.starts, first)
+        return i < len(self.starts) and self.starts[i] <= last
+
+
+def _scopes(source: SourceFile) -> Iterator[ast.AST]:
+    """The module and every function in it."""
+    yield source.tree
+    for stmt in pysource.statements(source):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield stmt
 
 
 def truncations(source: SourceFile, end_ids: set[int]) -> list[Truncation]:
     found: list[Truncation] = []
-    for scope in _scopes(source.tree):
-        flow = _Flow(source, end_ids, scope)
+    lines = _SliceLines.of(source.text)
+    for scope in _scopes(source):
+        flow = _Flow(source, end_ids, scope, lines)
         flow.walk(scope.body)  # type: ignore[attr-defined]
         found += flow.found
     return found
