@@ -11,10 +11,9 @@ import json
 import os
 import re
 import shutil
-import struct
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 from fake_hub import TOKEN, FakeHub
 from fixture_cases import Case, all_cases, case_env
 
@@ -123,20 +122,14 @@ def test_every_kind_of_case_is_compared() -> None:
 
 
 def _sparse_safetensors(path: str, tensors: dict[str, tuple[str, list[int]]]) -> int:
-    """A safetensors file with this header and no data written (a hole): its size is the real one."""
-    header, offset = {}, 0
-    for name, (dtype, shape) in tensors.items():
-        n = 2
-        for d in shape:
-            n *= d
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)) + raw)
-        fh.truncate(8 + len(raw) + offset)
-    return 8 + len(raw) + offset
+    """A safetensors file with this header and no data written (a hole): the benchmark's own writer."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ttsdoctor_bench", os.path.join(ROOT, "bench", "run.py"))
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.write_sparse_safetensors(path, tensors)
 
 
 def _orpheus_20gb(folder: str, rows: int) -> int:
