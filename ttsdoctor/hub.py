@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -29,8 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttsdoctor.artifacts.errors import ArtifactError
+from ttsdoctor.artifacts.adapter import hf_hub_cache
+from ttsdoctor.artifacts.errors import ArtifactError, human_bytes
 from ttsdoctor.finding import Applicability, Finding, Fix
+from ttsdoctor.fsio import atomic_write, write_bytes
 from ttsdoctor.limits import limit, over
 
 SCHEME = "hf://"
@@ -132,16 +135,6 @@ def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
-def _hf_cache() -> str:
-    from huggingface_hub import constants
-
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
-    return constants.HF_HUB_CACHE
-
-
 def offline() -> bool:
     from huggingface_hub import constants
 
@@ -168,13 +161,6 @@ def own_cache() -> str:
 
 def _repo_cache(repo_id: str) -> str:
     return os.path.join(own_cache(), "hub", "models--" + repo_id.replace("/", "--"))
-
-
-def human_bytes(n: int) -> str:
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
 
 
 # --- errors ------------------------------------------------------------------------------------------------
@@ -249,8 +235,8 @@ def _parse_listing(ref: HubRef, doc: Any) -> tuple[str, list[RepoFile]]:
     return doc["sha"], files
 
 
-def _listing(ref: HubRef, staged_fetch: Callable[[int], None]) -> tuple[str, list[RepoFile]]:
-    """(commit, files) of the revision: from the Hub, or from the cache when offline or already listed."""
+def _listing(ref: HubRef) -> tuple[str, list[RepoFile], int]:
+    """(commit, files, bytes read) of the revision: from the Hub, or from the cache when offline or already listed."""
     cache = _repo_cache(ref.repo_id)
     revision = ref.revision or "main"
     commit = revision if COMMIT.fullmatch(revision) else None
@@ -259,7 +245,7 @@ def _listing(ref: HubRef, staged_fetch: Callable[[int], None]) -> tuple[str, lis
     if commit is not None:
         listed = os.path.join(cache, commit, "files.json")
         with contextlib.suppress(OSError, ValueError, HubError), open(listed, encoding="utf-8") as fh:
-            return _parse_listing(ref, json.load(fh))  # a damaged cache entry is read again from the Hub
+            return (*_parse_listing(ref, json.load(fh)), 0)  # a damaged cache entry is read again from the Hub
     if offline():
         raise HubError(f"{ref.text}: HF_HUB_OFFLINE is set and this revision was never checked on this machine")
     from urllib.parse import quote
@@ -270,7 +256,6 @@ def _listing(ref: HubRef, staged_fetch: Callable[[int], None]) -> tuple[str, lis
     with _hub_errors(ref):
         response = get_session().get(url, headers=build_hf_headers(), params={"blobs": True}, timeout=_timeout())
         hf_raise_for_status(response)
-    staged_fetch(len(response.content))
     try:
         doc = response.json()
     except ValueError:
@@ -278,11 +263,15 @@ def _listing(ref: HubRef, staged_fetch: Callable[[int], None]) -> tuple[str, lis
     commit, files = _parse_listing(ref, doc)
     with contextlib.suppress(OSError):
         os.makedirs(os.path.join(cache, commit), exist_ok=True)
-        _write_atomic(os.path.join(cache, commit, "files.json"), json.dumps(doc).encode())
+        atomic_write(
+            os.path.join(cache, commit, "files.json"), functools.partial(write_bytes, json.dumps(doc).encode())
+        )
         os.makedirs(os.path.join(cache, "refs"), exist_ok=True)
         if not COMMIT.fullmatch(revision):
-            _write_atomic(os.path.join(cache, "refs", quote(revision, safe="")), commit.encode())
-    return commit, files
+            atomic_write(
+                os.path.join(cache, "refs", quote(revision, safe="")), functools.partial(write_bytes, commit.encode())
+            )
+    return commit, files, len(response.content)
 
 
 def _cached_ref(repo_id: str, revision: str) -> str | None:
@@ -292,7 +281,7 @@ def _cached_ref(repo_id: str, revision: str) -> str | None:
     folder = "models--" + repo_id.replace("/", "--")
     for path in (
         os.path.join(_repo_cache(repo_id), "refs", quote(revision, safe="")),
-        os.path.join(_hf_cache(), folder, "refs", revision),
+        os.path.join(hf_hub_cache(), folder, "refs", revision),
     ):
         with contextlib.suppress(OSError, UnicodeDecodeError):
             with open(path, encoding="utf-8") as fh:
@@ -300,18 +289,6 @@ def _cached_ref(repo_id: str, revision: str) -> str | None:
             if COMMIT.fullmatch(commit):
                 return commit
     return None
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # --- reading ---------------------------------------------------------------------------------------------------
@@ -373,7 +350,7 @@ class _Reader:
         path = os.path.join(self.cache, name)
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            _write_atomic(path, data)
+            atomic_write(path, functools.partial(write_bytes, data))
 
 
 def _safetensors_prefix(reader: _Reader, f: RepoFile) -> bytes:
@@ -430,7 +407,7 @@ def _download(staged: Staged, f: RepoFile, path: str) -> None:
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     ref = staged.ref
-    cache = _hf_cache()
+    cache = hf_hub_cache()
     cached = try_to_load_from_cache(ref.repo_id, f.name, cache_dir=cache, revision=staged.commit)
     if isinstance(cached, str):
         source = cached
@@ -455,11 +432,12 @@ def _download(staged: Staged, f: RepoFile, path: str) -> None:
         shutil.copyfile(real, path)
 
 
-def _plan(f: RepoFile, download_pickles: bool) -> str:
-    """What to do with a repository file: 'header', 'download', or why it is not checked."""
+def _plan(f: RepoFile, download_pickles: bool) -> str | None:
+    """What to do with a repository file: 'header', 'download', why it is not checked, or None when no rule reads
+    such a file."""
     base = f.name.rsplit("/", 1)[-1]
     if base.startswith(".") or base == "README.md":
-        return "not read by any rule"
+        return None
     if f.name.endswith(HEADER_SUFFIXES):
         if base == "adapter_model.safetensors" and f.size <= limit("hub_file_bytes"):
             return "download"  # small, and the adapter rules read its rows
@@ -472,7 +450,7 @@ def _plan(f: RepoFile, download_pickles: bool) -> str:
         if f.size > limit("hub_file_bytes"):
             return over("hub_file_bytes", f.size)
         return "download"
-    return "not read by any rule"
+    return None
 
 
 def stage(
@@ -480,12 +458,8 @@ def stage(
 ) -> Staged:
     """Stage the repository under `workdir` (which the caller removes). HubError when it cannot be checked."""
     folder = os.path.join(workdir, *ref.repo_id.split("/"))
-    staged = Staged(ref, "", folder, [])
-
-    def fetched(n: int) -> None:
-        staged.fetched += n
-
-    staged.commit, staged.files = _listing(ref, fetched)
+    commit, files, listed = _listing(ref)
+    staged = Staged(ref, commit, folder, files, fetched=listed)
     os.makedirs(folder)
     reader = _Reader(staged)
     fetched_files = 0
@@ -496,19 +470,20 @@ def stage(
             say(f"{ref.text}: downloading {len(pickles)} pickle checkpoint(s), {human_bytes(total)}, to scan them")
     for f in staged.files:
         plan = _plan(f, download_pickles)
+        if plan is None:
+            continue
         if plan not in ("header", "download"):
-            if not plan.startswith("not read"):
-                staged.skipped.append((f.name, f.size, plan))
+            staged.skipped.append((f.name, f.size, plan))
             continue
         if not _safe_name(f.name):
             staged.skipped.append((repr(f.name), f.size, "a path that leaves the repository"))
             continue
-        path = os.path.join(folder, *f.name.split("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         if fetched_files >= limit("hub_files"):
             staged.skipped.append((f.name, f.size, over("hub_files", len(staged.files))))
             continue
         fetched_files += 1
+        path = os.path.join(folder, *f.name.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             if plan == "header":
                 _stage_header(reader, f, path)
@@ -551,7 +526,6 @@ def targets(staged: list[Staged]) -> list[Any]:
 
 def named_ids(targets: list[Any]) -> list[str]:
     """The Hub ids the training configs among `targets` name (`model_name_or_path: org/name` ...), in order."""
-    from ttsdoctor.artifacts.errors import ArtifactError as _Unreadable
     from ttsdoctor.artifacts.training_config import load_training_config
 
     ids: dict[str, None] = {}
@@ -560,7 +534,7 @@ def named_ids(targets: list[Any]) -> list[str]:
             continue
         try:
             config = load_training_config(target.path, target.root)
-        except _Unreadable:
+        except ArtifactError:
             continue  # reported by the check itself
         for named in config.named_files:
             if named.remote and REPO_ID.fullmatch(named.entry.value):
@@ -631,8 +605,6 @@ def _label_of(path: str, staged: list[Staged]) -> str:
 def relabel_result(result: Any, staged: list[Staged]) -> None:
     """A check of staged folders as a check of the repositories: hf:// paths everywhere, the files that could not be
     read as findings, and what was read (`result.remote`)."""
-    from ttsdoctor.finding import Finding as _Finding
-
     target_of = dict(result.target_of)
     findings = []
     for finding in result.findings:
@@ -646,6 +618,6 @@ def relabel_result(result: Any, staged: list[Staged]) -> None:
         for finding in error_findings(s):
             findings.append(finding)
             result.target_of[finding] = s.label
-    result.findings = sorted(findings, key=_Finding.sort_key)
+    result.findings = sorted(findings, key=Finding.sort_key)
     result.loaded = [dataclasses.replace(c, path=_label_of(c.path, staged)) for c in result.loaded]
     result.remote = [s.summary() for s in staged]

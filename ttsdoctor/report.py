@@ -176,7 +176,7 @@ def write_text(result: CheckResult, stream: TextIO, colour: bool | None = None) 
 
 def remote_lines(remote: dict[str, Any]) -> list[str]:
     """What a Hub check read: the commit, the bytes downloaded against the repository's size, what was left out."""
-    from ttsdoctor.hub import human_bytes
+    from ttsdoctor.artifacts.errors import human_bytes
 
     total, read = remote["repository_bytes"], remote["bytes_downloaded"]
     percent = 100 * read / total if total else None

@@ -105,15 +105,20 @@ def saved_rows(tensors: dict[str, TensorInfo], modules: tuple[str, ...]) -> Tens
     return min(found)[2] if found else None
 
 
-def _hub_cache() -> str:
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return os.path.join(home, "hub")
+def hf_hub_cache() -> str:
+    """huggingface_hub's cache folder, found as huggingface_hub finds it but from the environment of now (it reads
+    its own once, at import, and importing it is not needed to look in the cache)."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name):
+            return os.path.expanduser(os.environ[name])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+    )
+    return os.path.join(os.path.expanduser(home), "hub")
 
 
 def _cached_snapshot(name: str, revision: str | None, marker: str) -> str | None:
-    repo = os.path.join(_hub_cache(), "models--" + name.replace("/", "--"))
+    repo = os.path.join(hf_hub_cache(), "models--" + name.replace("/", "--"))
     ref = revision or "main"
     try:
         with open(os.path.join(repo, "refs", ref), encoding="utf-8") as fh:

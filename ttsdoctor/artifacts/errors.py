@@ -22,7 +22,7 @@ class LfsPointer(ArtifactError):
 
     def __init__(self, path: str, object_size: int | None):
         self.object_size = object_size
-        size = f" of {_human_bytes(object_size)}" if object_size is not None else ""
+        size = f" of {human_bytes(object_size)}" if object_size is not None else ""
         super().__init__(path, f"is a Git LFS pointer (to an object{size}), not the file itself: run `git lfs pull`")
 
 
@@ -52,7 +52,7 @@ def check_lfs_pointer(path: str, head: bytes, size: int) -> None:
     raise LfsPointer(path, object_size)
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
