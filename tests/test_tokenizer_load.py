@@ -1,4 +1,5 @@
-"""tokenizer.json is loaded through `tokenizers` without its BPE merges: the ids must be exactly the library's."""
+"""tokenizer.json is read by ttsdoctor (BPE as the library writes it) or loaded through `tokenizers` without its
+BPE merges (the rest): either way every id, token, added token and special flag must be exactly the library's."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import AddedToken, Tokenizer, models
 
+from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_json, without_merges
 
 TOKENIZER_FILES = sorted(
@@ -21,14 +23,29 @@ TOKENIZER_FILES = sorted(
 )
 
 
-def _same_as_the_library(path: str) -> None:
+def _same_as_the_library(path: str) -> str:
+    """Compare everything a rule can ask with `Tokenizer.from_file`; return which reader was used."""
     full = Tokenizer.from_file(path)
     loaded = load_tokenizer_json(path)
-    assert loaded._tok.get_vocab(with_added_tokens=True) == full.get_vocab(with_added_tokens=True)
-    ours = {i: (a.content, a.special) for i, a in loaded._tok.get_added_tokens_decoder().items()}
-    assert ours == {i: (a.content, a.special) for i, a in full.get_added_tokens_decoder().items()}
+    vocab = full.get_vocab(with_added_tokens=True)
+    assert loaded.vocab == vocab
+    decoder = full.get_added_tokens_decoder()
+    assert loaded.added == {i: a.content for i, a in decoder.items()}
+    assert loaded.special == {i for i, a in decoder.items() if a.special}
     assert loaded.kind == type(full.model).__name__
-    assert loaded.max_id == max(full.get_vocab(with_added_tokens=True).values())
+    assert loaded.max_id == max(vocab.values())
+    for token_id in range(-1, loaded.max_id + 3):
+        assert loaded.token(token_id) == (full.id_to_token(token_id) if token_id >= 0 else None), token_id
+    for content in [*vocab, "<|not-a-token|>", ""]:
+        assert loaded.token_id(content) == full.token_to_id(content), content
+    declared = json.loads(open(path, encoding="utf-8").read()).get("added_tokens", [])
+    assert [(a.index, a.declared_id, a.content, a.special) for a in loaded.declared_added] == [
+        (i, a["id"], a["content"], a["special"]) for i, a in enumerate(declared)
+    ]
+    state = json.loads(full.pre_tokenizer.__getstate__()) if full.pre_tokenizer is not None else {}
+    members = state.get("pretokenizers", [state]) if state else []
+    assert loaded.pre_tokenizers == tuple(m["type"] for m in members)
+    return type(loaded._lookup).__name__
 
 
 @pytest.mark.parametrize("path", TOKENIZER_FILES, ids=lambda p: os.path.relpath(p, FIXTURES))
@@ -134,3 +151,128 @@ def test_pre_tokenizer_types_and_tok008_follow_what_qwen2tokenizer_would_rebuild
         assert bool(found) is reported, (name, found)
         if reported:
             assert "the saved tokenizer is BPE with pre-tokenizer Metaspace" in found[0].message
+
+
+def _edited(tmp_path, name: str, edit) -> str:
+    """A library-written BPE tokenizer.json, edited as JSON by `edit(doc)`."""
+    tok = Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3, "É": 4}, merges=[("a", "b")]))
+    tok.add_special_tokens([AddedToken("<|endoftext|>", special=True), AddedToken("<|PAD|>", special=True)])
+    tok.add_tokens([AddedToken("<|AUDIO_0|>", normalized=True), AddedToken("e\u0301x", normalized=True)])
+    path = tmp_path / f"{name}.json"
+    tok.save(str(path))
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    edit(doc)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
+def _normalizer(spec):
+    def edit(doc):
+        doc["normalizer"] = spec
+
+    return edit
+
+
+def _set_added(field, value, index=-1):
+    def edit(doc):
+        doc["added_tokens"][index][field] = value
+
+    return edit
+
+
+def _vocab_ids(shift: int):
+    def edit(doc):
+        doc["model"]["vocab"] = {t: i + (shift if i > 2 else 0) for t, i in doc["model"]["vocab"].items()}
+
+    return edit
+
+
+def _duplicate_added(doc):
+    doc["added_tokens"].append({**doc["added_tokens"][1], "special": False})
+
+
+@pytest.mark.parametrize(
+    "name, edit, reader",
+    [
+        ("as-written", lambda doc: None, "_Tables"),
+        # a content already in the vocabulary keeps its id there (GPT-2's <|endoftext|>)
+        ("declared-ids-wrong", _set_added("id", 99, 1), "_Tables"),
+        # the normalizer changes normalized added tokens: id_to_token answers the normalized form
+        ("lowercase", _normalizer({"type": "Lowercase"}), "_Tables"),
+        ("nfc", _normalizer({"type": "NFC"}), "_Tables"),
+        (
+            "nfkd-sequence",
+            _normalizer({"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "Lowercase"}]}),
+            "_Tables",
+        ),
+        # what the reader leaves to the library, which still gives the same answers
+        ("vocabulary-with-holes", _vocab_ids(5), "_Library"),
+        ("same-content-twice", _duplicate_added, "_Library"),
+        ("empty-content", _set_added("content", ""), "_Library"),
+        ("id-past-u32", _set_added("id", 1 << 32), "_Library"),
+    ],
+)
+def test_the_reader_gives_the_library_answers_or_leaves_the_file_to_it(tmp_path, name, edit, reader) -> None:
+    path = _edited(tmp_path, name, edit)
+    if name == "id-past-u32":  # the library refuses the file: the message is its own
+        with pytest.raises(ArtifactError, match="the tokenizers library cannot load it"):
+            load_tokenizer_json(path)
+        return
+    assert _same_as_the_library(path) == reader
+
+
+def test_what_the_library_refuses_is_said_in_its_words(tmp_path) -> None:
+    for name, edit in {
+        "unknown-normalizer": _normalizer({"type": "NoSuchNormalizer"}),
+        "bad-dropout": lambda doc: doc["model"].update(dropout=7.0),
+        "added-token-missing-a-field": lambda doc: doc["added_tokens"][0].pop("lstrip"),
+    }.items():
+        path = _edited(tmp_path, name, edit)
+        with pytest.raises(ArtifactError, match="the tokenizers library cannot load it"):
+            load_tokenizer_json(path)
+
+
+added_tokens = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "ab", "<|x|>", "<|X|>", "É", "e\u0301", "merges", ""]), st.booleans(), st.booleans()
+    ),
+    max_size=8,
+)
+normalizers = st.sampled_from([None, {"type": "Lowercase"}, {"type": "NFC"}, {"type": "NFKD"}, {"type": "Strip"}])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tokens, added_tokens, normalizers, st.integers(0, 3))
+def test_any_added_tokens_give_the_library_ids(tmp_path, vocab, added, normalizer, holes) -> None:
+    """Added tokens in and out of the vocabulary, repeated, empty, normalized or not, under normalizers that
+    change them or not, over vocabularies with and without holes: the answers are the library's."""
+    unique = list(dict.fromkeys([*vocab, "a", "b", "ab"]))
+    ids = {t: i + (holes if i >= len(unique) - 2 else 0) for i, t in enumerate(unique)}
+    tok = Tokenizer(models.BPE(vocab=ids, merges=[("a", "b")]))
+    path = str(tmp_path / "tokenizer.json")
+    tok.save(path)
+    doc = json.loads(open(path, encoding="utf-8").read())
+    doc["normalizer"] = normalizer
+    doc["added_tokens"] = [
+        {
+            "id": 1000 + i,
+            "content": c,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": n,
+            "special": sp,
+        }
+        for i, (c, n, sp) in enumerate(added)
+    ]
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False)
+    try:
+        Tokenizer.from_file(path)
+    except Exception:
+        with pytest.raises(ArtifactError):
+            load_tokenizer_json(path)
+        return
+    reader = _same_as_the_library(path)
+    clean = holes == 0 and all(c for c, _, _ in added) and len({c for c, _, _ in added}) == len(added)
+    assert reader == ("_Tables" if clean else "_Library")

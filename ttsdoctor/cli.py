@@ -187,13 +187,17 @@ class _Usage(Exception):
 def _hub_refs(args: argparse.Namespace, allowed: bool) -> list[str]:
     """Split the Hub repositories (hf://ORG/NAME) off the paths into `args.hub_refs`; the local paths are returned.
     Commands that write or load a model refuse them."""
+    bare = getattr(args, "hub", False)
+    if not bare and not any(path.startswith("hf://") for path in args.paths):
+        args.hub_refs = []
+        return list(args.paths)  # no Hub path: huggingface_hub and the Hub module are not imported
     from ttsdoctor import hub
 
     refs: list[hub.HubRef] = []
     local: list[str] = []
     for path in args.paths:
         try:
-            ref = hub.parse_ref(path, bare=getattr(args, "hub", False))
+            ref = hub.parse_ref(path, bare=bare)
         except hub.HubError as exc:
             raise _Usage(str(exc)) from None
         if ref is None:

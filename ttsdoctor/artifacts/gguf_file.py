@@ -255,7 +255,7 @@ def load_gguf(path: str) -> ModelDir:
         vocab: dict[str, int] = {}
         for i, token in enumerate(tokens):
             vocab.setdefault(token, i)
-        file = TokenizerFile(path=path, kind="gguf", max_id=len(tokens) - 1, special=special, added=added, _vocab=vocab)
+        file = TokenizerFile.of_vocab(path, "gguf", vocab, special, added, max_id=len(tokens) - 1)
         model.tokenizer = TokenizerBundle(directory=os.path.dirname(path), file=file)
         for role, key in ROLE_KEYS:
             value = meta.get(key)

@@ -1,4 +1,5 @@
-"""Tokenizers: tokenizer.json through the `tokenizers` library, plus the files around it.
+"""Tokenizers: tokenizer.json (read by ttsdoctor when it is a BPE as the library writes it, else through the
+`tokenizers` library), plus the files around it.
 
 What rules need from a tokenizer: the effective id of every token (added tokens included, as the
 library assigns them, not as the file declares them), which tokens are special, the max id, and
@@ -7,6 +8,7 @@ the special tokens that tokenizer_config.json / special_tokens_map.json name.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -34,13 +36,62 @@ class DeclaredAddedToken:
     special: bool
 
 
+class _Library:
+    """Lookups through a `tokenizers.Tokenizer` (C speed, no Python dict of the vocabulary)."""
+
+    def __init__(self, tok: Any) -> None:
+        self.tok = tok
+
+    def token(self, token_id: int) -> str | None:
+        found: str | None = self.tok.id_to_token(token_id)
+        return found
+
+    def token_id(self, content: str) -> int | None:
+        found: int | None = self.tok.token_to_id(content)
+        return found
+
+    def vocab(self) -> dict[str, int]:
+        vocab: dict[str, int] = self.tok.get_vocab(with_added_tokens=True)
+        return vocab
+
+
+class _Tables:
+    """Lookups in dicts, with the library's precedence: added tokens first, then the model's vocabulary.
+
+    `shown` is what `id_to_token` answers for an added token the normalizer changes (the library keeps the
+    normalized form for decoding); the reverse of the model's vocabulary is built on the first id asked."""
+
+    def __init__(self, model: dict[str, int], added: dict[str, int] | None = None, shown: dict[int, str] | None = None):
+        self.model = model
+        self.added = added or {}
+        self.added_by_id = {i: t for t, i in self.added.items()}
+        self.added_by_id.update(shown or {})
+        self._by_id: dict[int, str] | None = None
+
+    def token(self, token_id: int) -> str | None:
+        found = self.added_by_id.get(token_id)
+        if found is not None:
+            return found
+        if self._by_id is None:
+            self._by_id = {i: t for t, i in self.model.items()}
+        return self._by_id.get(token_id)
+
+    def token_id(self, content: str) -> int | None:
+        found = self.added.get(content)
+        return found if found is not None else self.model.get(content)
+
+    def vocab(self) -> dict[str, int]:
+        return {**self.model, **self.added} if self.added else self.model
+
+
 @dataclass
 class TokenizerFile:
-    """tokenizer.json (or a plain vocab.json) with effective ids.
+    """tokenizer.json (or a plain vocab.json, or a GGUF's token list) with effective ids.
 
-    Lookups go through the `tokenizers` object (C speed); the full token -> id dict is built only when a
-    rule iterates the whole vocabulary (comparing a merged tokenizer with its base). That object is loaded
-    without the BPE merges (see `without_merges`): it answers ids and tokens, it must not encode text.
+    A tokenizer.json as the library writes it (BPE, the common case) is read by ttsdoctor itself
+    (`_read_bpe`): the vocabulary is one dict, the merges are never built. Other files are loaded through
+    `tokenizers` without their BPE merges (`without_merges`): lookups then go through the library object,
+    which answers ids and tokens and must not encode text. Either way the ids are the library's.
     """
 
     path: str
@@ -49,15 +100,15 @@ class TokenizerFile:
     special: frozenset[int]  # ids of tokens flagged special
     added: dict[int, str]  # effective id -> content of every added token
     declared_added: tuple[DeclaredAddedToken, ...] = ()
-    _tok: Any = None  # tokenizers.Tokenizer
+    pre_tokenizers: tuple[str, ...] = ()  # the pre-tokenizer's types, a Sequence's members in order
+    _lookup: _Library | _Tables = field(default_factory=lambda: _Tables({}))
     _vocab: dict[str, int] | None = None
-    _by_id: dict[int, str] | None = None
 
     @property
     def vocab(self) -> dict[str, int]:
-        """token -> effective id, added tokens included (built on first use: ~0.1 s for 150k tokens)."""
+        """token -> effective id, added tokens included (built on first use through the library)."""
         if self._vocab is None:
-            self._vocab = self._tok.get_vocab(with_added_tokens=True) if self._tok is not None else {}
+            self._vocab = self._lookup.vocab()
         return self._vocab
 
     @property
@@ -66,36 +117,35 @@ class TokenizerFile:
         return self.max_id + 1
 
     def token(self, token_id: int) -> str | None:
-        if self._tok is not None:
-            if token_id < 0:
-                return None
-            found: str | None = self._tok.id_to_token(token_id)
-            return found
-        if self._by_id is None:
-            self._by_id = {i: t for t, i in self.vocab.items()}
-        return self._by_id.get(token_id)
+        return self._lookup.token(token_id) if token_id >= 0 else None
 
     def token_id(self, content: str) -> int | None:
-        if self._tok is not None:
-            found: int | None = self._tok.token_to_id(content)
-            return found
-        return self.vocab.get(content)
+        return self._lookup.token_id(content)
 
     def __contains__(self, content: object) -> bool:
         return isinstance(content, str) and self.token_id(content) is not None
 
-    @property
-    def pre_tokenizers(self) -> tuple[str, ...]:
-        """The pre-tokenizer's types, a Sequence's members in order: ("Split", "ByteLevel"), ("Metaspace",), ()."""
-        pre = self._tok.pre_tokenizer if self._tok is not None else None
-        if pre is None:
-            return ()
-        try:
-            state = json.loads(pre.__getstate__())
-        except (TypeError, ValueError):
-            return (type(pre).__name__,)
-        members = state.get("pretokenizers", [state]) if isinstance(state, dict) else []
-        return tuple(str(m.get("type")) for m in members if isinstance(m, dict))
+    @classmethod
+    def of_vocab(
+        cls,
+        path: str,
+        kind: str,
+        vocab: dict[str, int],
+        special: frozenset[int] = frozenset(),
+        added: dict[int, str] | None = None,
+        max_id: int | None = None,
+    ) -> TokenizerFile:
+        """A tokenizer known by its token -> id dict alone (vocab.json, a GGUF's token list)."""
+        top = max(vocab.values(), default=-1) if max_id is None else max_id
+        return cls(path=path, kind=kind, max_id=top, special=special, added=added or {}, _lookup=_Tables(vocab))
+
+
+def _pre_tokenizer_types(state: Any) -> tuple[str, ...]:
+    """("Split", "ByteLevel") for a Sequence, ("Metaspace",) for one, () for none: from the JSON state."""
+    if not isinstance(state, dict):
+        return ()
+    members = state.get("pretokenizers", [state])
+    return tuple(str(m.get("type")) for m in members if isinstance(m, dict)) if isinstance(members, list) else ()
 
 
 @dataclass
@@ -220,6 +270,10 @@ def load_tokenizer_json(path: str) -> TokenizerFile:
     if size == 0:
         raise ArtifactError(path, "file is empty")
     raw = read_bytes(path, "tokenizer_bytes")
+    return _read_bpe(path, raw) or _load_with_library(path, raw)
+
+
+def _load_with_library(path: str, raw: bytes) -> TokenizerFile:
     from tokenizers import Tokenizer  # ~15 ms to import: only when a tokenizer is present
 
     tok = None
@@ -237,11 +291,17 @@ def load_tokenizer_json(path: str) -> TokenizerFile:
     added_tokens = tok.get_added_tokens_decoder()
     added = {i: a.content for i, a in added_tokens.items()}
     special = frozenset(i for i, a in added_tokens.items() if a.special)
-    base = tok.get_vocab_size(with_added_tokens=False)
-    max_id = max([base - 1, *added])
-    if base and tok.id_to_token(base - 1) is None:  # a vocabulary with holes: count exactly
+    vocab = None
+    if type(tok.model).__name__ == "Unigram":  # ids are positions in a list: no holes
+        max_id = max([tok.get_vocab_size(with_added_tokens=False) - 1, *added])
+    else:  # a dict may skip ids: {"a": 0, "b": 3} has 2 entries and needs 4 rows
         vocab = tok.get_vocab(with_added_tokens=True)
         max_id = max(vocab.values(), default=-1)
+    pre = tok.pre_tokenizer
+    try:
+        pre_state = json.loads(pre.__getstate__()) if pre is not None else None
+    except (TypeError, ValueError):
+        pre_state = {"type": type(pre).__name__}
     return TokenizerFile(
         path=path,
         kind=type(tok.model).__name__,
@@ -249,8 +309,112 @@ def load_tokenizer_json(path: str) -> TokenizerFile:
         special=special,
         added=added,
         declared_added=_declared_from_head(raw),
-        _tok=tok,
+        pre_tokenizers=_pre_tokenizer_types(pre_state),
+        _lookup=_Library(tok),
+        _vocab=vocab,
     )
+
+
+_U32 = 1 << 32
+_UNICODE_FORMS = ("NFC", "NFD", "NFKC", "NFKD")  # leave ASCII unchanged, so no need to ask the library
+
+
+def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
+    """A BPE tokenizer.json read by ttsdoctor, with the ids the library would give; None when the file is not
+    the plain case this covers, for the library to load (and explain).
+
+    The whole file is parsed as JSON by msgspec, which skips what it is not asked to build: the merges are
+    checked to be JSON, never built (they decide how text splits, not which ids exist; the library checks
+    their entries when it loads the file). The vocabulary must hold the ids 0..n-1 once each, the added
+    tokens distinct non-empty contents: then the library gives an added token its vocabulary id when its
+    content is in the vocabulary, else the next id from n, in file order (tokenizers' AddedVocabulary). The
+    rest (normalizer, pre-tokenizer, post-processor, decoder, the model's options) is checked by loading it
+    in the library with an empty vocabulary: a file the library refuses goes to the library's own load.
+    """
+    import msgspec
+
+    try:
+        top = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+        model = msgspec.json.decode(top["model"], type=dict[str, msgspec.Raw])
+        if "merges" not in model or msgspec.json.decode(model.get("type", b"null")) != "BPE":
+            return None
+        vocab = msgspec.json.decode(model["vocab"], type=dict[str, int])
+        entries: Any = list[_added_entry_type()]  # type: ignore[misc]
+        declared = msgspec.json.decode(top.get("added_tokens", b"[]"), type=entries)
+        normalizer = msgspec.json.decode(top.get("normalizer", b"null"))
+        pre_tokenizer = msgspec.json.decode(top.get("pre_tokenizer", b"null"))
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+        return None
+    n = len(vocab)
+    ids = vocab.values()
+    if n and (max(ids) != n - 1 or min(ids) < 0 or len(set(ids)) != n):
+        return None  # holes or shared ids: the library's answer is not this simple
+    contents = [a.content for a in declared]
+    if "" in contents or len(set(contents)) != len(contents) or any(not 0 <= a.id < _U32 for a in declared):
+        return None
+    stub = _library_stub(top, model)
+    if stub is None:
+        return None
+    added: dict[str, int] = {}
+    by_id: dict[int, Any] = {}
+    next_id = n
+    for entry in declared:
+        token_id = vocab.get(entry.content)
+        if token_id is None:
+            token_id, next_id = next_id, next_id + 1
+        added[entry.content] = token_id
+        by_id[token_id] = entry
+    shown: dict[int, str] = {}
+    if stub.normalizer is not None:
+        simple = isinstance(normalizer, dict) and normalizer.get("type") in _UNICODE_FORMS
+        for token_id, entry in by_id.items():
+            if entry.normalized and not (simple and entry.content.isascii()):
+                normed = stub.normalizer.normalize_str(entry.content)
+                if normed != entry.content:
+                    shown[token_id] = normed
+    return TokenizerFile(
+        path=path,
+        kind="BPE",
+        max_id=max([n - 1, *by_id]),
+        special=frozenset(i for i, a in by_id.items() if a.special),
+        added={i: a.content for i, a in by_id.items()},
+        declared_added=tuple(DeclaredAddedToken(i, a.id, a.content, a.special) for i, a in enumerate(declared)),
+        pre_tokenizers=_pre_tokenizer_types(pre_tokenizer),
+        _lookup=_Tables(vocab, added, shown),
+    )
+
+
+@functools.cache
+def _added_entry_type() -> Any:
+    """An added_tokens[] entry as the library requires it (every field; msgspec is imported on first use)."""
+    import msgspec
+
+    class AddedEntry(msgspec.Struct):
+        id: int
+        content: str
+        single_word: bool
+        lstrip: bool
+        rstrip: bool
+        normalized: bool
+        special: bool
+
+    return AddedEntry
+
+
+def _library_stub(top: dict[str, Any], model: dict[str, Any]) -> Any:
+    """The file without its vocabulary, merges and added tokens, loaded by the library (a few ms): None when
+    the library refuses it. It validates everything this reader does not, and holds the normalizer."""
+    from tokenizers import Tokenizer
+
+    def obj(members: dict[str, Any], skip: tuple[str, ...], extra: bytes) -> bytes:
+        parts = [json.dumps(key).encode() + b":" + bytes(value) for key, value in members.items() if key not in skip]
+        return b"{" + b",".join([*parts, extra]) + b"}"
+
+    stub = obj(top, ("model", "added_tokens"), b'"model":' + obj(model, ("vocab", "merges"), b'"vocab":{},"merges":[]'))
+    try:
+        return Tokenizer.from_buffer(stub)
+    except Exception:
+        return None
 
 
 def _explain_unloadable(path: str, raw: bytes, exc: Exception) -> NoReturn:
@@ -270,14 +434,7 @@ def load_vocab_json(path: str) -> TokenizerFile:
         if not isinstance(token_id, int) or isinstance(token_id, bool):
             raise ArtifactError(path, f"vocab entry {token!r} has id {token_id!r}, expected an integer")
         vocab[token] = token_id
-    return TokenizerFile(
-        path=path,
-        kind="vocab.json",
-        max_id=max(vocab.values(), default=-1),
-        special=frozenset(),
-        added={},
-        _vocab=vocab,
-    )
+    return TokenizerFile.of_vocab(path, "vocab.json", vocab)
 
 
 def _other_tokenizer_json(directory: str) -> str | None:
