@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -63,6 +64,8 @@ class ModuleFacts:
     classes: dict[str, ast.ClassDef] = field(default_factory=dict)
     class_of: dict[ast.AST, ast.ClassDef] = field(default_factory=dict)  # method -> its class
     functions: dict[str, ast.AST] = field(default_factory=dict)
+    bindings: dict[ast.AST, dict[str, list[Binding]]] = field(default_factory=dict)  # scope -> name -> bindings
+    self_assigned: dict[ast.AST, dict[str, list[tuple[ast.AST, ast.expr, int]]]] = field(default_factory=dict)
 
 
 def facts(source: SourceFile) -> ModuleFacts:
@@ -70,7 +73,7 @@ def facts(source: SourceFile) -> ModuleFacts:
     if cached is not None:
         return cached
     out = ModuleFacts()
-    for node in ast.walk(source.tree):
+    for node in _statements_breadth_first(source.tree):
         if isinstance(node, ast.Import):
             for alias in node.names:  # `import a.b` binds a; `import a.b as c` binds c to a.b
                 local = alias.asname or alias.name.split(".")[0]
@@ -87,6 +90,22 @@ def facts(source: SourceFile) -> ModuleFacts:
             out.functions.setdefault(node.name, node)
     source.cache["pyflow"] = out
     return out
+
+
+_CARRIERS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
+def _statements_breadth_first(tree: ast.AST) -> Iterator[ast.AST]:
+    """The statements of a tree in the order `ast.walk` meets them (breadth first, fields in order), without
+    visiting expressions: no expression holds a statement, so depths and order among statements are the same."""
+    queue = deque([tree])
+    while queue:
+        node = queue.popleft()
+        yield node
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                queue.extend(item for item in value if isinstance(item, _CARRIERS))
 
 
 @dataclass
@@ -124,44 +143,53 @@ def scope_nodes(scope: ast.AST) -> Iterator[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def _target_index(target: ast.expr, name: str) -> int | bool:
-    """True when target binds name directly, its index in a flat tuple target, else False."""
-    if isinstance(target, ast.Name):
-        return target.id == name
-    if isinstance(target, (ast.Tuple, ast.List)):
-        for i, elt in enumerate(target.elts):
-            if isinstance(elt, ast.Name) and elt.id == name:
-                return i
-    return False
+def _node_bindings(node: ast.AST, scope: ast.AST, line: int) -> dict[str, Binding]:
+    """The names one statement binds (for several targets of one statement, the last target's binding)."""
+    out: dict[str, Binding] = {}
+    if isinstance(node, ast.Assign):
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                out[target.id] = Binding("assign", node.value, scope=scope, line=line)
+            elif isinstance(target, (ast.Tuple, ast.List)):
+                first: dict[str, int] = {}
+                for i, elt in enumerate(target.elts):
+                    if isinstance(elt, ast.Name):
+                        first.setdefault(elt.id, i)
+                for name, i in first.items():
+                    out[name] = Binding("tuple", node.value, index=i, scope=scope, line=line)
+    elif isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.target, ast.Name):
+        out[node.target.id] = Binding("assign", node.value, scope=scope, line=line)
+    elif isinstance(node, (ast.For, ast.AsyncFor)):
+        names = [node.target] if isinstance(node.target, ast.Name) else getattr(node.target, "elts", [])
+        for elt in names:
+            if isinstance(elt, ast.Name):
+                out[elt.id] = Binding("for", node.iter, scope=scope, line=line)
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        for item in node.items:
+            if isinstance(item.optional_vars, ast.Name):
+                out[item.optional_vars.id] = Binding("with", item.context_expr, scope=scope, line=line)
+    return out
+
+
+def _scope_bindings(ctx: Context, scope: ast.AST) -> dict[str, list[Binding]]:
+    """Every binding of one scope by name, in the order `scope_nodes` visits them (built once per scope)."""
+    index = ctx.facts.bindings.get(scope)
+    if index is None:
+        index = ctx.facts.bindings[scope] = {}
+        for node in scope_nodes(scope):
+            for name, found in _node_bindings(node, scope, getattr(node, "lineno", 0)).items():
+                index.setdefault(name, []).append(found)
+    return index
 
 
 def binding(ctx: Context, name: str) -> Binding | None:
     """The last binding of `name` before ctx.line in ctx.scope, else in the module; imports last."""
     for scope, limit in ((ctx.scope, ctx.line), (ctx.source.tree, None)):
         best: Binding | None = None
-        for node in scope_nodes(scope):
-            line = getattr(node, "lineno", 0)
-            if limit is not None and line >= limit:
+        for found in _scope_bindings(ctx, scope).get(name, ()):
+            if limit is not None and found.line >= limit:
                 continue
-            found: Binding | None = None
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    hit = _target_index(target, name)
-                    if hit is True:
-                        found = Binding("assign", node.value, scope=scope, line=line)
-                    elif hit is not False:
-                        found = Binding("tuple", node.value, index=int(hit), scope=scope, line=line)
-            elif (
-                isinstance(node, ast.AnnAssign) and node.value is not None and _target_index(node.target, name) is True
-            ):
-                found = Binding("assign", node.value, scope=scope, line=line)
-            elif isinstance(node, (ast.For, ast.AsyncFor)) and _target_index(node.target, name) is not False:
-                found = Binding("for", node.iter, scope=scope, line=line)
-            elif isinstance(node, (ast.With, ast.AsyncWith)):
-                for item in node.items:
-                    if item.optional_vars is not None and _target_index(item.optional_vars, name) is True:
-                        found = Binding("with", item.context_expr, scope=scope, line=line)
-            if found is not None and (best is None or found.line >= best.line):
+            if best is None or found.line >= best.line:
                 best = found
         if best is not None:
             return best
@@ -279,28 +307,33 @@ def model_origin(expr: ast.expr, ctx: Context, depth: int = 0) -> Origin:
     return Origin(UNKNOWN, f"{_text(ctx, expr)} could not be traced")
 
 
+def _self_assignments(ctx: Context, cls: ast.ClassDef) -> dict[str, list[tuple[ast.AST, ast.expr, int]]]:
+    """`self.NAME = value` in the methods of a class: NAME -> (method, value, line), in source order of the
+    methods (built once per class)."""
+    index = ctx.facts.self_assigned.get(cls)
+    if index is None:
+        index = ctx.facts.self_assigned[cls] = {}
+        for method in cls.body:
+            if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in scope_nodes(method):
+                if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    for target in targets:
+                        owner = target.value if isinstance(target, ast.Attribute) else None
+                        if isinstance(target, ast.Attribute) and isinstance(owner, ast.Name) and owner.id == "self":
+                            index.setdefault(target.attr, []).append((method, node.value, node.lineno))
+    return index
+
+
 def _self_attribute(attr: str, ctx: Context, depth: int) -> Origin:
     cls = ctx.facts.class_of.get(ctx.scope)
     if cls is None:
         return Origin(UNKNOWN, f"self.{attr} outside a class")
-    origins = []
-    for method in cls.body:
-        if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        for node in scope_nodes(method):
-            if isinstance(node, (ast.Assign, ast.AnnAssign)):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                value = node.value
-                if value is None:
-                    continue
-                for target in targets:
-                    if (
-                        isinstance(target, ast.Attribute)
-                        and target.attr == attr
-                        and isinstance(target.value, ast.Name)
-                        and target.value.id == "self"
-                    ):
-                        origins.append(model_origin(value, ctx.at(method, node.lineno + 1), depth + 1))
+    origins = [
+        model_origin(value, ctx.at(method, line + 1), depth + 1)
+        for method, value, line in _self_assignments(ctx, cls).get(attr, ())
+    ]
     if any(o.kind == HF for o in origins):
         return next(o for o in origins if o.kind == HF)
     if origins and all(o.kind == OTHER for o in origins):

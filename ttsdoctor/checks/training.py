@@ -312,7 +312,11 @@ def _scopes(source: SourceFile) -> Iterator[ast.AST]:
 def truncations(source: SourceFile, end_ids: set[int]) -> list[Truncation]:
     found: list[Truncation] = []
     lines = _SliceLines.of(source.text)
+    if not lines.starts:
+        return found
     for scope in _scopes(source):
+        if scope is not source.tree and not lines.overlaps(scope):
+            continue  # no slice from the start in this function: nothing to find in it
         flow = _Flow(source, end_ids, scope, lines)
         flow.walk(scope.body)  # type: ignore[attr-defined]
         found += flow.found
