@@ -314,6 +314,7 @@ def main() -> None:
             print("transformers not installed: skipping the transformers comparisons", file=sys.stderr)
         # a tree of 40 small model folders: one process vs the default (all usable cores), runs interleaved
         tree = os.path.join(work, "tree")
+        shutil.rmtree(tree, ignore_errors=True)  # a --keep folder of an earlier run
         for i in range(40):
             shutil.copytree(os.path.join(ROOT, "fixtures", "TOK001", "bad", "outetts-pad-eos-0"), f"{tree}/m{i:02d}")
         serial, parallel = paired([*check, tree, "--jobs", "1"], [*check, tree], max(3, args.repeat // 2))
