@@ -98,6 +98,12 @@ GENERATE_CASES = {
         "warning",
     ),
     "parameter-receiver": ("def run(model, ids):\n    return model.generate(ids)\n", "info"),
+    "module-global-set-at-startup": (  # Kani-TTS's server: `generator = None`, then `global generator` in a hook
+        "generator = None\n"
+        "def startup():\n    global generator\n    generator = make()\n"
+        "def speak(ids):\n    return generator.generate(ids)\n",
+        "info",
+    ),
 }
 
 
@@ -108,6 +114,8 @@ def test_generate_receivers_and_prompts_are_traced(tmp_path, name: str) -> None:
     assert [f.severity.value for f in found] == ([expected] if expected else []), [f.message for f in found]
     if expected == "info":
         assert "(" in found[0].message  # says why it is only info
+    if name == "module-global-set-at-startup":
+        assert "generator is None where it is assigned in this scope" in found[0].message
 
 
 def test_comments_and_docstrings_never_escalate(tmp_path) -> None:
