@@ -11,7 +11,7 @@ from conftest import FIXTURES
 from ttsdoctor import engine
 from ttsdoctor.codecs import codecs, serving_facts
 from ttsdoctor.discover import discover
-from ttsdoctor.finding import Applicability, SetJsonValue
+from ttsdoctor.finding import Applicability, SetJsonValue, SetYamlValue
 from ttsdoctor.registry import ALL_RULES
 
 
@@ -165,3 +165,44 @@ def test_gguf_padded_to_vocab_size_beside_its_tokenizer_is_not_a_mismatch(tmp_pa
             assert len(found) == 1 and found[0].evidence["differing"] == 1
             last = len(names) - 1
             assert f"{last}: '<custom_token_x>' in the GGUF, {names[-1]!r} in tokenizer.json" in found[0].message
+
+
+def test_vllm_omni_stage_budgets(tmp_path) -> None:
+    """The speech-token stage of a vLLM-Omni config: no max_tokens is vLLM's 16 tokens, a short one is fixed in
+    place (YAML or JSON); null (no limit), generation stages and families outside the registry are left alone."""
+    (missing,) = _findings(os.path.join(FIXTURES, "SRV001/bad/vllm-omni-cosyvoice-no-sampling-params"), "SRV001")
+    assert missing.evidence["budget_tokens"] == 16 and "0.64 s of audio at 25 tokens per second" in missing.message
+    assert missing.location.pointer == "/stage_args/0/engine_args/model_arch" and missing.location.line == 11
+    assert missing.fix.applicability is Applicability.DISPLAY_ONLY and "max_tokens: 750" in missing.fix.title
+
+    (short,) = _findings(os.path.join(FIXTURES, "SRV001/bad/vllm-omni-cosyvoice-200-max-tokens"), "SRV001")
+    assert short.location.pointer == "/stage_args/0/default_sampling_params/max_tokens"
+    assert short.evidence == {"budget_tokens": 200, "seconds": 8.0}
+    (edit,) = short.fix.edits
+    assert isinstance(edit, SetYamlValue) and edit.value == 750 and short.fix.applicability is Applicability.SAFE
+
+    stage = {
+        "stage_id": 0,
+        "engine_args": {"model_arch": "ChatterboxT3ForGeneration", "worker_type": "ar"},
+        "default_sampling_params": {"max_tokens": 100},
+    }
+    cases = {
+        "json-short": ({"stage_args": [stage]}, 1),
+        "null-budget": ({"stage_args": [{**stage, "default_sampling_params": {"max_tokens": None}}]}, 0),
+        "generation-stage": (
+            {"stage_args": [{**stage, "engine_args": {"model_arch": "ChatterboxT3ForGeneration"}}]},
+            0,
+        ),
+        "unknown-family": (
+            {"stage_args": [{**stage, "engine_args": {"model_arch": "Qwen3OmniMoe", "worker_type": "ar"}}]},
+            0,
+        ),
+        "not-a-stage-list": ({"stage_args": {"0": stage}}, 0),
+    }
+    for name, (doc, count) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        found = _findings(path, "SRV001")
+        assert len(found) == count, (name, [f.message for f in found])
+        if found:
+            assert isinstance(found[0].fix.edits[0], SetJsonValue) and "4.0 s of audio" in found[0].message

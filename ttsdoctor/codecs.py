@@ -110,6 +110,14 @@ def serving_facts(family_name: str | None) -> ServingFacts | None:
     )
 
 
+def family_of_omni_arch(model_arch: str) -> ServingFacts | None:
+    """The serving facts of the family whose speech-token LM vLLM-Omni names `model_arch` ("CosyVoiceModel")."""
+    for name, entry in _data().get("serving", {}).items():
+        if isinstance(entry, dict) and model_arch in entry.get("vllm_omni_archs", ()):
+            return serving_facts(name)
+    return None
+
+
 def family_ending_with(token: str) -> ServingFacts | None:
     """The serving facts of the family whose end-of-speech token is `token` ('<|SPEECH_GENERATION_END|>': Llasa)."""
     for name, entry in _data().get("serving", {}).items():

@@ -406,6 +406,7 @@ TRAINING_KEYS = frozenset(
         "gradient_accumulation_steps",
         "output_attentions",
         "attn_implementation",
+        "stage_args",  # vLLM-Omni stage configs (serving rules read their default_sampling_params)
     }
 )
 

@@ -22,8 +22,8 @@ from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_json
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks import pysource
-from ttsdoctor.codecs import ServingFacts, serving_facts
-from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, SetJsonValue, Severity
+from ttsdoctor.codecs import ServingFacts, family_of_omni_arch, serving_facts
+from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
 # transformers: generate() without max_new_tokens / max_length generates 20 new tokens
@@ -125,6 +125,58 @@ def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysourc
     return facts, list(pysource.calls(source, _CALLS_TEXT, "SamplingParams", "generate"))
 
 
+@dataclass(frozen=True)
+class OmniStage:
+    """A stage of a vLLM-Omni stage config (`stage_args[i]`) that runs a known family's speech-token LM
+    autoregressively; vLLM-Omni builds that stage's SamplingParams from its `default_sampling_params`."""
+
+    pointer: str  # /stage_args/0
+    stage_id: Any
+    arch: str
+    facts: ServingFacts
+    params: dict[str, Any] | None  # default_sampling_params, None when the stage has none
+
+
+_AR_CLASSES = ("GPUARWorker", "OmniARScheduler")
+
+
+def omni_speech_stages(config: TrainingConfig) -> list[OmniStage]:
+    """The autoregressive stages of a vLLM-Omni stage config whose model_arch is a family's speech-token LM."""
+    data = config.data
+    stages = data.get("stage_args") if isinstance(data, dict) else None
+    if not isinstance(stages, list):
+        return []
+    out = []
+    for index, stage in enumerate(stages):
+        engine = stage.get("engine_args") if isinstance(stage, dict) else None
+        if not isinstance(engine, dict) or not isinstance(engine.get("model_arch"), str):
+            continue
+        classes = {str(engine.get(key, "")).rsplit(".", 1)[-1] for key in ("worker_cls", "scheduler_cls")}
+        if engine.get("worker_type") != "ar" and not classes.intersection(_AR_CLASSES):
+            continue  # a generation stage (flow matching, a vocoder): its max_tokens is not audio length
+        facts = family_of_omni_arch(engine["model_arch"])
+        if facts is None:
+            continue
+        params = stage.get("default_sampling_params")
+        out.append(
+            OmniStage(
+                f"/stage_args/{index}",
+                stage.get("stage_id", index),
+                engine["model_arch"],
+                facts,
+                dict(params) if isinstance(params, dict) else None,
+            )
+        )
+    return out
+
+
+def _entry(config: TrainingConfig, pointer: str) -> tuple[int | None, int | None]:
+    for entry in config.entries:
+        if entry.pointer == pointer:
+            return entry.line, entry.column
+    return None, None
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -221,6 +273,54 @@ class AudioLengthBudget(Rule):
             evidence=evidence,
             fix=fix,
         )
+
+    def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
+        for stage in omni_speech_stages(config):
+            facts = stage.facts
+            if not facts.tokens_per_second:
+                continue
+            tokens = math.ceil(self.seconds * facts.tokens_per_second)
+            what = f"stage {stage.stage_id} ({stage.arch}, the {facts.family} speech-token LM)"
+            if stage.params is None or "max_tokens" not in stage.params:
+                budget = VLLM_DEFAULT_MAX_TOKENS
+                pointer = f"{stage.pointer}/engine_args/model_arch"
+                yield self.finding(
+                    f"{what} sets no max_tokens in default_sampling_params: vLLM-Omni builds the stage's "
+                    f"SamplingParams from them, and vLLM's default of {budget} tokens is "
+                    f"{_seconds(budget, facts)} of audio at {_rate(facts)}",
+                    config.path,
+                    pointer,
+                    *_entry(config, pointer),
+                    evidence={"budget_tokens": budget, "tokens_per_second": facts.tokens_per_second},
+                    fix=Fix(
+                        f"Add `max_tokens: {tokens}` ({self.seconds:g} s of audio) under `default_sampling_params:` "
+                        f"of stage {stage.stage_id}",
+                        Applicability.DISPLAY_ONLY,
+                    ),
+                )
+                continue
+            budget_value = _int(stage.params["max_tokens"])
+            if budget_value is None or budget_value <= 0:
+                continue  # null: no limit but the model length
+            seconds = facts.seconds(budget_value) or 0.0
+            if seconds >= self.min_seconds:
+                continue
+            pointer = f"{stage.pointer}/default_sampling_params/max_tokens"
+            edit: Any = (SetYamlValue if config.format == "yaml" else SetJsonValue)(config.path, pointer, tokens)
+            yield self.finding(
+                f"max_tokens {budget_value} of {what} allows at most {_seconds(budget_value, facts)} of audio at "
+                f"{_rate(facts)}: longer sentences are cut off (below the {self.min_seconds:g} s this rule expects; "
+                f"{tokens} tokens give {self.seconds:g} s)",
+                config.path,
+                pointer,
+                *_entry(config, pointer),
+                evidence={"budget_tokens": budget_value, "seconds": round(seconds, 2)},
+                fix=Fix(
+                    f"Set max_tokens to {tokens} ({self.seconds:g} s of audio at {facts.tokens_per_second:g} tokens/s)",
+                    Applicability.SAFE,
+                    (edit,),
+                ),
+            )
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
         facts, sites = _family_calls(source)
