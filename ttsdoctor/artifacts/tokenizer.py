@@ -334,17 +334,13 @@ def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
     import msgspec
 
     try:
-        top = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
-        model = msgspec.json.decode(top["model"], type=dict[str, msgspec.Raw])
-        if "merges" not in model or msgspec.json.decode(model.get("type", b"null")) != "BPE":
-            return None
-        vocab = msgspec.json.decode(model["vocab"], type=dict[str, int])
-        entries: Any = list[_added_entry_type()]  # type: ignore[misc]
-        declared = msgspec.json.decode(top.get("added_tokens", b"[]"), type=entries)
-        normalizer = msgspec.json.decode(top.get("normalizer", b"null"))
-        pre_tokenizer = msgspec.json.decode(top.get("pre_tokenizer", b"null"))
-    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+        doc = msgspec.json.decode(raw, type=_bpe_file_type())
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    if doc.model.type != "BPE":
+        return None  # another model type, or none named: the library decides
+    vocab: dict[str, int] = doc.model.vocab
+    declared = doc.added_tokens
     n = len(vocab)
     ids = vocab.values()
     if n and (max(ids) != n - 1 or min(ids) < 0 or len(set(ids)) != n):
@@ -352,9 +348,11 @@ def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
     contents = [a.content for a in declared]
     if "" in contents or len(set(contents)) != len(contents) or any(not 0 <= a.id < _U32 for a in declared):
         return None
-    stub = _library_stub(top, model)
+    stub = _library_stub(doc)
     if stub is None:
         return None
+    normalizer = _json_or_none(doc.normalizer)
+    pre_tokenizer = _json_or_none(doc.pre_tokenizer)
     added: dict[str, int] = {}
     by_id: dict[int, Any] = {}
     next_id = n
@@ -384,12 +382,30 @@ def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
     )
 
 
+# The parts of tokenizer.json the library reads (it ignores other keys, at the top and in a BPE model)
+_TOP_PARTS = ("version", "truncation", "padding", "normalizer", "pre_tokenizer", "post_processor", "decoder")
+_BPE_OPTIONS = (
+    "dropout",
+    "unk_token",
+    "continuing_subword_prefix",
+    "end_of_word_suffix",
+    "fuse_unk",
+    "byte_fallback",
+    "ignore_merges",
+)
+
+
 @functools.cache
-def _added_entry_type() -> Any:
-    """An added_tokens[] entry as the library requires it (every field; msgspec is imported on first use)."""
+def _bpe_file_type() -> Any:
+    """msgspec types for a BPE tokenizer.json, built on first use (msgspec is imported only then): the
+    vocabulary and added tokens decoded, the merges only checked to be JSON, the other parts kept as raw JSON
+    for the library's stub. One pass over the file."""
     import msgspec
 
-    class AddedEntry(msgspec.Struct):
+    raw_or_unset = msgspec.Raw | msgspec.UnsetType
+    unset = msgspec.UNSET
+
+    class AddedEntry(msgspec.Struct):  # every field: the library requires them all
         id: int
         content: str
         single_word: bool
@@ -398,19 +414,46 @@ def _added_entry_type() -> Any:
         normalized: bool
         special: bool
 
-    return AddedEntry
+    model = msgspec.defstruct(
+        "Model",
+        [
+            ("vocab", dict[str, int]),
+            ("merges", msgspec.Raw),
+            ("type", str | None | msgspec.UnsetType, unset),
+            *((name, raw_or_unset, unset) for name in _BPE_OPTIONS),
+        ],
+    )
+    return msgspec.defstruct(
+        "TokenizerJson",
+        [
+            ("model", model),
+            ("added_tokens", list[AddedEntry], msgspec.field(default_factory=list)),
+            *((name, raw_or_unset, unset) for name in _TOP_PARTS),
+        ],
+    )
 
 
-def _library_stub(top: dict[str, Any], model: dict[str, Any]) -> Any:
+def _json_or_none(value: Any) -> Any:
+    import msgspec
+
+    return None if value is msgspec.UNSET else msgspec.json.decode(value)
+
+
+def _library_stub(doc: Any) -> Any:
     """The file without its vocabulary, merges and added tokens, loaded by the library (a few ms): None when
     the library refuses it. It validates everything this reader does not, and holds the normalizer."""
+    import msgspec
     from tokenizers import Tokenizer
 
-    def obj(members: dict[str, Any], skip: tuple[str, ...], extra: bytes) -> bytes:
-        parts = [json.dumps(key).encode() + b":" + bytes(value) for key, value in members.items() if key not in skip]
-        return b"{" + b",".join([*parts, extra]) + b"}"
+    def members(obj: Any, names: tuple[str, ...]) -> list[bytes]:
+        return [
+            b'"' + name.encode() + b'":' + bytes(value)
+            for name in names
+            if (value := getattr(obj, name)) is not msgspec.UNSET
+        ]
 
-    stub = obj(top, ("model", "added_tokens"), b'"model":' + obj(model, ("vocab", "merges"), b'"vocab":{},"merges":[]'))
+    model = [b'"type":"BPE"', *members(doc.model, _BPE_OPTIONS), b'"vocab":{}', b'"merges":[]']
+    stub = b"{" + b",".join([*members(doc, _TOP_PARTS), b'"model":{' + b",".join(model) + b"}"]) + b"}"
     try:
         return Tokenizer.from_buffer(stub)
     except Exception:
