@@ -39,7 +39,7 @@ def _same_as_the_library(path: str) -> str:
     for content in [*vocab, "<|not-a-token|>", ""]:
         assert loaded.token_id(content) == full.token_to_id(content), content
     declared = json.loads(open(path, encoding="utf-8").read()).get("added_tokens", [])
-    assert [(a.index, a.declared_id, a.content, a.special) for a in loaded.declared_added] == [
+    assert [(a.position, a.declared_id, a.content, a.special) for a in loaded.declared_added] == [
         (i, a["id"], a["content"], a["special"]) for i, a in enumerate(declared)
     ]
     state = json.loads(full.pre_tokenizer.__getstate__()) if full.pre_tokenizer is not None else {}

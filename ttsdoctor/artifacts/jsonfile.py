@@ -136,11 +136,13 @@ def parse_json_text(path: str, text: str) -> JsonDoc:
     problems: list[tuple[str, str]] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                problems.append(("", f"duplicate key {key!r}: the last value wins"))
-            out[key] = value
+        out = dict(pairs)  # the last value of a repeated key wins, as in json.loads
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    problems.append(("", f"duplicate key {key!r}: the last value wins"))
+                seen.add(key)
         return out
 
     def constant_hook(name: str) -> float:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes, regular_file_size
 from ttsdoctor.artifacts.jsonfile import JsonDoc, load_json, parse_json_text
@@ -28,9 +28,8 @@ TOKENIZER_FILES = (
 )
 
 
-@dataclass(frozen=True)
-class DeclaredAddedToken:
-    index: int  # position in tokenizer.json added_tokens[]
+class DeclaredAddedToken(NamedTuple):  # a tuple: thousands are made per file, a frozen dataclass is 5x slower
+    position: int  # index in tokenizer.json added_tokens[] (`index` is a tuple method)
     declared_id: Any
     content: str
     special: bool

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import singledispatch
 
+from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.tensors import TensorInfo
 from ttsdoctor.artifacts.training_config import TrainingConfig
@@ -26,6 +27,12 @@ class Length:
     line: int | None
     column: int | None
     topic: str  # "text" | "speech" | "" (any)
+    doc: JsonDoc | None = None  # where line and column are found, only when a finding needs them
+
+    def position(self) -> tuple[int | None, int | None]:
+        if self.doc is not None and self.pointer is not None:
+            return self.doc.position(self.pointer)
+        return self.line, self.column
 
 
 def position_tables(tensors: dict[str, TensorInfo]) -> list[TensorInfo]:
@@ -69,8 +76,7 @@ class PositionOverflow(ModelOrConfigRule):
                         "on CPU, device-side assert on CUDA)",
                         length.path,
                         length.pointer,
-                        length.line,
-                        length.column,
+                        *length.position(),
                         {"length": length.value, "rows": rows},
                     )
         limit = _declared_limit(target)
@@ -89,8 +95,7 @@ class PositionOverflow(ModelOrConfigRule):
                     f"{length.what} is {length.value}, above {what} {value}: {effect}",
                     length.path,
                     length.pointer,
-                    length.line,
-                    length.column,
+                    *length.position(),
                     {"length": length.value, "limit": value},
                     severity=severity,
                 )
@@ -154,7 +159,7 @@ def _model_lengths(model: ModelDir) -> Iterator[Length]:
     if gen is not None:
         value = gen.data.get("max_length")
         if isinstance(value, int) and not isinstance(value, bool) and value < HUGE:
-            yield Length(value, f"max_length in {gen.path}", gen.path, "/max_length", *gen.position("/max_length"), "")
+            yield Length(value, f"max_length in {gen.path}", gen.path, "/max_length", None, None, "", gen)
     tok_cfg = model.tokenizer.config if model.tokenizer is not None else None
     if tok_cfg is not None:
         value = tok_cfg.data.get("model_max_length")
@@ -164,8 +169,10 @@ def _model_lengths(model: ModelDir) -> Iterator[Length]:
                 f"model_max_length in {tok_cfg.path}",
                 tok_cfg.path,
                 "/model_max_length",
-                *tok_cfg.position("/model_max_length"),
+                None,
+                None,
                 "",
+                tok_cfg,
             )
 
 

@@ -450,7 +450,7 @@ class AddedTokenIdMismatch(Rule):
             effective = tok.token_id(added.content)
             if effective is None or added.declared_id == effective:
                 continue
-            pointer = f"/added_tokens/{added.index}/id"
+            pointer = f"/added_tokens/{added.position}/id"
             fix = Fix(
                 f"Set the declared id of {added.content!r} to {effective}",
                 Applicability.SAFE,
