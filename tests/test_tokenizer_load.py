@@ -276,3 +276,18 @@ def test_any_added_tokens_give_the_library_ids(tmp_path, vocab, added, normalize
     reader = _same_as_the_library(path)
     clean = holes == 0 and all(c for c, _, _ in added) and len({c for c, _, _ in added}) == len(added)
     assert reader == ("_Tables" if clean else "_Library")
+
+
+def test_a_deeply_nested_tokenizer_json_is_unreadable_not_a_crash(tmp_path) -> None:
+    """msgspec raises RecursionError where the JSON nests too deeply: the library's load explains instead."""
+    for name, text in {
+        "normalizer": '{"model":{"type":"BPE","vocab":{},"merges":[]},"normalizer":'
+        + "[" * 200_000
+        + "]" * 200_000
+        + "}",
+        "whole-file": "[" * 500_000,
+    }.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ArtifactError, match="nested too deeply|cannot load it"):
+            load_tokenizer_json(str(path))

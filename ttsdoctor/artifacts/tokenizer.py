@@ -105,7 +105,7 @@ class TokenizerFile:
 
     @property
     def vocab(self) -> dict[str, int]:
-        """token -> effective id, added tokens included (built on first use through the library)."""
+        """token -> effective id, added tokens included (built on first use)."""
         if self._vocab is None:
             self._vocab = self._lookup.vocab()
         return self._vocab
@@ -334,8 +334,10 @@ def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
 
     try:
         doc = msgspec.json.decode(raw, type=_bpe_file_type())
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+        normalizer = _json_or_none(doc.normalizer)
+        pre_tokenizer = _json_or_none(doc.pre_tokenizer)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None  # the library's load says what is wrong (nested too deeply: its own message)
     if doc.model.type != "BPE":
         return None  # another model type, or none named: the library decides
     vocab: dict[str, int] = doc.model.vocab
@@ -350,8 +352,6 @@ def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
     stub = _library_stub(doc)
     if stub is None:
         return None
-    normalizer = _json_or_none(doc.normalizer)
-    pre_tokenizer = _json_or_none(doc.pre_tokenizer)
     added: dict[str, int] = {}
     by_id: dict[int, Any] = {}
     next_id = n
