@@ -74,3 +74,19 @@ def test_ctrl_c_stops_cleanly(tmp_path) -> None:
         return
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_modules_of_model_folders_are_imported_before_the_workers_fork() -> None:
+    """numpy, msgspec and tokenizers (~0.2 s) are imported once in the parent, not once per worker; a tree of
+    source files does not pay for them."""
+    code = (
+        "import sys\n"
+        "from ttsdoctor import engine\n"
+        "from ttsdoctor.discover import Target\n"
+        "engine._preload([Target('source', 'a.py')])\n"
+        "assert not [m for m in engine._MODEL_DIR_MODULES if m in sys.modules], 'source only'\n"
+        "engine._preload([Target('source', 'a.py'), Target('model_dir', 'm')])\n"
+        "assert all(m in sys.modules for m in engine._MODEL_DIR_MODULES)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

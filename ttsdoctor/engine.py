@@ -247,6 +247,21 @@ def _crashed(target: Target, why: str) -> tuple[Checked, list[Finding], list[str
     return Checked("broken", target.path), list(UnreadableArtifact().check(broken)), []
 
 
+# Modules the loaders of model folders import on first use (~0.2 s together): imported once before the workers
+# are forked, instead of once in every worker
+_MODEL_DIR_MODULES = ("numpy", "msgspec", "msgspec.json", "tokenizers")
+
+
+def _preload(targets: list[Target]) -> None:
+    import contextlib
+    import importlib
+
+    if any(target.kind in ("model_dir", "gguf") for target in targets):
+        for name in _MODEL_DIR_MODULES:
+            with contextlib.suppress(ImportError):  # the loader that needs it says so, in the worker
+                importlib.import_module(name)
+
+
 def _run_parallel(
     rules: tuple[Rule, ...],
     targets: list[Target],
@@ -262,6 +277,8 @@ def _run_parallel(
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    if context.get_start_method() == "fork":
+        _preload(targets)
     outcomes: dict[int, tuple[Checked, list[Finding], list[str]]] = {}
     done = 0
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(targets)), mp_context=context, initializer=_worker_init)

@@ -270,7 +270,9 @@ def model_origin(expr: ast.expr, ctx: Context, depth: int = 0) -> Origin:
         if found.kind in ("for", "with") or found.value is None:
             return Origin(UNKNOWN, f"{expr.id} is bound by a {found.kind} statement")
         if isinstance(found.value, ast.Constant):  # `generator = None`, set later through `global`
-            return Origin(UNKNOWN, f"{expr.id} is {found.value.value!r} where it is assigned in this scope")
+            shown = repr(found.value.value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            return Origin(UNKNOWN, f"{expr.id} is {shown} where it is assigned in this scope")
         inner = ctx.at(found.scope or ctx.scope, found.line or ctx.line)
         if found.kind == "tuple":
             if isinstance(found.value, ast.Call) and found.index == 0:
