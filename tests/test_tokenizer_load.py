@@ -16,10 +16,20 @@ from tokenizers import AddedToken, Tokenizer, models
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_json, without_merges
 
+
+def _tokenizers_file(path: str) -> bool:
+    """tokenizer.json, a merged one, or a vocab.json that is a whole tokenizers file (coqui XTTS); a GPT-2 style
+    {token: id} vocab.json is not one."""
+    if path.endswith(("tokenizer.json", "_merged.json")):
+        return True
+    with open(path, "rb") as fh:
+        return path.endswith("vocab.json") and b'"model"' in fh.read()
+
+
 TOKENIZER_FILES = sorted(
     p
     for p in glob.glob(os.path.join(FIXTURES, "**", "*.json"), recursive=True)
-    if "hostile" not in p and p.endswith(("tokenizer.json", "vocab.json", "_merged.json"))
+    if "hostile" not in p and _tokenizers_file(p)
 )
 
 

@@ -428,8 +428,18 @@ class MissingPad(Rule):
         )
         anchor = next((d.path for d in decls if d.level == "tokenizer_config.json"), None)
         path = anchor or (target.config.path if target.config is not None else target.path)
+        alone = target.config is None and target.weights is None and target.generation_config is None
+        if alone:  # a tokenizer's files alone (GPT-2's, vendored by Whisper): no model here is trained or run
+            fallback += "; this folder holds a tokenizer alone, so whether a model pads with it is not shown"
         yield self.finding(
-            f"no pad token in {where}: {fallback}", path, None, None, None, {"levels": levels}, pad_fix(target)
+            f"no pad token in {where}: {fallback}",
+            path,
+            None,
+            None,
+            None,
+            {"levels": levels},
+            None if alone else pad_fix(target),  # vendored files are not ttsdoctor's to change
+            severity=Severity.INFO if alone else None,
         )
 
 
