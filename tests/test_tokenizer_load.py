@@ -22,8 +22,10 @@ def _tokenizers_file(path: str) -> bool:
     {token: id} vocab.json is not one."""
     if path.endswith(("tokenizer.json", "_merged.json")):
         return True
+    if not path.endswith("vocab.json"):
+        return False
     with open(path, "rb") as fh:
-        return path.endswith("vocab.json") and b'"model"' in fh.read()
+        return b'"model"' in fh.read()
 
 
 TOKENIZER_FILES = sorted(
