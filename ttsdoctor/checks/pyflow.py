@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import ast
 import re
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ttsdoctor.artifacts.source import SourceFile
+from ttsdoctor.checks import pysource
 
 HF_ROOTS = frozenset({"transformers", "peft", "unsloth", "trl", "optimum"})
 NOT_HF_ROOTS = frozenset(
@@ -73,7 +73,7 @@ def facts(source: SourceFile) -> ModuleFacts:
     if cached is not None:
         return cached
     out = ModuleFacts()
-    for node in _statements_breadth_first(source.tree):
+    for node in pysource.statements(source):  # in ast.walk's order: the first class of a name wins
         if isinstance(node, ast.Import):
             for alias in node.names:  # `import a.b` binds a; `import a.b as c` binds c to a.b
                 local = alias.asname or alias.name.split(".")[0]
@@ -90,22 +90,6 @@ def facts(source: SourceFile) -> ModuleFacts:
             out.functions.setdefault(node.name, node)
     source.cache["pyflow"] = out
     return out
-
-
-_CARRIERS = (ast.stmt, ast.excepthandler, ast.match_case)
-
-
-def _statements_breadth_first(tree: ast.AST) -> Iterator[ast.AST]:
-    """The statements of a tree in the order `ast.walk` meets them (breadth first, fields in order), without
-    visiting expressions: no expression holds a statement, so depths and order among statements are the same."""
-    queue = deque([tree])
-    while queue:
-        node = queue.popleft()
-        yield node
-        for name in node._fields:
-            value = getattr(node, name, None)
-            if isinstance(value, list):
-                queue.extend(item for item in value if isinstance(item, _CARRIERS))
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import bisect
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -149,22 +150,26 @@ def int_value(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> 
     return None
 
 
+_CARRIERS = (ast.stmt, ast.excepthandler, ast.match_case)  # what holds statements: no expression does
+
+
 def statements(source: SourceFile) -> list[ast.stmt]:
-    """Every statement of the file, nested ones included, found through statement bodies only: classes and
-    functions are statements, so this finds them all without visiting the expressions (most of a tree)."""
+    """Every statement of the file, nested ones included, in the order `ast.walk` meets them (breadth first,
+    fields in order), found through statement bodies only: no expression holds a statement, so depths and order
+    among statements are the same, and classes and functions are found without visiting expressions (most of
+    a tree)."""
     cached: list[ast.stmt] | None = source.cache.get("statements")
     if cached is None:
         cached = source.cache["statements"] = []
-        stack: list[list[ast.stmt]] = [source.tree.body]
-        while stack:
-            for stmt in stack.pop():
-                cached.append(stmt)
-                for name in ("body", "orelse", "finalbody"):
-                    child = getattr(stmt, name, None)
-                    if isinstance(child, list) and child and isinstance(child[0], ast.stmt):
-                        stack.append(child)
-                stack += [handler.body for handler in getattr(stmt, "handlers", ())]
-                stack += [case.body for case in getattr(stmt, "cases", ())]
+        queue: deque[ast.AST] = deque([source.tree])
+        while queue:
+            node = queue.popleft()
+            if isinstance(node, ast.stmt):
+                cached.append(node)
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if isinstance(value, list):
+                    queue.extend(item for item in value if isinstance(item, _CARRIERS))
     return cached
 
 
