@@ -149,6 +149,19 @@ def test_device_and_dtype_choice_and_synchronised_timers(monkeypatch) -> None:
         smoke.choose_device("cuda")
 
 
+def test_release_between_checks_frees_device_memory_on_cuda_only(monkeypatch) -> None:
+    """On CUDA a tensor kept alive by a reference cycle holds device memory: a full collection, then the allocator's
+    cache. On CPU only the young generations are collected (a full one costs ~0.3 s with transformers loaded)."""
+    events = []
+    monkeypatch.setattr(smoke.gc, "collect", lambda generation=2: events.append(f"collect {generation}"))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: events.append("empty_cache"))
+    smoke._release("cuda")
+    assert events == ["collect 2", "empty_cache"]
+    events.clear()
+    smoke._release("cpu")
+    assert events == ["collect 1"]
+
+
 def test_missing_extra_names_it(tmp_path) -> None:
     model = build(tmp_path / "m", pad=EOT, eos=IM_END)
     probe = (
