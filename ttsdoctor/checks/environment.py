@@ -16,8 +16,28 @@ from ttsdoctor.environment import installed_version
 from ttsdoctor.finding import Applicability, Finding, Fix, Severity
 from ttsdoctor.rule import Rule
 
-# Families loaded by their own libraries, not by transformers' auto classes.
-OWN_LIBRARY_TYPES = frozenset({"parler_tts", "xtts", "t3", "cosyvoice", "cosyvoice2", "valle", "vall_e", "f5_tts"})
+# Model types of TTS models loaded by their own libraries, not by transformers' auto classes. Several register the
+# type with `AutoConfig.register` when imported (qwen_tts: qwen3_tts and its speech tokenizers; boson_multimodal:
+# higgs_audio; parler_tts: dac_on_the_hub); fish-speech's dual_ar is its own config class.
+OWN_LIBRARY_TYPES = frozenset(
+    {
+        "parler_tts",
+        "dac_on_the_hub",
+        "xtts",
+        "t3",
+        "cosyvoice",
+        "cosyvoice2",
+        "valle",
+        "vall_e",
+        "f5_tts",
+        "qwen3_tts",
+        "qwen3_tts_tokenizer_12hz",
+        "qwen3_tts_tokenizer_25hz",
+        "higgs_audio",
+        "higgs_audio_encoder",
+        "dual_ar",
+    }
+)
 
 
 @functools.cache
@@ -70,37 +90,54 @@ class TransformersTooOld(Rule):
         installed = installed_version("transformers")
         if installed is None:
             return
+        from packaging.version import InvalidVersion, Version
+
+        wanted = config.data.get("transformers_version")
+        newer = None
+        if isinstance(wanted, str):
+            try:
+                version = Version(wanted)
+            except InvalidVersion:
+                version = None
+            if version is not None and (version.major, version.minor) > (installed.major, installed.minor):
+                newer = wanted
         model_type = target.model_type
         judged = model_type is not None and model_type not in OWN_LIBRARY_TYPES and "auto_map" not in config.data
         if judged and model_type is not None and knows_model_type(model_type) is False:
             line, column = config.position("/model_type")
-            yield self.finding(
-                f"model_type {model_type!r} is unknown to the installed transformers {installed}: "
-                "AutoConfig / AutoModel fail with 'Unrecognized model'; upgrade transformers",
-                config.path,
-                "/model_type",
-                line,
-                column,
-            )
-        wanted = config.data.get("transformers_version")
-        if isinstance(wanted, str):
-            from packaging.version import InvalidVersion, Version
-
-            try:
-                version = Version(wanted)
-            except InvalidVersion:
-                return
-            if (version.major, version.minor) > (installed.major, installed.minor):
-                line, column = config.position("/transformers_version")
+            if newer is not None:  # saved by a newer transformers: the type most likely came with it
                 yield self.finding(
-                    f"saved with transformers {wanted}, newer than the installed {installed}: config "
-                    "keys and weight names it introduced are ignored or fail to load; upgrade",
+                    f"model_type {model_type!r} is unknown to the installed transformers {installed} and the model "
+                    f"was saved with transformers {newer}: AutoConfig / AutoModel fail with 'Unrecognized model'; "
+                    "upgrade transformers",
                     config.path,
-                    "/transformers_version",
+                    "/model_type",
+                    line,
+                    column,
+                )
+            else:  # a library may define the type and register it with AutoConfig when imported (qwen_tts does)
+                yield self.finding(
+                    f"model_type {model_type!r} is unknown to the installed transformers {installed} and the folder "
+                    "has no auto_map: AutoConfig / AutoModel fail with 'Unrecognized model' unless a library that "
+                    f"registers {model_type!r} is imported first. Load it with that library, or upgrade transformers "
+                    "if it is a transformers model",
+                    config.path,
+                    "/model_type",
                     line,
                     column,
                     severity=Severity.WARNING,
                 )
+        if newer is not None:
+            line, column = config.position("/transformers_version")
+            yield self.finding(
+                f"saved with transformers {newer}, newer than the installed {installed}: config "
+                "keys and weight names it introduced are ignored or fail to load; upgrade",
+                config.path,
+                "/transformers_version",
+                line,
+                column,
+                severity=Severity.WARNING,
+            )
 
 
 @functools.cache
