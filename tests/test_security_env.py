@@ -81,3 +81,56 @@ def test_doctor_reports_each_component() -> None:
     assert {i["status"] for i in items} <= {"ok", "warning", "problem", "optional"}
     sdpa = next(i for i in items if i["name"] == "attention: sdpa")
     assert sdpa["status"] == "ok"
+
+
+SPARK_FP16 = os.path.join(ROOT, "fixtures/ENV003/bad/spark-tts-llm-saved-float16")
+
+
+def _codes(path: str, code: str) -> list[dict]:
+    return [f for f in json.loads(run_main("check", path, "--format", "json")[1])["findings"] if f["code"] == code]
+
+
+def test_spark_saved_in_bfloat16_is_fine_and_on_a_t4_the_fallback_is_float32(tmp_path, monkeypatch) -> None:
+    """The Spark-TTS LLM folder as published (bfloat16) has no ENV003; on a T4, ENV002 advises float32 for it, not
+    the float16 it advises for other models, and the smoke proof picks float32 there."""
+    from ttsdoctor import smoke
+
+    folder = tmp_path / "LLM"
+    shutil.copytree(SPARK_FP16, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert _codes(str(folder), "ENV003") and config["torch_dtype"] == "float16"
+    (folder / "config.json").write_text(json.dumps({**config, "torch_dtype": "bfloat16"}))
+    assert _codes(str(folder), "ENV003") == []
+    monkeypatch.setenv("TTSDOCTOR_GPU", "Tesla T4:7.5")
+    environment.gpu_compute_capabilities.cache_clear()
+    try:
+        (env002,) = _codes(str(folder), "ENV002")
+        assert "load with dtype=torch.float32 (Spark-TTS overflows float16)" in env002["message"]
+        (other,) = _codes(os.path.join(ROOT, "fixtures/ENV002/bad/bf16-on-t4"), "ENV002")
+        assert other["message"].endswith("load with dtype=torch.float16")
+    finally:
+        monkeypatch.delenv("TTSDOCTOR_GPU")
+        environment.gpu_compute_capabilities.cache_clear()
+    assert smoke.float16_overflow(str(folder)).startswith("Spark-TTS: FlashTTS issues #3 and #43")
+    assert smoke.float16_overflow(os.path.join(ROOT, "fixtures/ENV002/bad/bf16-on-t4")) == ""
+
+
+def test_float16_for_an_overflowing_family_is_found_however_it_is_written(tmp_path) -> None:
+    """Each way scripts ask for float16 (dtype argument, run-time choice through a name, `.half()`, `.to()`, vLLM's
+    "half"), only on a load of the family's model: not its speech tokenizer, not another family."""
+    script = tmp_path / "infer.py"
+    script.write_text(
+        "import torch\nfrom transformers import AutoModelForCausalLM\nfrom vllm import LLM\n"
+        'SPARK = "pretrained_models/Spark-TTS-0.5B/LLM"\n'
+        "a = AutoModelForCausalLM.from_pretrained(SPARK, torch_dtype=torch.float16)\n"  # line 5
+        "b = AutoModelForCausalLM.from_pretrained(SPARK)\n"
+        "b = b.to(torch.half)\n"  # line 7
+        'c = LLM(model="SparkAudio/Spark-TTS-0.5B", dtype="half")\n'  # line 8
+        'd = AutoModelForCausalLM.from_pretrained("canopylabs/orpheus-3b-0.1-ft", torch_dtype=torch.float16)\n'
+        'e = AutoModelForCausalLM.from_pretrained("Qwen/Qwen3-TTS-Tokenizer-12Hz", dtype=torch.float16)\n'
+        "f = AutoModelForCausalLM.from_pretrained(SPARK, torch_dtype=torch.bfloat16)\n"
+        "g = AutoModelForCausalLM.from_pretrained(SPARK, torch_dtype=torch.float32).half()\n"  # line 12
+    )
+    found = _codes(str(script), "ENV003")
+    assert [f["line"] for f in found] == [5, 7, 8, 12], found
+    assert {f["evidence"]["family"] for f in found} == {"Spark-TTS"}

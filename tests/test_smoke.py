@@ -140,6 +140,9 @@ def test_device_and_dtype_choice_and_synchronised_timers(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert smoke.choose_device("auto") == ("cuda", torch.float16)
     assert smoke.choose_device("cpu") == ("cpu", torch.float32)
+    assert smoke.choose_device("auto", float16_overflows=True) == ("cuda", torch.float32)  # ENV003's families
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert smoke.choose_device("auto", float16_overflows=True) == ("cuda", torch.bfloat16)
     events = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: events.append("sync"))
     value, seconds = smoke._timed("cuda", lambda: events.append("work") or 7)

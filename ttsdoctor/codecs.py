@@ -85,6 +85,7 @@ class ServingFacts:
     sampling_source: str
     start_of_speech: str | None = None  # the token after which only audio tokens come, until end_of_speech
     start_of_speech_source: str = ""
+    float16_overflows: str = ""  # why the family cannot run in float16 (its source), "" when it can
 
     def seconds(self, tokens: int) -> float | None:
         return tokens / self.tokens_per_second if self.tokens_per_second else None
@@ -107,6 +108,7 @@ def serving_facts(family_name: str | None) -> ServingFacts | None:
         entry.get("sampling_source", ""),
         entry.get("start_of_speech"),
         entry.get("start_of_speech_source", ""),
+        entry.get("float16_overflows", ""),
     )
 
 

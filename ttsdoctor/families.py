@@ -74,6 +74,7 @@ FAMILIES: tuple[Family, ...] = (
         tensor_markers=("speech_embedding.weight", "llm_decoder.weight"),
     ),
     Family("Spark-TTS", token_markers=("<|bicodec_semantic_0|>", "<|bicodec_global_0|>")),
+    Family("Qwen3-TTS", model_types=("qwen3_tts",), architectures=("Qwen3TTSForConditionalGeneration",)),
     Family(
         "vall-e",
         model_types=("valle", "vall_e"),

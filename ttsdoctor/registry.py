@@ -18,7 +18,7 @@ from ttsdoctor.checks.artifacts import (
 )
 from ttsdoctor.checks.attention import EagerAttentionPinned, ForcedOutputAttentions
 from ttsdoctor.checks.codec import AudioTokenRange, CodebookRows, CodecMismatch, IdsBeyondCodec, SampleRateMismatch
-from ttsdoctor.checks.environment import Bf16Unsupported, TransformersTooOld
+from ttsdoctor.checks.environment import Bf16Unsupported, Float16Overflow, TransformersTooOld
 from ttsdoctor.checks.freeze import FreezeIndexNotBase, FreezeIndexOutOfRange
 from ttsdoctor.checks.generation import (
     DictGenerationConfig,
@@ -100,6 +100,7 @@ ALL_RULES: tuple[Rule, ...] = (
     AmbiguousPickle(),
     TransformersTooOld(),
     Bf16Unsupported(),
+    Float16Overflow(),
     IdsBeyondCodec(),
     SampleRateMismatch(),
     AudioLengthBudget(),

@@ -88,16 +88,33 @@ def ensure_available() -> None:
         raise SmokeUnavailable(f"{SMOKE_EXTRA_HINT} ({exc.name} is not installed)") from None
 
 
-def choose_device(requested: str = "auto") -> tuple[str, Any]:
-    """(device, dtype): CUDA when available (bf16 where supported, else fp16), CPU in float32."""
+def choose_device(requested: str = "auto", float16_overflows: bool = False) -> tuple[str, Any]:
+    """(device, dtype): CUDA when available (bf16 where supported, else fp16, or fp32 for a family whose activations
+    overflow fp16: ENV003), CPU in float32."""
     import torch
 
     if requested == "cuda" and not torch.cuda.is_available():
         raise SmokeUnavailable("--device cuda was asked for, but torch sees no CUDA device")
     device = "cuda" if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()) else "cpu"
     if device == "cuda":
-        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if torch.cuda.is_bf16_supported():
+            return device, torch.bfloat16
+        return device, torch.float32 if float16_overflows else torch.float16
     return device, torch.float32
+
+
+def float16_overflow(path: str) -> str:
+    """Why the folder's family cannot run in float16 (data/codecs.json), "" when it can or is not known."""
+    from ttsdoctor.artifacts.errors import ArtifactError
+    from ttsdoctor.artifacts.model_dir import load_model_dir
+    from ttsdoctor.codecs import serving_facts
+
+    try:
+        family = load_model_dir(path).family
+    except (ArtifactError, OSError):  # an unreadable folder fails to load below, with its message
+        return ""
+    facts = serving_facts(family.name) if family is not None else None
+    return f"{facts.family}: {facts.float16_overflows}" if facts is not None and facts.float16_overflows else ""
 
 
 def _synchronize(device: str) -> None:
@@ -233,7 +250,8 @@ def run_smoke(
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     say = progress or (lambda _message: None)
-    dev, dtype = choose_device(device)
+    overflow = float16_overflow(path)
+    dev, dtype = choose_device(device, float16_overflows=bool(overflow))
     report = SmokeReport(
         path,
         dev,
@@ -275,6 +293,8 @@ def run_smoke(
             f"{type(model).__name__} on {dev} ({report.dtype}), generation "
             f"config is a {type(model.generation_config).__name__}, tokenizer {type(tokenizer).__name__}"
         )
+        if dev == "cuda" and dtype == torch.float32 and overflow:
+            load_detail += f"; float32, not float16, on a GPU without bfloat16 ({overflow})"
         report.checks.append(
             Check(
                 "load",

@@ -8,12 +8,15 @@ import importlib.util
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.checks import pysource
+from ttsdoctor.checks.serving import LOADERS, MODEL_ARGS, family_names_in, source_family
+from ttsdoctor.codecs import ServingFacts, serving_facts
 from ttsdoctor.environment import installed_version
-from ttsdoctor.finding import Applicability, Finding, Fix, Severity
+from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, Severity
 from ttsdoctor.rule import Rule
 
 # Model types of TTS models loaded by their own libraries, not by transformers' auto classes. Several register the
@@ -237,9 +240,10 @@ class Bf16Unsupported(Rule):
                 return
             name, cap = old[0]
             line, column = config.position(f"/{key}")
+            facts = serving_facts(target.family.name) if target.family is not None else None
             yield self.finding(
                 f"{key} is bfloat16 but the GPU {name} (compute capability {cap}) has no bfloat16: "
-                "torch emulates it slowly or fails; load with dtype=torch.float16",
+                f"torch emulates it slowly or fails; load with dtype={_fallback_dtype(facts)}",
                 config.path,
                 f"/{key}",
                 line,
@@ -254,17 +258,205 @@ class Bf16Unsupported(Rule):
         if not old:
             return
         name, cap = old[0]
+        facts = source_family(source)
+        fallback = "torch.float32" if facts is not None and facts.float16_overflows else "torch.float16"
         for node, what in _bf16_sites(source):
             yield self.finding(
                 f"{what} at {source.line_name(node.lineno)} asks for bfloat16, but the GPU {name} (compute capability "
-                f"{cap}) has none: torch emulates it slowly or the kernels fail. Use torch.float16 there, or choose "
-                "with torch.cuda.is_bf16_supported()",
+                f"{cap}) has none: torch emulates it slowly or the kernels fail. Use {_fallback_dtype(facts)} there, "
+                "or choose with torch.cuda.is_bf16_supported()",
                 source.path,
                 line=node.lineno,
                 column=node.col_offset + 1,
                 evidence={"gpu": name, "compute_capability": cap},
                 fix=Fix(
-                    "dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16",
+                    f"dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else {fallback}",
                     Applicability.DISPLAY_ONLY,
                 ),
+            )
+
+
+def _fallback_dtype(facts: ServingFacts | None) -> str:
+    """What to load in where bfloat16 is missing: float16, unless the family overflows it (ENV003)."""
+    if facts is not None and facts.float16_overflows:
+        return f"torch.float32 ({facts.family} overflows float16)"
+    return "torch.float16"
+
+
+# ENV003: float16 for a family whose activations exceed its range
+_FP16_TEXT = re.compile(r"(?<!b)float16|\bhalf\b|fp16")
+_LOAD_OR_CAST = re.compile(r"from_pretrained|\bLLM\b|EngineArgs|\bLlama\b|pipeline|\.half\(|\.to\(")
+_FP16_NAMES = frozenset({"float16", "half", "fp16"})
+
+
+def _is_fp16(expr: ast.expr) -> bool:
+    if isinstance(expr, ast.Attribute) and expr.attr in ("float16", "half") and ast.unparse(expr.value) == "torch":
+        return True
+    return isinstance(expr, ast.Constant) and isinstance(expr.value, str) and expr.value.lower() in _FP16_NAMES
+
+
+def _value(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> ast.expr:
+    """A name followed to its last assignment in the scope, else in the module."""
+    found = pysource.resolve(expr, scope, line)
+    if isinstance(found, ast.Name) and scope is not source.tree:
+        found = pysource.resolve(found, source.tree, line)
+    return found
+
+
+def _fp16_choice(expr: ast.expr) -> bool:
+    """float16, or a run-time choice with a float16 branch (`bf16 if is_bf16_supported() else float16`)."""
+    if isinstance(expr, ast.IfExp):
+        return _fp16_choice(expr.body) or _fp16_choice(expr.orelse)
+    return _is_fp16(expr)
+
+
+def _overflowing_family(source: SourceFile, call: ast.Call, scope: ast.AST) -> ServingFacts | None:
+    """The family that overflows float16 whose model `call` loads, by the model name it is given."""
+    if pysource.called_name(call) not in LOADERS:
+        return None
+    for expr in call.args[:1] + [kw.value for kw in call.keywords if kw.arg in MODEL_ARGS]:
+        for family in sorted(family_names_in(_text(source, expr, scope, call.lineno))):
+            facts = serving_facts(family)
+            if facts is not None and facts.float16_overflows:
+                return facts
+    return None
+
+
+def _text(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> str:
+    """The string a model argument holds as far as it can be read: a literal, a name assigned one, an f-string of
+    those (`f"{MODEL_DIR}/LLM"`); what cannot be read is left out."""
+    value = _value(source, expr, scope, line)
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return value.value
+    if isinstance(value, ast.JoinedStr):
+        return "".join(
+            _text(source, part.value, scope, line)
+            if isinstance(part, ast.FormattedValue)
+            else _text(source, part, scope, line)
+            for part in value.values
+        )
+    return ""
+
+
+@dataclass(frozen=True)
+class _Fp16Site:
+    node: ast.expr  # where it is asked for: the dtype argument, or the `.half()` call
+    what: str  # "`torch_dtype=torch.float16`"
+    family: ServingFacts
+    dtype: ast.expr | None  # the dtype as written (None for `.half()`)
+    value: ast.expr | None  # what it holds (a name followed to its assignment)
+
+
+def _fp16_sites(source: SourceFile) -> Iterator[_Fp16Site]:
+    """Where a family that overflows float16 is loaded or cast to it: `from_pretrained("SparkAudio/Spark-TTS-0.5B/LLM",
+    torch_dtype=torch.float16)`, vLLM's `LLM(model=..., dtype="half")`, `.half()` / `.to(torch.float16)` on such a
+    load or on a name assigned one; a dtype chosen at run time with a float16 branch too."""
+    for site in pysource.calls(source, _LOAD_OR_CAST):
+        call = site.node
+        if site.name in ("half", "to") and isinstance(call.func, ast.Attribute):
+            receiver = _value(source, call.func.value, site.scope, call.lineno)
+            facts = _overflowing_family(source, receiver, site.scope) if isinstance(receiver, ast.Call) else None
+            if facts is None:
+                continue
+            if site.name == "half" and not call.args:
+                yield _Fp16Site(call, f"`{ast.unparse(call.func)}()`", facts, None, None)
+            elif site.name == "to":
+                for written in call.args[:1] + [kw.value for kw in call.keywords if kw.arg == "dtype"]:
+                    value = _value(source, written, site.scope, call.lineno)
+                    if _fp16_choice(value):
+                        yield _Fp16Site(written, f"`.to({ast.unparse(written)})`", facts, written, value)
+            continue
+        facts = _overflowing_family(source, call, site.scope)
+        if facts is None:
+            continue
+        for kw in call.keywords:
+            value = _value(source, kw.value, site.scope, call.lineno)
+            if kw.arg in ("torch_dtype", "dtype") and _fp16_choice(value):
+                yield _Fp16Site(kw.value, f"`{kw.arg}={ast.unparse(kw.value)}`", facts, kw.value, value)
+
+
+def _float32_fix(source: SourceFile, site: _Fp16Site) -> Fix:
+    """float32 in place of the float16 asked for: the dtype literal, the float16 branch of a run-time choice, or
+    `.half()` made `.float()`. Unsafe: float32 takes twice the memory."""
+    edit: tuple[int, int, str] | None = None
+    if site.dtype is None and isinstance(site.node, ast.Call) and isinstance(site.node.func, ast.Attribute):
+        where = pysource.span(source, site.node.func)
+        if where is not None and source.text[where[1] - 4 : where[1]] == "half":
+            edit = (where[1] - 4, where[1], "float")
+    else:
+        value = site.value
+        if isinstance(value, ast.IfExp):  # the float16 branch of `bfloat16 if is_bf16_supported() else float16`
+            value = next((b for b in (value.body, value.orelse) if _is_fp16(b)), None)
+        where = pysource.span(source, value) if value is not None and _is_fp16(value) else None
+        if where is not None:
+            written = source.text[where[0] : where[1]]
+            quote = written[:1] if written[:1] in ("'", '"') else ""
+            edit = (where[0], where[1], f"{quote}float32{quote}" if quote else "torch.float32")
+    if edit is None:
+        return Fix(
+            "use torch.float32, or torch.bfloat16 where torch.cuda.is_bf16_supported()", Applicability.DISPLAY_ONLY
+        )
+    start, end, text = edit
+    return Fix(
+        f"Use {text} (float32 takes twice the memory of float16)",
+        Applicability.UNSAFE,
+        (ReplaceSource(source.path, start, end, text),),
+    )
+
+
+class Float16Overflow(Rule):
+    id = "ENV003"
+    name = "float16-overflow"
+    summary = "A TTS family whose activations exceed float16's range is loaded or saved in float16"
+    severity = Severity.WARNING
+
+    def check_model(self, target: ModelDir) -> Iterator[Finding]:
+        if target.config is None or target.family is None:
+            return
+        facts = serving_facts(target.family.name)
+        if facts is None or not facts.float16_overflows:
+            return
+        config = target.config
+        assert config is not None
+        for key in ("torch_dtype", "dtype"):
+            if config.data.get(key) != "float16":
+                continue
+            line, column = config.position(f"/{key}")
+            yield self.finding(
+                f"{key} is float16, so dtype='auto' loads this {facts.family} model in float16, whose range its "
+                f"activations exceed: the output is noise or silence, or sampling fails ({facts.float16_overflows})",
+                config.path,
+                f"/{key}",
+                line,
+                column,
+                {"family": facts.family},
+                Fix(
+                    "load with dtype=torch.float32, or torch.bfloat16 on a GPU with compute capability 8.0 or more",
+                    Applicability.DISPLAY_ONLY,
+                ),
+            )
+            return
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if not _FP16_TEXT.search(source.text):
+            return
+        for site in _fp16_sites(source):
+            facts = site.family
+            if isinstance(site.value, ast.IfExp):
+                how = f"chooses float16 for {facts.family} where the GPU has no bfloat16 (T4, V100)"
+                if site.value is not site.dtype:
+                    how += f" (`{ast.unparse(site.value)}`)"
+            else:
+                how = f"runs {facts.family} in float16"
+            node = site.node
+            fix = _float32_fix(source, site)
+            yield self.finding(
+                f"{site.what} at {source.line_name(node.lineno)} {how}, whose range its activations exceed: the "
+                f"output is noise or silence, or sampling fails with a device-side assert ({facts.float16_overflows})."
+                " Use torch.float32, or torch.bfloat16 where the GPU has it",
+                source.path,
+                line=node.lineno,
+                column=node.col_offset + 1,
+                evidence={"family": facts.family},
+                fix=fix,
             )

@@ -41,10 +41,11 @@ _FAMILY_IN_SOURCE = (
     (re.compile(r"outetts[-_ ]?1\.0|outetts-1b|llama-outetts-1", re.I), "OuteTTS 1.0"),
     (re.compile(r"outetts[-_ ]?0\.[23]", re.I), "OuteTTS 0.2/0.3"),
     (re.compile(r"spark-?tts", re.I), "Spark-TTS"),
+    (re.compile(r"qwen3[-_]?tts(?![-_]?tokenizer)", re.I), "Qwen3-TTS"),  # not its speech tokenizer (a codec)
 )
 _MODEL_KEYS = re.compile(r"model", re.I)  # training-config keys naming the model: model_name_or_path, base_model
 _CALLS_TEXT = re.compile(r"SamplingParams\s*\(|\.generate\s*\(")
-_FAMILY_WORDS = ("orpheus", "llasa", "outetts", "sparktts", "spark-tts")  # before any walk of the syntax tree
+_FAMILY_WORDS = ("orpheus", "llasa", "outetts", "sparktts", "spark-tts", "qwen3-tts", "qwen3_tts", "qwen3tts")
 
 
 # Calls that load the model a file generates with, and the arguments naming it
