@@ -206,3 +206,40 @@ def test_vllm_omni_stage_budgets(tmp_path) -> None:
         assert len(found) == count, (name, [f.message for f in found])
         if found:
             assert isinstance(found[0].fix.edits[0], SetJsonValue) and "4.0 s of audio" in found[0].message
+
+
+def test_option_defaults_name_the_model_a_script_runs_without_arguments(tmp_path) -> None:
+    """argparse options (long name with dashes, dest=, positional) and dataclass fields give their string default
+    by the attribute they are read as; a name with two different defaults gives none. The family of a script that
+    loads `args.model` is the one its default names, when no literal names one."""
+    from ttsdoctor.artifacts.source import load_source
+    from ttsdoctor.checks.serving import loaded_model_defaults, loaded_models, option_defaults, source_family
+
+    script = tmp_path / "infer.py"
+    script.write_text(
+        "import argparse\nfrom dataclasses import dataclass, field\n"
+        "from transformers import AutoModelForCausalLM\n\n"
+        "@dataclass\nclass ModelArguments:\n"
+        '    llm_model_name_or_path: str = field(default="meta-llama/Llama-3.2-1B-Instruct")\n'
+        '    cache_dir: str = "./cache"\n\n'
+        "parser = argparse.ArgumentParser()\n"
+        'parser.add_argument("--model-path", "-m", default="canopylabs/orpheus-3b-0.1-ft")\n'
+        'parser.add_argument("-o", "--out", dest="output_file", default="out.wav")\n'
+        'parser.add_argument("text", default="Hello")\n'
+        'parser.add_argument("--voice", default="tara")\n'
+        'parser.add_argument("--voice", default="leah")\n'
+        'parser.add_argument("--steps", default=3)\n'
+        "args = parser.parse_args()\n"
+        "model = AutoModelForCausalLM.from_pretrained(args.model_path)\n"
+    )
+    source = load_source(str(script))
+    assert option_defaults(source) == {
+        "llm_model_name_or_path": "meta-llama/Llama-3.2-1B-Instruct",
+        "cache_dir": "./cache",
+        "model_path": "canopylabs/orpheus-3b-0.1-ft",
+        "output_file": "out.wav",
+        "text": "Hello",
+    }
+    assert loaded_models(source) == [] and loaded_model_defaults(source) == ["canopylabs/orpheus-3b-0.1-ft"]
+    facts = source_family(source)
+    assert facts is not None and facts.family == "Orpheus"

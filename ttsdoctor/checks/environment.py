@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.checks import pysource
-from ttsdoctor.checks.serving import LOADERS, MODEL_ARGS, family_names_in, source_family
+from ttsdoctor.checks.serving import LOADERS, MODEL_ARGS, family_names_in, option_defaults, source_family
 from ttsdoctor.codecs import ServingFacts, serving_facts
 from ttsdoctor.environment import installed_version
 from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, Severity
@@ -328,6 +328,8 @@ def _text(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> str:
     value = _value(source, expr, scope, line)
     if isinstance(value, ast.Constant) and isinstance(value.value, str):
         return value.value
+    if isinstance(value, ast.Attribute):  # args.model_path: the option's default
+        return option_defaults(source).get(value.attr, "")
     if isinstance(value, ast.JoinedStr):
         return "".join(
             _text(source, part.value, scope, line)

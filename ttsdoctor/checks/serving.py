@@ -56,14 +56,25 @@ MODEL_ARGS = ("model", "model_name", "model_id", "pretrained_model_name_or_path"
 def loaded_models(source: SourceFile) -> list[str]:
     """The strings a file passes as the model to load (directly, or through a variable assigned a string); one walk
     of the tree per file, shared by the rules that ask."""
-    cached: list[str] | None = source.cache.get("loaded_models")
+    return _loads(source)[0]
+
+
+def loaded_model_defaults(source: SourceFile) -> list[str]:
+    """The defaults of the options a file passes as the model to load: `from_pretrained(args.model_path)` with
+    `parser.add_argument("--model_path", default="./orpheus-ft")`, or a dataclass field's `field(default=...)`. What
+    runs when no option is given, which a user may change on the command line."""
+    return _loads(source)[1]
+
+
+def _loads(source: SourceFile) -> tuple[list[str], list[str]]:
+    cached: tuple[list[str], list[str]] | None = source.cache.get("loaded_models")
     if cached is not None:
         return cached
     strings: dict[str, list[str]] = {}
     loads: list[ast.expr] = []
     if not any(name in source.text for name in LOADERS):
-        source.cache["loaded_models"] = []
-        return []  # no loader named: nothing to walk for
+        source.cache["loaded_models"] = ([], [])
+        return [], []  # no loader named: nothing to walk for
     for node in ast.walk(source.tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             for target in node.targets:
@@ -71,14 +82,57 @@ def loaded_models(source: SourceFile) -> list[str]:
                     strings.setdefault(target.id, []).append(node.value.value)
         elif isinstance(node, ast.Call) and pysource.called_name(node) in LOADERS:
             loads += node.args[:1] + [kw.value for kw in node.keywords if kw.arg in MODEL_ARGS]
-    out = []
+    out: list[str] = []
+    defaults: list[str] = []
     for expr in loads:
         if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
             out.append(expr.value)
         elif isinstance(expr, ast.Name):
             out += strings.get(expr.id, [])
-    source.cache["loaded_models"] = out
-    return out
+        elif isinstance(expr, ast.Attribute) and (default := option_defaults(source).get(expr.attr)) is not None:
+            defaults.append(default)
+    source.cache["loaded_models"] = (out, defaults)
+    return out, defaults
+
+
+def option_defaults(source: SourceFile) -> dict[str, str]:
+    """String defaults of a file's options, by the attribute they are read as: argparse's `add_argument("--model-path",
+    default="x")` (args.model_path, or its dest=) and dataclass fields (`model_name_or_path: str = field(default="x")`
+    or `= "x"` in a @dataclass). A name defined twice with different defaults is left out."""
+    cached: dict[str, str] | None = source.cache.get("option_defaults")
+    if cached is not None:
+        return cached
+    found: dict[str, set[str]] = {}
+    if "add_argument" in source.text or "dataclass" in source.text:
+        for node in ast.walk(source.tree):
+            if isinstance(node, ast.Call) and pysource.called_name(node) == "add_argument":
+                kw = pysource.keyword(node, "default")
+                default = kw.value.value if kw is not None and isinstance(kw.value, ast.Constant) else None
+                dest = _option_dest(node)
+                if dest and isinstance(default, str):
+                    found.setdefault(dest, set()).add(default)
+            elif isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+                for item in node.body:
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
+                        value = item.value
+                        if isinstance(value, ast.Call) and pysource.called_name(value) == "field":
+                            kw = pysource.keyword(value, "default")
+                            value = kw.value if kw is not None else value
+                        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                            found.setdefault(item.target.id, set()).add(value.value)
+    result = {name: values.pop() for name, values in found.items() if len(values) == 1}
+    source.cache["option_defaults"] = result
+    return result
+
+
+def _option_dest(call: ast.Call) -> str | None:
+    """The attribute argparse stores an option in: dest=, else the first long option, else the positional name."""
+    dest = pysource.keyword(call, "dest")
+    if dest is not None:
+        return dest.value.value if isinstance(dest.value, ast.Constant) and isinstance(dest.value.value, str) else None
+    names = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    chosen = next((n for n in names if n.startswith("--")), names[0] if names else None)
+    return chosen.lstrip("-").replace("-", "_") if chosen else None
 
 
 def family_names_in(model: str) -> set[str]:
@@ -92,11 +146,12 @@ def source_family(source: SourceFile) -> ServingFacts | None:
     if "source_family" in source.cache:
         found: ServingFacts | None = source.cache["source_family"]
         return found
-    named = {
-        family
-        for model in (loaded_models(source) if source.mentions_any_case(*_FAMILY_WORDS) else ())
-        for family in family_names_in(model)
-    }
+    named: set[str] = set()
+    if source.mentions_any_case(*_FAMILY_WORDS):  # the models loaded by name, else by an option's default
+        for models in (loaded_models(source), loaded_model_defaults(source)):
+            named = {family for model in models for family in family_names_in(model)}
+            if named:
+                break
     facts = serving_facts(named.pop()) if len(named) == 1 else None
     source.cache["source_family"] = facts
     return facts

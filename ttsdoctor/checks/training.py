@@ -23,7 +23,7 @@ from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tokenizer import TokenizerFile, load_tokenizer_json
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks import pysource
-from ttsdoctor.checks.serving import config_family, loaded_models, source_family
+from ttsdoctor.checks.serving import config_family, loaded_model_defaults, loaded_models, source_family
 from ttsdoctor.codecs import ServingFacts, family_ending_with, published_ids
 from ttsdoctor.families import detect_family
 from ttsdoctor.finding import Applicability, Finding, Fix, Severity
@@ -527,19 +527,25 @@ def hard_coded_ids(source: SourceFile, table: dict[int, str]) -> list[HardCodedI
     return found
 
 
-def _loaded_tokenizer(source: SourceFile) -> TokenizerFile | None:
+def _loaded_tokenizer(source: SourceFile) -> tuple[TokenizerFile | None, bool]:
     """The one tokenizer.json on this machine of the models the file loads by a literal name (a folder next to the
-    script, under the current directory, or in the HF cache); None when there is none or more than one."""
+    script, under the current directory, or in the HF cache), else by an option's default (`default="./orpheus-ft"`:
+    then True, the user may pass another); None when there is none or more than one."""
     here = os.path.dirname(source.path) or "."
-    folders = {
-        folder
-        for name in loaded_models(source)
-        if (folder := find_local_model(here, name, None, marker="tokenizer.json")) is not None
-    }
-    if len(folders) != 1:
-        return None
+    for names, from_default in ((loaded_models(source), False), (loaded_model_defaults(source), True)):
+        folders = {
+            folder
+            for name in names
+            if (folder := find_local_model(here, name, None, marker="tokenizer.json")) is not None
+        }
+        if folders:
+            return (_tokenizer_in(folders.pop()) if len(folders) == 1 else None), from_default
+    return None, False
+
+
+def _tokenizer_in(folder: str) -> TokenizerFile | None:
     try:
-        return load_tokenizer_json(os.path.join(folders.pop(), "tokenizer.json"))
+        return load_tokenizer_json(os.path.join(folder, "tokenizer.json"))
     except ArtifactError:
         return None  # the folder's own check reports it
 
@@ -558,7 +564,7 @@ class HardCodedTokenIds(Rule):
         text = source.text
         if "from_pretrained" not in text or not _BIG_INT_DIGITS.search(text) or not _BIG_INT_TEXT.search(text):
             return
-        tokenizer = _loaded_tokenizer(source)
+        tokenizer, from_default = _loaded_tokenizer(source)
         if tokenizer is None:
             return
         facts = source_family(source)
@@ -597,8 +603,9 @@ class HardCodedTokenIds(Rule):
         shown = "; ".join(listed[:4]) + (f"; and {len(listed) - 4} more" if len(listed) > 4 else "")
         yield self.finding(
             f"{len(listed)} token id(s) hard-coded from the published {table.family} tokenizer disagree with the "
-            f"tokenizer this file loads, {tokenizer.path}: {shown}. Audio codes get the wrong offset and stop ids "
-            "never match",
+            f"tokenizer this file loads{' by default' if from_default else ''}, {tokenizer.path}: {shown}. Audio "
+            "codes get the wrong offset and stop ids never match"
+            + (" (the model is an option's default: another may be given when it runs)" if from_default else ""),
             source.path,
             line=first.node.lineno,
             column=first.node.col_offset + 1,
@@ -613,5 +620,5 @@ class HardCodedTokenIds(Rule):
                 "Look the ids up in the tokenizer the script loads: tokenizer.convert_tokens_to_ids('<token>')",
                 Applicability.DISPLAY_ONLY,
             ),
-            severity=Severity.ERROR if moved else Severity.WARNING,
+            severity=Severity.ERROR if moved and not from_default else Severity.WARNING,
         )
