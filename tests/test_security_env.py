@@ -134,3 +134,11 @@ def test_float16_for_an_overflowing_family_is_found_however_it_is_written(tmp_pa
     found = _codes(str(script), "ENV003")
     assert [f["line"] for f in found] == [5, 7, 8, 12], found
     assert {f["evidence"]["family"] for f in found} == {"Spark-TTS"}
+    # a name built from itself is read as it was before (this recursed without end once)
+    script.write_text(
+        'import torch\nfrom transformers import AutoModelForCausalLM\nx = "pretrained_models/Spark-TTS-0.5B"\n'
+        'x = f"{x}/LLM"\nd = torch.float16\nd = d if d else torch.float16\n'
+        "m = AutoModelForCausalLM.from_pretrained(x, torch_dtype=d)\n"
+    )
+    (found,) = _codes(str(script), "ENV003")
+    assert "chooses float16 for Spark-TTS in one branch (`d if d else torch.float16`)" in found["message"]

@@ -322,19 +322,20 @@ def _overflowing_family(source: SourceFile, call: ast.Call, scope: ast.AST) -> S
     return None
 
 
-def _text(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> str:
+def _text(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int, depth: int = 0) -> str:
     """The string a model argument holds as far as it can be read: a literal, a name assigned one, an f-string of
-    those (`f"{MODEL_DIR}/LLM"`); what cannot be read is left out."""
+    those (`f"{MODEL_DIR}/LLM"`); what cannot be read is left out. Names inside an assigned value are read as they
+    were before that assignment (`x = f"{x}/LLM"` reads the earlier x)."""
     value = _value(source, expr, scope, line)
+    if value is not expr:
+        line = getattr(value, "lineno", line)
     if isinstance(value, ast.Constant) and isinstance(value.value, str):
         return value.value
     if isinstance(value, ast.Attribute):  # args.model_path: the option's default
         return option_defaults(source).get(value.attr, "")
-    if isinstance(value, ast.JoinedStr):
+    if isinstance(value, ast.JoinedStr) and depth < 8:
         return "".join(
-            _text(source, part.value, scope, line)
-            if isinstance(part, ast.FormattedValue)
-            else _text(source, part, scope, line)
+            _text(source, part.value if isinstance(part, ast.FormattedValue) else part, scope, line, depth + 1)
             for part in value.values
         )
     return ""
@@ -445,7 +446,11 @@ class Float16Overflow(Rule):
         for site in _fp16_sites(source):
             facts = site.family
             if isinstance(site.value, ast.IfExp):
-                how = f"chooses float16 for {facts.family} where the GPU has no bfloat16 (T4, V100)"
+                test = ast.unparse(site.value.test)
+                by_gpu = "bf16" in test or "bfloat16" in test
+                how = f"chooses float16 for {facts.family}" + (
+                    " where the GPU has no bfloat16 (T4, V100)" if by_gpu else " in one branch"
+                )
                 if site.value is not site.dtype:
                     how += f" (`{ast.unparse(site.value)}`)"
             else:
