@@ -415,3 +415,44 @@ def test_a_fix_that_fails_in_combination_is_the_only_one_dropped(tmp_path) -> No
     planned = fixer.plan([finding(4, 5, "10"), finding(10, 11, "(")])  # the second breaks the syntax
     assert planned.texts[path] == "x = 10\ny = 2\n" and len(planned.fixes) == 1
     assert "does not compile" in planned.skipped[0][1]
+
+
+def test_names_defined_from_themselves_never_crash_a_rule(tmp_path) -> None:
+    """Every rule on code whose names are built from themselves or from each other, the shape that once sent ENV003's
+    string reading into endless recursion: each rule runs to the end (no internal error)."""
+    script = tmp_path / "loops.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            import argparse
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+            from vllm import LLM, SamplingParams
+
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--model", default="canopylabs/orpheus-3b-0.1-ft", dest="model")
+            args = parser.parse_args()
+            path = "pretrained_models/Spark-TTS-0.5B"
+            path = f"{path}/{path}/LLM"
+            a = b = path
+            b = a
+            a = f"{b}{a}"
+            dtype = torch.float16
+            dtype = dtype if dtype else dtype
+            cfg = GenerationConfig()
+            cfg = cfg
+            model = AutoModelForCausalLM.from_pretrained(a, torch_dtype=dtype).half()
+            model = model.to(dtype)
+            tokenizer = AutoTokenizer.from_pretrained(args.model)
+            ids = tokenizer("hi", return_tensors="pt").input_ids
+            ids = ids[:, :2048]
+            out = model.generate(ids, generation_config=cfg, max_new_tokens=ids.shape[1] + 128258)
+            llm = LLM(model=args.model, dtype=dtype)
+            params = SamplingParams(max_tokens=params.max_tokens if False else 16)
+            spark = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float16)
+            """
+        )
+    )
+    result = engine.run(ALL_RULES, discover([str(script)]))
+    assert result.internal_errors == []
+    assert [f.location.line for f in result.findings if f.rule_id == "ENV003"] == [26]
