@@ -259,7 +259,7 @@ class Bf16Unsupported(Rule):
             return
         name, cap = old[0]
         facts = source_family(source)
-        fallback = "torch.float32" if facts is not None and facts.float16_overflows else "torch.float16"
+        fallback = _fallback_dtype(facts).split(" ")[0]  # torch.float16, or torch.float32 for ENV003's families
         for node, what in _bf16_sites(source):
             yield self.finding(
                 f"{what} at {source.line_name(node.lineno)} asks for bfloat16, but the GPU {name} (compute capability "
@@ -373,8 +373,10 @@ def _fp16_sites(source: SourceFile) -> Iterator[_Fp16Site]:
         if facts is None:
             continue
         for kw in call.keywords:
+            if kw.arg not in ("torch_dtype", "dtype"):
+                continue
             value = _value(source, kw.value, site.scope, call.lineno)
-            if kw.arg in ("torch_dtype", "dtype") and _fp16_choice(value):
+            if _fp16_choice(value):
                 yield _Fp16Site(kw.value, f"`{kw.arg}={ast.unparse(kw.value)}`", facts, kw.value, value)
 
 
