@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -120,6 +121,17 @@ def _binding_of_generation_config(source: SourceFile) -> str | None:
     return None
 
 
+def _receiver_origin(source: SourceFile, site: pysource.CallSite) -> pyflow.Origin:
+    """What `site`'s receiver is: the model of `model.generate(...)`, the class of `X.from_pretrained(...)`."""
+    func = site.node.func
+    if not isinstance(func, ast.Attribute):
+        return pyflow.Origin(pyflow.UNKNOWN, f"{site.name} is called without a receiver")
+    ctx = pyflow.Context(source, site.scope, site.node.lineno)
+    if site.name == "from_pretrained":
+        return pyflow.model_origin(site.node, ctx)
+    return pyflow.model_origin(func.value, ctx)
+
+
 class DictGenerationConfig(Rule):
     id = "GEN001"
     name = "dict-generation-config"
@@ -142,17 +154,28 @@ class DictGenerationConfig(Rule):
                     for key, value, _key_node in pysource.dict_items(forwarded):
                         if key == "generation_config":
                             candidates.append((pysource.resolve(value, site.scope, site.node.lineno), value))
+            candidates = [(v, a) for v, a in candidates if pysource.is_dict_expr(v) and id(v) not in reported]
+            if not candidates:
+                continue
+            origin = _receiver_origin(source, site)
+            if origin.kind == pyflow.OTHER:
+                continue  # vLLM, a project's own model class: its generate() / from_pretrained() is not transformers'
             for value, anchor in candidates:
-                if not pysource.is_dict_expr(value) or id(value) in reported:
-                    continue
                 reported.add(id(value))
+                whose = "" if origin.certain else "transformers' "
                 if site.name == "from_pretrained":
                     effect = (
                         "from_pretrained fails at load with AttributeError: 'dict' object has no attribute 'to_dict'"
                     )
                 else:
                     effect = "generate() fails with AttributeError: 'dict' object has no attribute 'max_length'"
-                yield self._finding(source, value, anchor, f"{site.name}(generation_config=...) gets a dict: {effect}")
+                message = f"{site.name}(generation_config=...) gets a dict: {whose}{effect}"
+                if origin.certain:
+                    yield self._finding(source, value, anchor, message)
+                    continue
+                # VibeVoice's own generate() builds GenerationConfig(**generation_config): wrapping would break it
+                message += f" ({origin.why}: if it defines its own {site.name}(), that may accept a dict)"
+                yield self._finding(source, value, anchor, message, Severity.WARNING, Applicability.UNSAFE)
         for node, scope, _loop in pysource.nodes(source, _GENCONFIG_TEXT):
             if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Attribute) and t.attr == "generation_config" for t in node.targets
@@ -182,15 +205,26 @@ class DictGenerationConfig(Rule):
                             "no attribute 'to_dict'",
                         )
 
-    def _finding(self, source: SourceFile, value: ast.expr, written: ast.AST, message: str) -> Finding:
+    def _finding(
+        self,
+        source: SourceFile,
+        value: ast.expr,
+        written: ast.AST,
+        message: str,
+        severity: Severity | None = None,
+        applicability: Applicability | None = None,
+    ) -> Finding:
         """`written` is the expression at the use site; a fix rewrites the dict only where it is written inline."""
         fix = _generation_config_fix(source, value) if written is value else None
+        if fix is not None and applicability is not None:
+            fix = dataclasses.replace(fix, applicability=applicability)
         return self.finding(
             message,
             source.path,
             line=getattr(written, "lineno", None),
             column=getattr(written, "col_offset", 0) + 1,
             fix=fix,
+            severity=severity,
         )
 
     def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:

@@ -54,6 +54,7 @@ BATCH, SINGLE = "batch", "single"
 class Origin:
     kind: str
     why: str
+    certain: bool = True  # False for a class only named like a transformers model (its package may differ)
 
 
 @dataclass
@@ -216,7 +217,7 @@ def _class_origin(expr: ast.expr, ctx: Context, depth: int) -> Origin:
         if _root(qualified) in NOT_HF_ROOTS:
             return Origin(OTHER, f"{qualified} is not a transformers model")
         if HF_MODEL_NAME.search(last):
-            return Origin(HF, f"{qualified} is named as a transformers model class")
+            return Origin(HF, f"{qualified} is named as a transformers model class", certain=False)
         return Origin(OTHER, f"{qualified} comes from {_root(qualified)}, not transformers")
     if isinstance(expr, ast.Name):
         local = ctx.facts.classes.get(expr.id)
@@ -318,10 +319,11 @@ def _self_attribute(attr: str, ctx: Context, depth: int) -> Origin:
     cls = ctx.facts.class_of.get(ctx.scope)
     if cls is None:
         return Origin(UNKNOWN, f"self.{attr} outside a class")
-    origins = [
-        model_origin(value, ctx.at(method, line + 1), depth + 1)
-        for method, value, line in _self_assignments(ctx, cls).get(attr, ())
-    ]
+    assigned = _self_assignments(ctx, cls).get(attr, ())
+    if any(not isinstance(value, ast.Constant) for _method, value, _line in assigned):
+        # `self.model = None` in __init__ is a placeholder for the model loaded later
+        assigned = [(m, value, line) for m, value, line in assigned if not isinstance(value, ast.Constant)]
+    origins = [model_origin(value, ctx.at(method, line + 1), depth + 1) for method, value, line in assigned]
     if any(o.kind == HF for o in origins):
         return next(o for o in origins if o.kind == HF)
     if origins and all(o.kind == OTHER for o in origins):
