@@ -17,7 +17,10 @@ from ttsdoctor.families import detect_family
         ("llama", (), {"<custom_token_10>", "<custom_token_4>"}, (), "Orpheus"),
         ("llama", (), {"<|s_0|>", "<|SPEECH_GENERATION_START|>"}, (), "Llasa"),
         (None, (), set(), ("t3.text_emb.weight", "t3.speech_emb.weight"), "Chatterbox T3"),
-        (None, (), set(), ("model.gpt.text_embedding.weight",), "XTTS"),
+        (None, (), set(), ("model.gpt.text_embedding.weight", "model.gpt.mel_embedding.weight"), "XTTS"),
+        # moshi's LM: a text_emb.weight beside its audio emb.N.weight, no speech_emb.weight: not Chatterbox T3
+        (None, (), set(), ("text_emb.weight", "emb.0.weight", "depformer_text_emb.weight"), None),
+        ("qwen3_tts", ("Qwen3TTSForConditionalGeneration",), set(), (), "Qwen3-TTS"),
         (None, (), set(), ("llm.speech_embedding.weight", "llm.llm_decoder.weight"), "CosyVoice"),
         ("qwen2", (), {"<|bicodec_semantic_0|>", "<|bicodec_global_0|>"}, (), "Spark-TTS"),
         ("valle", (), set(), (), "vall-e"),

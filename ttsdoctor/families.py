@@ -19,7 +19,7 @@ class Family:
     model_types: tuple[str, ...] = ()
     architectures: tuple[str, ...] = ()
     token_markers: tuple[str, ...] = ()  # any of these tokens in the tokenizer
-    tensor_markers: tuple[str, ...] = ()  # any tensor name containing one of these
+    tensor_markers: tuple[str, ...] = ()  # tensor names containing each of these
     config_markers: tuple[str, ...] = ()  # keys of a training config (two of them identify the family)
     value_markers: tuple[str, ...] = ()  # a string value containing one of these identifies it too
     pad_equals_eos_by_design: bool = False  # codebook decoders with delay pattern and explicit masks
@@ -122,8 +122,9 @@ def detect_family(
         if matched:
             return family, Detection(f"architecture {matched[0]}")
     for family in FAMILIES:
+        # every marker: moshi's LM has a text_emb.weight too, but no speech_emb.weight (Chatterbox T3 has both)
         tensors = [m for m in family.tensor_markers if any(m in name for name in tensor_names)]
-        if tensors:
+        if tensors and len(tensors) == len(family.tensor_markers):
             return family, Detection(f"tensor names with {', '.join(tensors)}")
     for family in FAMILIES:
         found = [m for m in family.token_markers if tokens and m in tokens]
