@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from ttsdoctor import engine
 from ttsdoctor.artifacts.embeddings import text_embedding, text_head
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import load_config, scopes
@@ -21,6 +22,8 @@ from ttsdoctor.artifacts.source import load_source
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_bundle
 from ttsdoctor.artifacts.training_config import load_training_config
 from ttsdoctor.artifacts.weights import load_sharded_safetensors, read_safetensors_header
+from ttsdoctor.discover import discover
+from ttsdoctor.registry import ALL_RULES
 
 OUTETTS = "fixtures/TOK001/bad/outetts-pad-eos-0"
 
@@ -245,3 +248,19 @@ def test_source_syntax_error_and_suppressions(tmp_path) -> None:
     path.write_text("a = 1  # ttsdoctor: ignore[TOK002, ATT001]\nb = 2  # ttsdoctor: ignore\n")
     source = load_source(str(path))
     assert source.suppressions == {1: frozenset({"TOK002", "ATT001"}), 2: None}
+
+
+def test_a_vocab_json_of_another_program_is_not_judged_alone(tmp_path) -> None:
+    """MaskGCT's G2P keeps its phones under a "vocab" key in vocab.json, next to Python files: no integer id at all, so
+    not a tokenizer's vocabulary, and nothing to report. Beside tokenizer files the same file is a broken tokenizer."""
+    phones = tmp_path / "g2p"
+    phones.mkdir()
+    (phones / "vocab.json").write_text(json.dumps({"vocab": {",": 0, ".": 1, "iː": 5}}, ensure_ascii=False))
+    (phones / "english.py").write_text("VOCAB = 'vocab.json'\n")
+    result = engine.run(ALL_RULES, discover([str(phones)]))
+    assert [f for f in result.findings if f.severity.value != "info"] == []
+    (phones / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GPT2Tokenizer"}))
+    result = engine.run(ALL_RULES, discover([str(phones)]))
+    assert [(f.rule_id, f.severity.value) for f in result.findings if "expected an integer" in f.message] == [
+        ("ART001", "error")
+    ]

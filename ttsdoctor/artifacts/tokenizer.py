@@ -466,6 +466,11 @@ def _explain_unloadable(path: str, raw: bytes, exc: Exception) -> NoReturn:
     raise ArtifactError(path, f"the tokenizers library cannot load it: {detail}") from None
 
 
+class NotAVocabulary(ArtifactError):
+    """A vocab.json that is valid JSON but no {token: id} map: another program's vocabulary (MaskGCT's G2P phones
+    under a "vocab" key), or a broken tokenizer file when the folder has other tokenizer files."""
+
+
 def load_vocab_json(path: str) -> TokenizerFile:
     """A GPT-2 style {token: id} vocab.json, or (coqui XTTS) a whole tokenizers JSON named vocab.json."""
     doc = load_json(path)
@@ -474,9 +479,16 @@ def load_vocab_json(path: str) -> TokenizerFile:
     vocab: dict[str, int] = {}
     for token, token_id in doc.data.items():
         if not isinstance(token_id, int) or isinstance(token_id, bool):
-            raise ArtifactError(path, f"vocab entry {token!r} has id {token_id!r}, expected an integer")
+            shown = repr(token_id) if len(repr(token_id)) <= 60 else f"a {type(token_id).__name__}"
+            # no integer id at all: not a token -> id map; some: a vocabulary with a broken entry
+            kind = ArtifactError if vocab or any(type(v) is int for v in doc.data.values()) else NotAVocabulary
+            raise kind(path, f"vocab entry {token!r} has id {shown}, expected an integer")
         vocab[token] = token_id
     return TokenizerFile.of_vocab(path, "vocab.json", vocab)
+
+
+# Files that make a vocab.json a tokenizer's: without any of them, a vocab.json of another shape is not ours to judge
+_TOKENIZER_COMPANIONS = ("tokenizer_config.json", "merges.txt", "special_tokens_map.json", "added_tokens.json")
 
 
 def _other_tokenizer_json(directory: str) -> str | None:
@@ -536,6 +548,9 @@ def load_tokenizer_bundle(directory: str, tokenizer_file: str | None = None) -> 
             bundle.file = load_tokenizer_json(main)
         elif tokenizer_file is None and os.path.lexists(os.path.join(directory, "vocab.json")):
             bundle.file = load_vocab_json(os.path.join(directory, "vocab.json"))
+    except NotAVocabulary as exc:
+        if any(os.path.lexists(os.path.join(directory, name)) for name in _TOKENIZER_COMPANIONS):
+            bundle.errors.append(exc)
     except ArtifactError as exc:
         bundle.errors.append(exc)
     symbols = (
