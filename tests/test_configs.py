@@ -113,3 +113,27 @@ def test_parent_relative_path_inside_the_checked_tree_is_read(tmp_path) -> None:
     escape.mkdir()
     (escape / "train.yaml").write_text("tokenizer: ../../../../../../../../../etc/passwd\nn_vocab: 10\n")
     assert [f.rule_id for f in engine.run(ALL_RULES, discover([str(escape)])).findings] == ["SEC004"]
+
+
+def test_json5_training_config_is_read_as_its_loader_reads_it(tmp_path) -> None:
+    """Amphion's exp_config.json files have // comments, trailing commas and unquoted keys and are read with json5:
+    no invalid-JSON error, the values are read (one more key in a config really invalid still is an error)."""
+    from ttsdoctor.artifacts.training_config import parse_training_config
+
+    config = tmp_path / "exp_config.json"
+    config.write_text(
+        '{\n  "model_type": "HiFiGAN",\n  // Features used for model training\n  "preprocess": {\n'
+        '    "sample_rate": 24000,\n    "n_mel": 100,\n  },\n  "mssbcqtd": {\n    hop_lengths: [512, 256, 256],\n'
+        '    filters: 32,\n  },\n  "dataset": ["ljspeech", "vctk",],\n}\n'
+    )
+    parsed = parse_training_config(str(config))
+    values = {e.pointer: e.value for e in parsed.entries}
+    assert values["/preprocess/sample_rate"] == 24000 and values["/mssbcqtd/filters"] == 32
+    assert values["/dataset/1"] == "vctk"
+    assert parsed.notes and "JSON5" in parsed.notes[0]
+    assert [e.line for e in parsed.entries if e.pointer == "/mssbcqtd/filters"] == [10]
+    findings = engine.run(ALL_RULES, discover([str(config)])).findings
+    assert [f for f in findings if f.severity.value == "error"] == []
+    config.write_text('{\n  "sample_rate": 24000,\n  "n_mel": ,\n}\n')
+    findings = engine.run(ALL_RULES, discover([str(config)])).findings
+    assert [(f.rule_id, f.severity.value) for f in findings if "invalid JSON" in f.message] == [("ART001", "error")]

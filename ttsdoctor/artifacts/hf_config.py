@@ -172,9 +172,10 @@ def _with_comments(path: str, error: ArtifactError) -> JsonDoc:
     doc.problems.append(
         (
             "",
-            "comments (// or /* */) in JSON: transformers' json.load rejects this config.json"
+            "comments (// or /* */) or trailing commas in JSON: transformers' json.load rejects this config.json"
             if hf
-            else "not standard JSON: // or /* */ comments, read as a toolkit that strips them reads it",
+            else "not standard JSON: // or /* */ comments or trailing commas, read as a toolkit that strips them "
+            "reads it",
         )
     )
     return doc  # its text is the stripped one: comments blanked, so every offset and line is the file's

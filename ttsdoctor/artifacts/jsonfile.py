@@ -165,10 +165,15 @@ def parse_json_text(path: str, text: str) -> JsonDoc:
 _JSON_WITH_COMMENTS = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
-def strip_json_comments(text: str) -> str | None:
-    """`//` and `/* */` comments blanked out (strings untouched, line numbers kept), or None when there are none.
+_TRAILING_COMMA = re.compile(r'"(?:[^"\\]|\\.)*"|,(?=\s*[}\]])')
 
-    Some TTS toolkits keep comments in their JSON configs and strip them in their own loader."""
+
+def strip_json_comments(text: str) -> str | None:
+    """`//` and `/* */` comments and trailing commas (`[1, 2,]`) blanked out (strings untouched, every offset and line
+    kept), or None when there are none.
+
+    Some TTS toolkits keep comments in their JSON configs and read them with a loader that strips them or with json5
+    (Amphion's exp_config.json files have both)."""
     found = False
 
     def blank(match: re.Match[str]) -> str:
@@ -179,8 +184,27 @@ def strip_json_comments(text: str) -> str | None:
         found = True
         return re.sub(r"[^\n]", " ", token)
 
-    stripped = _JSON_WITH_COMMENTS.sub(blank, text)
+    stripped = _TRAILING_COMMA.sub(blank, _JSON_WITH_COMMENTS.sub(blank, text))
     return stripped if found else None
+
+
+_BARE_KEY = re.compile(r'"(?:[^"\\]|\\.)*"|(?<=[{,])(\s*)([A-Za-z_$][\w$]*)(\s*:)')
+
+
+def quote_json5_keys(text: str) -> str | None:
+    """JSON5's unquoted keys (`{hop_lengths: [512]}`) quoted, or None when there are none. Each quoted key moves the
+    rest of its line two columns right; lines stay where they are."""
+    found = False
+
+    def quote(match: re.Match[str]) -> str:
+        nonlocal found
+        if match.group(2) is None:
+            return match.group()
+        found = True
+        return f'{match.group(1)}"{match.group(2)}"{match.group(3)}'
+
+    quoted = _BARE_KEY.sub(quote, text)
+    return quoted if found else None
 
 
 def load_json(path: str, expect_object: bool = True, budget: str = "json_bytes") -> JsonDoc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
-from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text, strip_json_comments
+from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text, quote_json5_keys, strip_json_comments
 from ttsdoctor.artifacts.source import parse_suppressions
 from ttsdoctor.artifacts.tensors import Weights
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
@@ -179,13 +179,16 @@ def parse_training_config(path: str) -> TrainingConfig:
         try:
             doc = parse_json_text(path, text)
         except ArtifactError:
-            stripped = strip_json_comments(text) if ("//" in text or "/*" in text) else None
-            if stripped is None:
+            stripped = strip_json_comments(text)
+            quoted = quote_json5_keys(stripped if stripped is not None else text)
+            if stripped is None and quoted is None:
                 raise
-            doc = parse_json_text(path, stripped)  # still invalid: the error names the real problem
+            relaxed = quoted if quoted is not None else stripped
+            assert relaxed is not None
+            doc = parse_json_text(path, relaxed)  # still invalid: the error names the real problem
             notes.append(
-                "not standard JSON: it has // or /* */ comments, which json.load rejects; read as the "
-                "loaders that strip comments read it"
+                "not standard JSON: it has // or /* */ comments, trailing commas or unquoted keys (JSON5), which "
+                "json.load rejects; read as json5 and the loaders that strip comments read it"
             )
         _flatten_within_budget(path, doc.data, entries)
         config = TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
