@@ -177,20 +177,26 @@ class DictGenerationConfig(Rule):
                 message += f" ({origin.why}: if it defines its own {site.name}(), that may accept a dict)"
                 yield self._finding(source, value, anchor, message, Severity.WARNING, Applicability.UNSAFE)
         for node, scope, _loop in pysource.nodes(source, _GENCONFIG_TEXT):
-            if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Attribute) and t.attr == "generation_config" for t in node.targets
-            ):
+            targets = [t for t in getattr(node, "targets", ()) if isinstance(t, ast.Attribute)]
+            holder = next((t for t in targets if t.attr == "generation_config"), None)
+            if isinstance(node, ast.Assign) and holder is not None:
                 value = pysource.resolve(node.value, scope, node.lineno)
-                if pysource.is_dict_expr(value) and id(value) not in reported:
-                    reported.add(id(value))
-                    yield self._finding(
-                        source,
-                        value,
-                        node.value,
-                        "model.generation_config is assigned a dict: accepted silently, then "
-                        "save_pretrained writes config.json and fails ('dict' object has no attribute "
-                        "'save_pretrained'), leaving a half-saved directory",
-                    )
+                if not pysource.is_dict_expr(value) or id(value) in reported:
+                    continue
+                origin = pyflow.model_origin(holder.value, pyflow.Context(source, scope, node.lineno))
+                if origin.kind == pyflow.OTHER:
+                    continue  # mlx-audio's own Model keeps its generation_config as a dict
+                reported.add(id(value))
+                message = (
+                    f"{ast.unparse(holder)} is assigned a dict: accepted silently, then save_pretrained writes "
+                    "config.json and fails ('dict' object has no attribute 'save_pretrained'), leaving a half-saved "
+                    "directory"
+                )
+                if origin.certain:
+                    yield self._finding(source, value, node.value, message)
+                else:
+                    message += f" ({origin.why}: its own class may keep a dict there)"
+                    yield self._finding(source, value, node.value, message, Severity.WARNING, Applicability.UNSAFE)
             elif isinstance(node, (ast.Dict, ast.Call)) and pysource.is_dict_expr(node):
                 for key, written, _key_node in pysource.dict_items(node):
                     value = pysource.resolve(written, scope, getattr(node, "lineno", 0))
