@@ -118,7 +118,9 @@ class TransformersTooOld(Rule):
                     line,
                     column,
                 )
-            else:  # a library may define the type and register it with AutoConfig when imported (qwen_tts does)
+            elif target.weights is not None or target.tokenizer is not None:
+                # a library may define the type and register it with AutoConfig when imported (qwen_tts does); a
+                # config.json alone is often a library's bundled default (mlx-audio's models/chatterbox/config.json)
                 yield self.finding(
                     f"model_type {model_type!r} is unknown to the installed transformers {installed} and the folder "
                     "has no auto_map: AutoConfig / AutoModel fail with 'Unrecognized model' unless a library that "
