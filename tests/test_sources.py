@@ -456,3 +456,24 @@ def test_names_defined_from_themselves_never_crash_a_rule(tmp_path) -> None:
     result = engine.run(ALL_RULES, discover([str(script)]))
     assert result.internal_errors == []
     assert [f.location.line for f in result.findings if f.rule_id == "ENV003"] == [26]
+
+
+def test_output_attentions_behind_a_feature_flag_is_info_behind_a_capability_check_a_warning(tmp_path) -> None:
+    """Whisper's generation (vendored by GLM-4-Voice) asks for attentions only when word timestamps are asked for:
+    the feature needs them. Chatterbox's alignment analyzer sets them behind a hasattr() check: every time."""
+    code = textwrap.dedent(
+        """\
+            def set_return_outputs(return_token_timestamps, generation_config):
+                if return_token_timestamps:
+                    generation_config.return_dict_in_generate = True
+                    generation_config.output_attentions = True
+
+
+            def analyzer(tfmr):
+                if hasattr(tfmr, "config") and hasattr(tfmr.config, "output_attentions"):
+                    tfmr.config._attn_implementation = "eager"
+                    tfmr.config.output_attentions = True
+            """
+    )
+    found = [(f.location.line, f.severity.value) for f in _check(tmp_path, "gen.py", code, "ATT001")]
+    assert found == [(4, "info"), (10, "warning")], found

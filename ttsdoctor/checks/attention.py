@@ -119,13 +119,24 @@ class ForcedOutputAttentions(Rule):
             )
         for node, scope, _in_loop in pysource.nodes(source, _FORCED_TEXT):
             yield from self._forced_by_dict(source, node, scope)
-        for node, _scope, in_loop in pysource.nodes(source, _FORCED_TEXT):
+        for node, scope, in_loop in pysource.nodes(source, _FORCED_TEXT):
             if (
                 isinstance(node, ast.Assign)
                 and pysource.is_true(node.value)
                 and any(isinstance(t, ast.Attribute) and t.attr == "output_attentions" for t in node.targets)
             ):
                 note = " inside a loop" if in_loop else ""
+                guard = _guard(scope, node)
+                if guard is not None:  # Whisper: only with return_token_timestamps, which need the attentions
+                    yield self.finding(
+                        f"`{pysource.segment(source, node)}`{note}, only when `{ast.unparse(guard)}`: a feature "
+                        f"that asks for the attentions; {output_attentions_effect(True)}",
+                        source.path,
+                        line=node.lineno,
+                        column=node.col_offset + 1,
+                        severity=Severity.INFO,
+                    )
+                    continue
                 yield self.finding(
                     f"`{pysource.segment(source, node)}`{note}: {output_attentions_effect(True)}",
                     source.path,
@@ -157,6 +168,26 @@ class ForcedOutputAttentions(Rule):
                         column=call.col_offset + 1,
                         evidence={"dict": source.line_name(node.lineno)},
                     )
+
+
+def _guard(scope: ast.AST, node: ast.AST) -> ast.expr | None:
+    """The feature flag of the innermost `if` of `scope` that holds `node`: a bare name or attribute
+    (`if return_token_timestamps:`, `if args.plot:`), the user's choice. None for anything else: a capability check
+    (`if hasattr(tfmr.config, "output_attentions"):`, Chatterbox's alignment analyzer) still runs every time."""
+    found: ast.If | None = None
+    for candidate in pyflow.scope_nodes(scope):
+        if (
+            isinstance(candidate, ast.If)
+            and candidate.lineno < getattr(node, "lineno", 0) <= (candidate.end_lineno or 0)
+            and (found is None or candidate.lineno > found.lineno)
+        ):
+            found = candidate
+    if found is None:
+        return None
+    test = (
+        found.test.operand if isinstance(found.test, ast.UnaryOp) and isinstance(found.test.op, ast.Not) else found.test
+    )
+    return found.test if isinstance(test, (ast.Name, ast.Attribute)) else None
 
 
 ATTN_KEYS = ("attn_implementation", "_attn_implementation")
