@@ -11,8 +11,10 @@ import pytest
 import transformers
 from conftest import ROOT, run_main
 
-from ttsdoctor import environment
+from ttsdoctor import engine, environment
 from ttsdoctor.checks import attention
+from ttsdoctor.discover import discover
+from ttsdoctor.registry import ALL_RULES
 
 
 def _findings(*paths: str) -> list[dict]:
@@ -129,3 +131,15 @@ def test_pos001_learned_table_is_error_rope_is_warning() -> None:
     assert [f["severity"] for f in t3] == ["error"] and "2050 rows" in t3[0]["message"]
     rope = [f for f in _findings("fixtures/POS001/bad/max-length-above-rope-positions") if f["code"] == "POS001"]
     assert [f["severity"] for f in rope] == ["warning"]
+
+
+def test_a_dict_forwarded_to_a_class_of_another_library_is_not_reported_by_the_literal_either(tmp_path) -> None:
+    """GEN001 judges `from_pretrained(**{...})` by its receiver; the dict under 'generation_config' it forwards is
+    not then reported again as a literal forwarded to some from_pretrained."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        "from vibevoice.modular.modeling_vibevoice_streaming_inference import (\n"
+        "    VibeVoiceStreamingForConditionalGenerationInference as Model,\n)\n"
+        'model = Model.from_pretrained("x", **{"generation_config": {"do_sample": False}})\n'
+    )
+    assert [f for f in engine.run(ALL_RULES, discover([str(script)])).findings if f.rule_id == "GEN001"] == []

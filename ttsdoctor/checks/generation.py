@@ -157,11 +157,11 @@ class DictGenerationConfig(Rule):
             candidates = [(v, a) for v, a in candidates if pysource.is_dict_expr(v) and id(v) not in reported]
             if not candidates:
                 continue
+            reported.update(id(value) for value, _anchor in candidates)  # judged here, for this receiver only
             origin = _receiver_origin(source, site)
             if origin.kind == pyflow.OTHER:
                 continue  # vLLM, a project's own model class: its generate() / from_pretrained() is not transformers'
             for value, anchor in candidates:
-                reported.add(id(value))
                 whose = "" if origin.certain else "transformers' "
                 if site.name == "from_pretrained":
                     effect = (
