@@ -245,7 +245,7 @@ class Bf16Unsupported(Rule):
             facts = serving_facts(target.family.name) if target.family is not None else None
             yield self.finding(
                 f"{key} is bfloat16 but the GPU {name} (compute capability {cap}) has no bfloat16: "
-                f"torch emulates it slowly or fails; load with dtype={_fallback_dtype(facts)}",
+                f"torch emulates it slowly or fails; load with dtype={_fallback_advice(facts)}",
                 config.path,
                 f"/{key}",
                 line,
@@ -261,11 +261,11 @@ class Bf16Unsupported(Rule):
             return
         name, cap = old[0]
         facts = source_family(source)
-        fallback = _fallback_dtype(facts).split(" ")[0]  # torch.float16, or torch.float32 for ENV003's families
+        fallback = _fallback_dtype(facts)
         for node, what in _bf16_sites(source):
             yield self.finding(
                 f"{what} at {source.line_name(node.lineno)} asks for bfloat16, but the GPU {name} (compute capability "
-                f"{cap}) has none: torch emulates it slowly or the kernels fail. Use {_fallback_dtype(facts)} there, "
+                f"{cap}) has none: torch emulates it slowly or the kernels fail. Use {_fallback_advice(facts)} there, "
                 "or choose with torch.cuda.is_bf16_supported()",
                 source.path,
                 line=node.lineno,
@@ -280,9 +280,13 @@ class Bf16Unsupported(Rule):
 
 def _fallback_dtype(facts: ServingFacts | None) -> str:
     """What to load in where bfloat16 is missing: float16, unless the family overflows it (ENV003)."""
-    if facts is not None and facts.float16_overflows:
-        return f"torch.float32 ({facts.family} overflows float16)"
-    return "torch.float16"
+    return "torch.float32" if facts is not None and facts.float16_overflows else "torch.float16"
+
+
+def _fallback_advice(facts: ServingFacts | None) -> str:
+    """The fallback dtype with the reason when it is not the usual float16."""
+    dtype = _fallback_dtype(facts)
+    return f"{dtype} ({facts.family} overflows float16)" if facts is not None and facts.float16_overflows else dtype
 
 
 # ENV003: float16 for a family whose activations exceed its range
