@@ -94,6 +94,7 @@ def test_spark_saved_in_bfloat16_is_fine_and_on_a_t4_the_fallback_is_float32(tmp
     """The Spark-TTS LLM folder as published (bfloat16) has no ENV003; on a T4, ENV002 advises float32 for it, not
     the float16 it advises for other models, and the smoke proof picks float32 there."""
     from ttsdoctor import smoke
+    from ttsdoctor.artifacts.model_dir import load_model_dir
 
     folder = tmp_path / "LLM"
     shutil.copytree(SPARK_FP16, folder)
@@ -111,8 +112,8 @@ def test_spark_saved_in_bfloat16_is_fine_and_on_a_t4_the_fallback_is_float32(tmp
     finally:
         monkeypatch.delenv("TTSDOCTOR_GPU")
         environment.gpu_compute_capabilities.cache_clear()
-    assert smoke.float16_overflow(str(folder)).startswith("Spark-TTS: FlashTTS issues #3 and #43")
-    assert smoke.float16_overflow(os.path.join(ROOT, "fixtures/ENV002/bad/bf16-on-t4")) == ""
+    assert smoke.float16_overflow(load_model_dir(str(folder))).startswith("Spark-TTS: FlashTTS issues #3 and #43")
+    assert smoke.float16_overflow(load_model_dir(os.path.join(ROOT, "fixtures/ENV002/bad/bf16-on-t4"))) == ""
 
 
 def test_float16_for_an_overflowing_family_is_found_however_it_is_written(tmp_path) -> None:

@@ -29,7 +29,10 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ttsdoctor.artifacts.model_dir import ModelDir
 
 PREDICTED_WARNINGS = (
     "attention mask and the pad token id were not set",
@@ -103,16 +106,11 @@ def choose_device(requested: str = "auto", float16_overflows: bool = False) -> t
     return device, torch.float32
 
 
-def float16_overflow(path: str) -> str:
+def float16_overflow(folder: ModelDir | None) -> str:
     """Why the folder's family cannot run in float16 (data/codecs.json), "" when it can or is not known."""
-    from ttsdoctor.artifacts.errors import ArtifactError
-    from ttsdoctor.artifacts.model_dir import load_model_dir
     from ttsdoctor.codecs import serving_facts
 
-    try:
-        family = load_model_dir(path).family
-    except (ArtifactError, OSError):  # an unreadable folder fails to load below, with its message
-        return ""
+    family = folder.family if folder is not None else None
     facts = serving_facts(family.name) if family is not None else None
     return f"{facts.family}: {facts.float16_overflows}" if facts is not None and facts.float16_overflows else ""
 
@@ -250,7 +248,14 @@ def run_smoke(
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     say = progress or (lambda _message: None)
-    overflow = float16_overflow(path)
+    from ttsdoctor.artifacts.model_dir import load_model_dir
+
+    try:  # read once: the family decides the dtype, and the speech checks read its audio layout
+        folder: ModelDir | None = load_model_dir(path)
+        unreadable = ""
+    except Exception as exc:  # the model load below fails with its own message; the speech checks say this one
+        folder, unreadable = None, f"cannot read the audio layout ({type(exc).__name__}: {exc})"
+    overflow = float16_overflow(folder)
     dev, dtype = choose_device(device, float16_overflows=bool(overflow))
     report = SmokeReport(
         path,
@@ -316,7 +321,9 @@ def run_smoke(
             "tokenizer_eos": ids.tokenizer_eos,
         }
         try:
-            layout, why_not = speech_layout(path, tokenizer.get_vocab(), ids)
+            layout, why_not = (
+                (None, unreadable) if folder is None else speech_layout(folder, tokenizer.get_vocab(), ids)
+            )
         except Exception as exc:  # the speech checks are skipped with the reason, the others still run
             layout, why_not = None, f"cannot read the audio layout ({type(exc).__name__}: {exc})"
         subject = Subject(
@@ -427,15 +434,13 @@ END_NAMES = ("<|SPEECH_GENERATION_END|>", "<|speech_end|>", "<|end_of_speech|>",
 _NUMBERED = re.compile(r"^(\D*?)(\d+)(\D*)$")
 
 
-def speech_layout(path: str, vocab: dict[str, int], ids: Ids) -> tuple[SpeechLayout | None, str]:
+def speech_layout(folder: ModelDir, vocab: dict[str, int], ids: Ids) -> tuple[SpeechLayout | None, str]:
     """The audio section of a TTS model: for a known family from the registry (its start- and end-of-speech tokens
     and audio-token spelling); for an unknown one from its tokenizer (a start-of-speech token by a usual name and
     the largest run of numbered tokens). (None, why) when there is none to check."""
-    from ttsdoctor.artifacts.model_dir import load_model_dir
     from ttsdoctor.checks.codec import numbered_tokens
     from ttsdoctor.codecs import family_layout, serving_facts
 
-    folder = load_model_dir(path)
     family = folder.family
     if family is not None:
         facts = serving_facts(family.name)
