@@ -179,12 +179,10 @@ def parse_training_config(path: str) -> TrainingConfig:
         try:
             doc = parse_json_text(path, text)
         except ArtifactError:
-            stripped = strip_json_comments(text)
-            quoted = quote_json5_keys(stripped if stripped is not None else text)
-            if stripped is None and quoted is None:
-                raise
-            relaxed = quoted if quoted is not None else stripped
-            assert relaxed is not None
+            relaxed = strip_json_comments(text) or text
+            relaxed = quote_json5_keys(relaxed) or relaxed
+            if relaxed is text:
+                raise  # nothing of JSON5 in it: the first error stands
             doc = parse_json_text(path, relaxed)  # still invalid: the error names the real problem
             notes.append(
                 "not standard JSON: it has // or /* */ comments, trailing commas or unquoted keys (JSON5), which "
