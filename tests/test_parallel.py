@@ -90,3 +90,31 @@ def test_modules_of_model_folders_are_imported_before_the_workers_fork() -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_data_model_compares_what_identifies_a_finding_and_crosses_processes() -> None:
+    """Findings are equal (and hash alike) when they report the same thing, whatever their evidence or fix;
+    targets compare and sort by kind and path, whatever root the user gave. Both go to and from workers by
+    pickle, unchanged."""
+    import pickle
+
+    from ttsdoctor.discover import Target
+    from ttsdoctor.finding import Applicability, Finding, Fix, Location, SetJsonValue, Severity
+
+    loc = Location("config.json", "/pad_token_id", line=3)
+    fix = Fix("set it", Applicability.SAFE, (SetJsonValue("config.json", "/pad_token_id", 7),))
+    a = Finding("TOK001", "pad-equals-eos", Severity.ERROR, "pad 2 == eos 2", loc, {"pad": 2}, fix)
+    b = Finding("TOK001", "pad-equals-eos", Severity.ERROR, "pad 2 == eos 2", loc)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != Finding("TOK001", "pad-equals-eos", Severity.WARNING, "pad 2 == eos 2", loc)
+    back = pickle.loads(pickle.dumps(a))
+    assert back == a and back.fix == fix and back.evidence == {"pad": 2}
+
+    x, y = Target("source", "b.py", root="/one"), Target("source", "b.py", root="/two")
+    assert x == y and hash(x) == hash(y)
+    assert sorted([Target("source", "c.py"), y, Target("model_dir", "z")]) == [
+        Target("model_dir", "z"),
+        Target("source", "b.py"),
+        Target("source", "c.py"),
+    ]
+    assert pickle.loads(pickle.dumps(x)).root == "/one"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "codecs.json")
 
 
-@dataclass(frozen=True)
-class Codec:
+class Codec(msgspec.Struct, frozen=True):
     key: str
     name: str
     aliases: tuple[str, ...]
@@ -71,8 +71,7 @@ def family_layout(family_name: str | None) -> dict[str, Any]:
     return layout
 
 
-@dataclass(frozen=True)
-class ServingFacts:
+class ServingFacts(msgspec.Struct, frozen=True):
     """What serving a family needs (data/codecs.json "serving"), each figure with where it comes from."""
 
     family: str
@@ -128,8 +127,7 @@ def family_ending_with(token: str) -> ServingFacts | None:
     return None
 
 
-@dataclass(frozen=True)
-class PublishedIds:
+class PublishedIds(msgspec.Struct, frozen=True):
     """The ids scripts of a family hard-code and the token each is in the family's published tokenizer."""
 
     family: str

@@ -8,7 +8,8 @@ Paths stay as the user wrote them: relative stays relative.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+import msgspec
 
 from ttsdoctor.artifacts.links import leads_outside
 from ttsdoctor.artifacts.model_dir import MODEL_FILES, is_model_dir
@@ -47,16 +48,25 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 MODEL_DIR_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".safetensors.index.json")
 
 
-@dataclass(frozen=True, order=True)
-class Target:
+class Target(msgspec.Struct, frozen=True):
     kind: str  # "model_dir" | "gguf" | "training_config" | "source" | "missing" | "unsupported" | "unreadable"
     # | "link" (a symbolic link in a walked tree that leads outside it)
     path: str
-    root: str | None = field(default=None, compare=False)  # the path the user passed, a root for named files
+    # compared, hashed and sorted by (kind, path) only:
+    root: str | None = None  # the path the user passed, a root for named files
     # weight files of the target that hold their header and no data (a Hub repository read by range requests)
-    header_only: frozenset[str] = field(default=frozenset(), compare=False)
+    header_only: frozenset[str] = frozenset()
     # training configs: the Hub ids they name, staged as local folders (`check --remote`)
-    hub_folders: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    hub_folders: tuple[tuple[str, str], ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return (self.kind, self.path) == (other.kind, other.path) if isinstance(other, Target) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.path))
+
+    def __lt__(self, other: Target) -> bool:
+        return (self.kind, self.path) < (other.kind, other.path)
 
 
 def _is_model_file(name: str) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import platform
-from dataclasses import asdict, dataclass
+
+import msgspec
 
 from ttsdoctor.environment import installed_version
 
@@ -12,8 +13,7 @@ OK, WARN, FAIL, OPTIONAL = "ok", "warning", "problem", "optional"
 MARKS = {OK: "[✓]", WARN: "[!]", FAIL: "[✗]", OPTIONAL: "[-]"}
 
 
-@dataclass
-class Item:
+class Item(msgspec.Struct):
     name: str
     status: str
     detail: str
@@ -106,4 +106,4 @@ def format_items(items: list[Item]) -> str:
 
 
 def as_json(items: list[Item]) -> list[dict[str, str]]:
-    return [asdict(i) for i in items]
+    return [msgspec.structs.asdict(i) for i in items]

@@ -392,9 +392,9 @@ def _tensor_slots(obj: Any, prefix: str, out: dict[str, tuple[Any, Any]], tensor
 
 def _safetensors_resize_writer(path: str, resizes: list[ResizeTensor]):
     """A `write(fh)` that streams a copy of a safetensors file with some tensors resized (first dimension)."""
-    import dataclasses
     import struct
 
+    import msgspec
     import numpy as np
 
     from ttsdoctor.artifacts.row_stats import read_rows
@@ -445,7 +445,7 @@ def _safetensors_resize_writer(path: str, resizes: list[ResizeTensor]):
                     remaining -= len(chunk)
                 edit = by_name.get(info.name)
                 if edit is not None and shape[0] > info.shape[0]:
-                    matrix = info if len(info.shape) == 2 else dataclasses.replace(info, shape=(info.shape[0], 1))
+                    matrix = info if len(info.shape) == 2 else msgspec.structs.replace(info, shape=(info.shape[0], 1))
                     base = read_rows(matrix, list(range(max(1, min(edit.mean_of_rows, info.shape[0])))))
                     mean = np.asarray(base, dtype=np.float64).mean(axis=0).astype(np.float32)
                     row = _to_dtype_bytes(mean, info.dtype)

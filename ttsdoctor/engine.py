@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError, BrokenTarget
 from ttsdoctor.discover import Target
@@ -15,8 +15,7 @@ from ttsdoctor.rule import Rule
 from ttsdoctor.settings import Settings, Suppression
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(msgspec.Struct, frozen=True):
     """What the report needs of a checked target. Loaded artifacts (ASTs, vocabularies) are not kept:
     holding thousands of trees makes every later allocation pay for garbage collection."""
 
@@ -26,14 +25,13 @@ class Checked:
     family_evidence: str | None = None  # what the family was recognised from
 
 
-@dataclass
-class CheckResult:
+class CheckResult(msgspec.Struct):
     findings: list[Finding]
-    loaded: list[Checked] = field(default_factory=list)  # checked targets, in discovery order
-    internal_errors: list[str] = field(default_factory=list)  # rule crashes: bugs of ours, never the user's
-    target_of: dict[Finding, str] = field(default_factory=dict)  # finding -> path of the target that found it
+    loaded: list[Checked] = []  # checked targets, in discovery order
+    internal_errors: list[str] = []  # rule crashes: bugs of ours, never the user's
+    target_of: dict[Finding, str] = {}  # finding -> path of the target that found it
     unreadable_ids: frozenset[str] = frozenset()  # the rules whose findings mean "could not be read"
-    remote: list[dict[str, Any]] = field(default_factory=list)  # Hub repositories checked: commit, bytes read
+    remote: list[dict[str, Any]] = []  # Hub repositories checked: commit, bytes read
 
     @property
     def unreadable(self) -> bool:
@@ -153,14 +151,14 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
     findings += _unused_inline(loaded, used, rules)
     if getattr(loaded, "is_test", False):  # test code pins odd values on purpose: worth knowing, not failing CI
         findings = [
-            dataclasses.replace(f, severity=Severity.INFO, message=f"{f.message} (in test code)")
+            msgspec.structs.replace(f, severity=Severity.INFO, message=f"{f.message} (in test code)")
             if f.severity is Severity.WARNING and not _reviews(rules, f.rule_id)
             else f
             for f in findings
         ]
     map_location = getattr(loaded, "map_location", None)  # notebooks: cell and line in the cell
     if map_location is not None:
-        findings = [dataclasses.replace(f, location=map_location(f.location)) for f in findings]
+        findings = [msgspec.structs.replace(f, location=map_location(f.location)) for f in findings]
     return findings
 
 
@@ -249,7 +247,7 @@ def _crashed(target: Target, why: str) -> tuple[Checked, list[Finding], list[str
 
 # Modules the loaders of model folders import on first use (~0.2 s together): imported once before the workers
 # are forked, instead of once in every worker
-_MODEL_DIR_MODULES = ("numpy", "msgspec", "msgspec.json", "tokenizers")
+_MODEL_DIR_MODULES = ("numpy", "tokenizers")  # msgspec: every module imports it (the data model)
 
 
 def _preload(targets: list[Target]) -> None:

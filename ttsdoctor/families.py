@@ -10,11 +10,11 @@ a project can name the family of a folder in its settings (`[tool.ttsdoctor.fami
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import dataclass
+
+import msgspec
 
 
-@dataclass(frozen=True)
-class Family:
+class Family(msgspec.Struct, frozen=True):
     name: str
     model_types: tuple[str, ...] = ()
     architectures: tuple[str, ...] = ()
@@ -101,8 +101,7 @@ def detect_config_family(keys: set[str], strings: str = "") -> Family | None:
     return best if sum(k in keys for k in best.config_markers) >= 2 else None
 
 
-@dataclass(frozen=True)
-class Detection:
+class Detection(msgspec.Struct, frozen=True):
     """How a folder's family was recognised: from what, and whether only from the spelling of tokens."""
 
     evidence: str  # "model_type 'parler_tts'", "tokens <|s_0|>, <|SPEECH_GENERATION_START|>", "settings"

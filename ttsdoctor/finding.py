@@ -6,8 +6,9 @@ This module imports nothing from ttsdoctor. Everything here is plain, immutable 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import msgspec
 
 
 class Severity(enum.Enum):
@@ -26,8 +27,7 @@ class Applicability(enum.Enum):
     DISPLAY_ONLY = "display-only"  # shown, never applied
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(msgspec.Struct, frozen=True):
     """Where a finding points: a file, plus a JSON pointer (keys, tensor names) and/or a line."""
 
     path: str
@@ -51,8 +51,7 @@ class _EditKind:
         return False
 
 
-@dataclass(frozen=True)
-class _PointerEdit(_EditKind):
+class _PointerEdit(_EditKind, msgspec.Struct, frozen=True):
     def overlaps(self, other: Any) -> bool:
         if not isinstance(other, _PointerEdit):
             return False
@@ -60,28 +59,24 @@ class _PointerEdit(_EditKind):
         return bool(pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/"))
 
 
-@dataclass(frozen=True)
-class SetJsonValue(_PointerEdit):
+class SetJsonValue(_PointerEdit, frozen=True):
     path: str
     pointer: str
     value: Any
 
 
-@dataclass(frozen=True)
-class RemoveJsonKey(_PointerEdit):
+class RemoveJsonKey(_PointerEdit, frozen=True):
     path: str
     pointer: str
 
 
-@dataclass(frozen=True)
-class SetYamlValue(_PointerEdit):
+class SetYamlValue(_PointerEdit, frozen=True):
     path: str
     pointer: str
     value: Any
 
 
-@dataclass(frozen=True)
-class ReplaceSource(_EditKind):
+class ReplaceSource(_EditKind, msgspec.Struct, frozen=True):
     """Replace characters [start, end) of a text file (offsets in characters of the decoded text)."""
 
     path: str
@@ -96,8 +91,7 @@ class ReplaceSource(_EditKind):
         return (a.start < b.end and b.start < a.end) or (a.start == a.end == b.start == b.end)
 
 
-@dataclass(frozen=True)
-class AddImport(_EditKind):
+class AddImport(_EditKind, msgspec.Struct, frozen=True):
     """Ensure `from module import name` exists in a Python file."""
 
     path: str
@@ -107,8 +101,7 @@ class AddImport(_EditKind):
     order: ClassVar[int] = 2
 
 
-@dataclass(frozen=True)
-class AddSpecialToken(_EditKind):
+class AddSpecialToken(_EditKind, msgspec.Struct, frozen=True):
     """Add a special token to tokenizer.json (and tokenizer_config.json when present) at `token_id`."""
 
     path: str  # the tokenizer.json
@@ -118,8 +111,7 @@ class AddSpecialToken(_EditKind):
     order: ClassVar[int] = 0
 
 
-@dataclass(frozen=True)
-class ResizeTensor(_EditKind):
+class ResizeTensor(_EditKind, msgspec.Struct, frozen=True):
     """Grow or shrink the first dimension of a tensor in a safetensors file.
 
     New rows are initialised with the mean of the first `mean_of_rows` existing rows.
@@ -137,8 +129,7 @@ class ResizeTensor(_EditKind):
 Edit = SetJsonValue | RemoveJsonKey | SetYamlValue | ReplaceSource | AddImport | AddSpecialToken | ResizeTensor
 
 
-@dataclass(frozen=True)
-class Fix:
+class Fix(msgspec.Struct, frozen=True):
     title: str  # imperative: what the fix does
     applicability: Applicability
     edits: tuple[Edit, ...] = ()
@@ -148,15 +139,23 @@ class Fix:
         return tuple(dict.fromkeys(edit.path for edit in self.edits))
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True):
     rule_id: str
     rule_name: str
     severity: Severity
     message: str  # carries the actual values, no trailing period
     location: Location
-    evidence: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    fix: Fix | None = field(default=None, compare=False, hash=False)
+    evidence: dict[str, Any] = {}  # not compared: two findings are equal when they report the same thing
+    fix: Fix | None = None  # not compared either
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (self.rule_id, self.rule_name, self.severity, self.message, self.location)
+
+    def __eq__(self, other: object) -> bool:
+        return self._identity() == other._identity() if isinstance(other, Finding) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def sort_key(self) -> tuple[str, int, int, int, str, str]:
         loc = self.location

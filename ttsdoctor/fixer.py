@@ -18,8 +18,9 @@ import functools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor import engine, fsio
 from ttsdoctor.discover import Target
@@ -38,14 +39,13 @@ from ttsdoctor.rule import Rule
 MAX_ITERATIONS = 10
 
 
-@dataclass
-class Plan:
-    fixes: list[tuple[Fix, list[Finding]]] = field(default_factory=list)
-    skipped: list[tuple[Finding, str]] = field(default_factory=list)
-    originals: dict[str, str] = field(default_factory=dict)
-    texts: dict[str, str] = field(default_factory=dict)  # path -> new text
-    tensors: dict[str, list[ResizeTensor]] = field(default_factory=dict)
-    identities: dict[str, tuple[int, int, int] | None] = field(default_factory=dict)  # path -> (inode, size, mtime)
+class Plan(msgspec.Struct):
+    fixes: list[tuple[Fix, list[Finding]]] = []
+    skipped: list[tuple[Finding, str]] = []
+    originals: dict[str, str] = {}
+    texts: dict[str, str] = {}  # path -> new text
+    tensors: dict[str, list[ResizeTensor]] = {}
+    identities: dict[str, tuple[int, int, int] | None] = {}  # path -> (inode, size, mtime)
 
     @property
     def empty(self) -> bool:
@@ -255,16 +255,15 @@ def verify(before: list[Finding], after: list[Finding], fixed: list[Finding]) ->
     return problems
 
 
-@dataclass
-class FixReport:
-    applied: list[tuple[Fix, list[Finding]]] = field(default_factory=list)
-    backups: dict[str, str | None] = field(default_factory=dict)
-    skipped: list[tuple[Finding, str]] = field(default_factory=list)
+class FixReport(msgspec.Struct):
+    applied: list[tuple[Fix, list[Finding]]] = []
+    backups: dict[str, str | None] = {}
+    skipped: list[tuple[Finding, str]] = []
     result: engine.CheckResult | None = None
     failure: str | None = None
-    restored: list[str] = field(default_factory=list)
-    transactions: list[Transaction] = field(default_factory=list)
-    recovered: list[tuple[fsio.Journalled, list[str]]] = field(default_factory=list)
+    restored: list[str] = []
+    transactions: list[Transaction] = []
+    recovered: list[tuple[fsio.Journalled, list[str]]] = []
 
     def rollback(self) -> list[str]:
         """Undo every applied pass, newest first (used when a later proof fails)."""

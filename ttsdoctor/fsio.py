@@ -18,8 +18,9 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import BinaryIO
+
+import msgspec
 
 BACKUP_DIR = ".ttsdoctor-backups"
 JOURNAL = "journal.json"
@@ -72,8 +73,7 @@ def step(name: str, path: str) -> None:
     the fault-injection tests replace it to kill the process at each boundary in turn."""
 
 
-@dataclass
-class Transaction:
+class Transaction(msgspec.Struct):
     """Back up every file, journal the set, then replace them one by one; `rollback` restores them all.
 
     The journal (`.ttsdoctor-backups/<stamp>/journal.json` in each folder touched, listing every file of the
@@ -82,10 +82,12 @@ class Transaction:
     `fix --rollback`) puts every file back from its backup and deletes the temporary files left behind.
     """
 
-    stamp: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{next(_SERIAL)}")
-    backups: dict[str, str | None] = field(default_factory=dict)  # path -> backup path (None: file was new)
-    written: list[str] = field(default_factory=list)  # paths replaced so far, in order
-    journals: list[str] = field(default_factory=list)
+    stamp: str = msgspec.field(
+        default_factory=lambda: time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{next(_SERIAL)}"
+    )
+    backups: dict[str, str | None] = {}  # path -> backup path (None: file was new)
+    written: list[str] = []  # paths replaced so far, in order
+    journals: list[str] = []
 
     def backup_path(self, path: str) -> str:
         directory = os.path.dirname(path) or "."
@@ -231,8 +233,7 @@ def _copy_from(source: str, fh: BinaryIO) -> None:
 # --- recovery after a crash -------------------------------------------------------------------------
 
 
-@dataclass
-class Journalled:
+class Journalled(msgspec.Struct):
     """A journalled transaction found in a folder: `writing` (interrupted: the folder may be half-written)
     or `committed` (a finished fix that `fix --rollback` can undo)."""
 

@@ -18,7 +18,6 @@ Nothing here runs unless a path names the Hub: huggingface_hub is imported insid
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -27,8 +26,9 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.adapter import hf_hub_cache
 from ttsdoctor.artifacts.errors import ArtifactError, human_bytes
@@ -54,8 +54,7 @@ class HubError(Exception):
     """A repository that cannot be checked at all (not found, gated, refused token, offline, unreachable)."""
 
 
-@dataclass(frozen=True)
-class HubRef:
+class HubRef(msgspec.Struct, frozen=True):
     repo_id: str
     revision: str | None  # None: the default branch
 
@@ -82,14 +81,12 @@ def parse_ref(text: str, bare: bool = False) -> HubRef | None:
     return HubRef(name, revision or None)
 
 
-@dataclass(frozen=True)
-class RepoFile:
+class RepoFile(msgspec.Struct, frozen=True):
     name: str  # path in the repository, "/"-separated
     size: int
 
 
-@dataclass
-class Staged:
+class Staged(msgspec.Struct):
     """A Hub repository as a local folder for the rules, with what was read to make it."""
 
     ref: HubRef
@@ -98,9 +95,9 @@ class Staged:
     files: list[RepoFile]
     fetched: int = 0  # bytes read from the network in this run
     cached: int = 0  # files (or headers) taken from the caches
-    header_only: set[str] = field(default_factory=set)  # staged weight files that hold their header only
-    skipped: list[tuple[str, int, str]] = field(default_factory=list)  # (name, size, why not checked)
-    errors: list[ArtifactError] = field(default_factory=list)  # files that could not be read
+    header_only: set[str] = set()  # staged weight files that hold their header only
+    skipped: list[tuple[str, int, str]] = []  # (name, size, why not checked)
+    errors: list[ArtifactError] = []  # files that could not be read
 
     @property
     def label(self) -> str:
@@ -520,7 +517,7 @@ def targets(staged: list[Staged]) -> list[Any]:
     out = []
     for s in staged:
         header_only = frozenset(s.header_only)
-        out += [dataclasses.replace(t, header_only=header_only) for t in discover([s.folder])]
+        out += [msgspec.structs.replace(t, header_only=header_only) for t in discover([s.folder])]
     return out
 
 
@@ -547,7 +544,7 @@ def with_hub_folders(targets: list[Any], staged: list[Staged]) -> list[Any]:
     folders = tuple((s.ref.repo_id, s.folder) for s in staged)
     header_only = frozenset(p for s in staged for p in s.header_only)
     return [
-        dataclasses.replace(t, hub_folders=folders, header_only=t.header_only | header_only)
+        msgspec.structs.replace(t, hub_folders=folders, header_only=t.header_only | header_only)
         if t.kind == "training_config"
         else t
         for t in targets
@@ -575,10 +572,10 @@ def relabel(finding: Finding, staged: Staged) -> Finding:
     fix = finding.fix
     if fix is not None:
         fix = Fix(staged.relabel(fix.title), Applicability.DISPLAY_ONLY)
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         finding,
         message=staged.relabel(finding.message),
-        location=dataclasses.replace(finding.location, path=staged.relabel(finding.location.path)),
+        location=msgspec.structs.replace(finding.location, path=staged.relabel(finding.location.path)),
         evidence=_relabel_value(finding.evidence, staged),
         fix=fix,
     )
@@ -619,5 +616,5 @@ def relabel_result(result: Any, staged: list[Staged]) -> None:
             findings.append(finding)
             result.target_of[finding] = s.label
     result.findings = sorted(findings, key=Finding.sort_key)
-    result.loaded = [dataclasses.replace(c, path=_label_of(c.path, staged)) for c in result.loaded]
+    result.loaded = [msgspec.structs.replace(c, path=_label_of(c.path, staged)) for c in result.loaded]
     result.remote = [s.summary() for s in staged]

@@ -9,11 +9,11 @@ variable TTSDOCTOR_LIMIT_<NAME> (for example TTSDOCTOR_LIMIT_GGUF_ARRAY_ITEMS=10
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+import msgspec
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(msgspec.Struct, frozen=True):
     name: str
     default: int
     unit: str

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.finding import Finding
 
@@ -34,25 +35,23 @@ class SettingsError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Suppression:
+class Suppression(msgspec.Struct, frozen=True):
     path: str  # glob relative to the settings file
     code: str
     reason: str = ""
     pointer: str | None = None
 
 
-@dataclass
-class Settings:
+class Settings(msgspec.Struct):
     path: str | None = None  # the file the settings came from
     select: list[str] | None = None
-    ignore: list[str] = field(default_factory=list)
+    ignore: list[str] = []
     unsafe_fixes: bool = False
     baseline: str | None = None
-    per_path_ignores: dict[str, list[str]] = field(default_factory=dict)
-    suppress: list[Suppression] = field(default_factory=list)
-    rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [tool.ttsdoctor.rules.<ID>]
-    families: dict[str, str] = field(default_factory=dict)  # [tool.ttsdoctor.families] glob -> family or "none"
+    per_path_ignores: dict[str, list[str]] = {}
+    suppress: list[Suppression] = []
+    rule_options: dict[str, dict[str, Any]] = {}  # [tool.ttsdoctor.rules.<ID>]
+    families: dict[str, str] = {}  # [tool.ttsdoctor.families] glob -> family or "none"
 
     def apply_family(self, model: Any) -> None:
         """Set a model folder's family as the project says (`"none"`: no TTS family), overriding detection."""

@@ -28,8 +28,9 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 if TYPE_CHECKING:
     from ttsdoctor.artifacts.model_dir import ModelDir
@@ -50,25 +51,23 @@ class SmokeUnavailable(Exception):
     pass
 
 
-@dataclass
-class Check:
+class Check(msgspec.Struct):
     name: str
     passed: bool | None  # None: skipped
     detail: str
     seconds: float = 0.0
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = {}
 
 
-@dataclass
-class SmokeReport:
+class SmokeReport(msgspec.Struct):
     path: str
     device: str
     dtype: str
     versions: dict[str, str]
-    checks: list[Check] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    checks: list[Check] = []
+    warnings: list[str] = []
     seconds: float = 0.0
-    ids: dict[str, Any] = field(default_factory=dict)  # the special ids the checks used, and where from
+    ids: dict[str, Any] = {}  # the special ids the checks used, and where from
 
     @property
     def passed(self) -> bool:
@@ -78,7 +77,8 @@ class SmokeReport:
         return next((c for c in self.checks if c.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = msgspec.structs.asdict(self)
+        data["checks"] = [msgspec.structs.asdict(c) for c in self.checks]
         data["passed"] = self.passed
         return data
 
@@ -160,8 +160,7 @@ def _clear_warning_once() -> None:
         cache_clear()  # otherwise a warning seen in an earlier run is never logged again
 
 
-@dataclass(frozen=True)
-class Ids:
+class Ids(msgspec.Struct, frozen=True):
     """The special ids a check uses, and where each came from (said in the check's detail)."""
 
     pad: int | None  # what generate() pads finished rows with and infers the mask from
@@ -190,8 +189,7 @@ def _described(token: int | None, where: str) -> str:
     return f"{token} ({where})" if token is not None else f"none ({where})"
 
 
-@dataclass
-class Subject:
+class Subject(msgspec.Struct):
     """What every check works on: the loaded model and tokenizer, the options, generate()'s own ids, the saved
     tokenizer.json read by the tokenizers library (what AutoTokenizer should have built), and the speech layout."""
 
@@ -205,7 +203,7 @@ class Subject:
     speech: SpeechLayout | None = None
     speech_skip: str = ""  # why there is no speech layout
     max_speech_tokens: int = 256
-    prompt_notes: list[str] = field(default_factory=list)
+    prompt_notes: list[str] = []
     _speech_run: SpeechRun | None = None
 
     def prompt(self, text: str) -> list[int]:
@@ -410,8 +408,7 @@ def tokenizer_mismatch(tokenizer: Any, saved: Any, model_type: str | None) -> st
     return None
 
 
-@dataclass(frozen=True)
-class SpeechLayout:
+class SpeechLayout(msgspec.Struct, frozen=True):
     """Where a TTS model's audio section starts and ends, and which ids are audio tokens in it."""
 
     family: str  # the family's name, or "unknown family" (layout read from the tokenizer's own tokens)
@@ -724,8 +721,7 @@ def _check_attention(s: Subject) -> Check:
     return Check("attention", True, f"sdpa runs and matches eager; {timing}", data=data)
 
 
-@dataclass
-class SpeechRun:
+class SpeechRun(msgspec.Struct):
     prompt: list[int]
     new: list[int]  # the generated ids
     ran: int  # max_new_tokens given to generate()

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import load_config
@@ -32,8 +33,7 @@ _WRAPPERS = ("modules_to_save.", "original_module.", "token_adapter.", "base_lay
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-@dataclass(frozen=True)
-class Adapter:
+class Adapter(msgspec.Struct, frozen=True):
     doc: JsonDoc  # adapter_config.json
     base_dir: str | None  # the base model folder found locally, if any
     base_config: JsonDoc | None  # its config.json

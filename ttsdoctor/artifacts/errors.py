@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+
+import msgspec
 
 
 class ArtifactError(Exception):
@@ -26,13 +27,12 @@ class LfsPointer(ArtifactError):
         super().__init__(path, f"is a Git LFS pointer (to an object{size}), not the file itself: run `git lfs pull`")
 
 
-@dataclass
-class BrokenTarget:
+class BrokenTarget(msgspec.Struct):
     """What loading gives for a target that could not be loaded at all (a missing path, an unreadable folder, a
     file of no kind ttsdoctor checks, a worker that crashed on it): only its errors, which ART001 reports."""
 
     path: str
-    errors: list[ArtifactError] = field(default_factory=list)
+    errors: list[ArtifactError] = []
     kind = "broken"
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError, refuse_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.model_dir import ModelDir
@@ -52,12 +53,11 @@ GGML_TYPES: dict[int, tuple[str, int, int]] = {
 }  # fmt: skip
 
 
-@dataclass
-class GgufHeader:
+class GgufHeader(msgspec.Struct):
     version: int
-    metadata: dict[str, Any] = field(default_factory=dict)  # scalars and strings; decoded arrays as lists
-    arrays: dict[str, tuple[int, int]] = field(default_factory=dict)  # skipped arrays: key -> (item type, count)
-    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+    metadata: dict[str, Any] = {}  # scalars and strings; decoded arrays as lists
+    arrays: dict[str, tuple[int, int]] = {}  # skipped arrays: key -> (item type, count)
+    tensors: dict[str, TensorInfo] = {}
 
 
 class NeedMore(Exception):

@@ -8,8 +8,9 @@ problems at load time and read as absent by rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.jsonfile import JsonDoc, escape_pointer_part, load_json
@@ -39,8 +40,7 @@ BOOL_KEYS = ("do_sample", "output_attentions", "tie_word_embeddings", "is_encode
 _SCOPE_MARKERS = ("model_type", "vocab_size", *ID_KEYS)
 
 
-@dataclass(frozen=True)
-class ConfigScope:
+class ConfigScope(msgspec.Struct, frozen=True):
     doc: JsonDoc
     prefix: str  # JSON pointer of this scope, "" at the top level
     name: str  # "" at the top level, else the key path ("decoder", "text_config")

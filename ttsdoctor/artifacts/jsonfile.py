@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 
@@ -26,8 +27,7 @@ def unescape_pointer_part(part: str) -> str:
     return part.replace("~1", "/").replace("~0", "~")
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(msgspec.Struct, frozen=True):
     """Where a JSON value lies in its text: its key (object members), its value, and its kind."""
 
     key_start: int | None
@@ -103,13 +103,12 @@ def locate(text: str, pointer: str) -> Span | None:
     return span
 
 
-@dataclass
-class JsonDoc:
+class JsonDoc(msgspec.Struct):
     path: str
     data: Any
     text: str
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (pointer, problem)
-    _positions: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = []  # (pointer, problem)
+    _positions: dict[str, tuple[int, int] | None] = {}
 
     def position(self, pointer: str) -> tuple[int | None, int | None]:
         """(line, column) of a key (or array element), 1-based; (None, None) when unknown. Computed on demand,

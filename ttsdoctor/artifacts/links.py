@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+import msgspec
 
 
-@dataclass
-class OutsideLink:
+class OutsideLink(msgspec.Struct):
     """A link in the tree whose target lies outside the checked root: directories are not followed, files
     are read through the link but never written through it."""
 

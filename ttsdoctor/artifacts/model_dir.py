@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.adapter import ADAPTER_CONFIG, Adapter, load_adapter
 from ttsdoctor.artifacts.embeddings import text_embedding, text_head
@@ -19,21 +20,20 @@ from ttsdoctor.artifacts.weights import load_weights_in_dir
 from ttsdoctor.families import Detection, Family, detect_family
 
 
-@dataclass
-class ModelDir:
+class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properties
     path: str
     names: list[str]
     config: JsonDoc | None = None
     generation_config: JsonDoc | None = None
     tokenizer: TokenizerBundle | None = None
     weights: Weights | None = None
-    errors: list[ArtifactError] = field(default_factory=list)
+    errors: list[ArtifactError] = []
     family: Family | None = None
     family_detection: Detection | None = None  # what the family was recognised from
-    extra_decls: list[SpecialDecl] = field(default_factory=list)  # special ids from GGUF metadata
+    extra_decls: list[SpecialDecl] = []  # special ids from GGUF metadata
     gguf_metadata: dict[str, Any] | None = None  # a GGUF file's metadata (scalars, strings, token list and types)
     adapter: Adapter | None = None  # adapter_config.json of a PEFT adapter folder, and the base it names
-    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
+    cache: dict[str, Any] = {}  # derived views rules share
 
     kind = "model_dir"
 

@@ -22,8 +22,9 @@ import ast
 import json
 import re
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 MARK = "# %% ttsdoctor cell "
 MAGIC = "# ttsdoctor-magic "
@@ -35,8 +36,7 @@ _UNPREFIX = re.compile(rf"^(\s*)(?:{re.escape(MAGIC)}|{re.escape(SKIP)})(.*)$")
 _UNPASS = re.compile(rf"^\s*{re.escape(PASS_MAGIC)}(.*)$")
 
 
-@dataclass
-class Cell:
+class Cell(msgspec.Struct):
     index: int  # position among all cells of the notebook (0-based)
     text: str  # the cell's source, as in the file
     as_list: bool  # source stored as a list of lines (nbformat's usual form) or a single string
@@ -45,10 +45,9 @@ class Cell:
     skipped: str | None = None  # why the cell is not checked: a syntax error, or the Python it needs
 
 
-@dataclass
-class VirtualNotebook:
+class VirtualNotebook(msgspec.Struct):
     text: str
-    cells: list[Cell] = field(default_factory=list)
+    cells: list[Cell] = []
 
     def locate(self, line: int) -> tuple[Cell, int] | None:
         """The cell holding a virtual line, and the line number inside that cell (1-based)."""

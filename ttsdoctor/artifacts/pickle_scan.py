@@ -11,7 +11,8 @@ fetched from the memo); anything else under a STACK_GLOBAL (a computed name) or 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+
+import msgspec
 
 from ttsdoctor.limits import limit, over
 
@@ -30,13 +31,12 @@ _STRING_OPS = frozenset(
 )
 
 
-@dataclass
-class Scan:
+class Scan(msgspec.Struct):
     """What one pickle (from `start` to its STOP) names."""
 
     start: int
     end: int | None = None  # offset after STOP; None when the stream ended first or a limit was hit
-    globals: list[tuple[str, str]] = field(default_factory=list)
+    globals: list[tuple[str, str]] = []
     problem: str | None = None  # why the walk stopped before STOP
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import LFS_POINTER_PREFIX, ArtifactError, check_lfs_pointer, regular_file_size
 from ttsdoctor.artifacts.pickle_scan import python2_names, scan_pickle
@@ -63,21 +64,18 @@ class _Dict(dict):
         self.state = state
 
 
-@dataclass(frozen=True)
-class _Storage:
+class _Storage(msgspec.Struct, frozen=True):
     dtype: str
     key: str
     numel: int
 
 
-@dataclass(frozen=True)
-class _Tensor:
+class _Tensor(msgspec.Struct, frozen=True):
     dtype: str
     shape: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class _Global:
+class _Global(msgspec.Struct, frozen=True):
     module: str
     name: str
 
@@ -135,12 +133,11 @@ def _rebuild_from_type(func: Any, new_type: Any, args: Any = (), state: Any = No
     return func(*args) if callable(func) and isinstance(args, tuple) else _Opaque()
 
 
-@dataclass
-class _Walk:
-    out: dict[str, _Tensor] = field(default_factory=dict)
+class _Walk(msgspec.Struct):
+    out: dict[str, _Tensor] = {}
     visited: int = 0
-    max_objects: int = field(default_factory=lambda: limit("pickle_objects"))
-    max_depth: int = field(default_factory=lambda: limit("pickle_depth"))
+    max_objects: int = msgspec.field(default_factory=lambda: limit("pickle_objects"))
+    max_depth: int = msgspec.field(default_factory=lambda: limit("pickle_depth"))
     truncated: bool = False
 
 
@@ -174,14 +171,13 @@ def _flatten(obj: Any, prefix: str, walk: _Walk, depth: int = 0) -> None:
             _flatten(state, prefix, walk, depth + 1)
 
 
-@dataclass
-class _Read:
+class _Read(msgspec.Struct):
     """What was read of one file: every pickle torch may unpickle, with where it came from."""
 
     format: str
-    pickles: list[tuple[str, bytes]] = field(default_factory=list)  # (where, bytes)
-    ambiguities: list[str] = field(default_factory=list)
-    unchecked: list[str] = field(default_factory=list)
+    pickles: list[tuple[str, bytes]] = []  # (where, bytes)
+    ambiguities: list[str] = []
+    unchecked: list[str] = []
 
 
 def _read_zip(path: str, read: _Read) -> None:

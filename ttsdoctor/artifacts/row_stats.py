@@ -7,7 +7,7 @@ bf16 is widened to float32 by shifting the 16 bits into the high half.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from ttsdoctor.artifacts.tensors import TensorInfo
 
@@ -16,8 +16,7 @@ REFERENCE_ROWS = 512
 NUMPY_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8"}
 
 
-@dataclass(frozen=True)
-class RowReport:
+class RowReport(msgspec.Struct, frozen=True):
     checked: int
     zero: int
     duplicates: int

@@ -7,8 +7,9 @@ import io
 import re
 import tokenize
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 from ttsdoctor.finding import Location
@@ -17,17 +18,16 @@ _NEWLINE = re.compile(r"\r\n|\n|\r")
 _SUPPRESS = re.compile(r"#\s*ttsdoctor:\s*ignore(?:\[([A-Za-z0-9_, ]+)\])?")
 
 
-@dataclass
-class SourceFile:
+class SourceFile(msgspec.Struct):
     path: str
     text: str  # for a notebook: its code cells as one Python text (artifacts/notebook.py)
     tree: ast.Module
-    suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # line -> codes (None: all)
-    errors: list[ArtifactError] = field(default_factory=list)
-    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views (the AST index), built once
+    suppressions: dict[int, frozenset[str] | None] = {}  # line -> codes (None: all)
+    errors: list[ArtifactError] = []
+    cache: dict[str, Any] = {}  # derived views (the AST index), built once
     notebook: Any = None  # VirtualNotebook for .ipynb files
     # what was not checked and why: (line, message, broken) where broken means a syntax error, not a newer grammar
-    notices: list[tuple[int | None, str, bool]] = field(default_factory=list)
+    notices: list[tuple[int | None, str, bool]] = []
     json_doc: Any = None  # the notebook's JsonDoc, for positions in the file
 
     kind = "source"

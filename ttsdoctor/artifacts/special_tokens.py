@@ -7,8 +7,9 @@ a `SpecialDecl` with the ids it resolves to and where it was written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.hf_config import ConfigScope, scopes
 from ttsdoctor.artifacts.jsonfile import JsonDoc, escape_pointer_part
@@ -17,17 +18,25 @@ from ttsdoctor.artifacts.tokenizer import TokenizerBundle
 ROLES = ("pad", "eos", "bos", "unk")
 
 
-@dataclass(frozen=True)
-class SpecialDecl:
+class SpecialDecl(msgspec.Struct, frozen=True):
     role: str
     ids: tuple[int, ...]  # () when a named token is not in the tokenizer
     token: str | None  # the token string when the level names one
     level: str  # human name of the level: "config.json", "config.json (decoder)", "tokenizer_config.json"
     path: str
     pointer: str
-    doc: JsonDoc | None = field(compare=False, hash=False, repr=False)  # where the position is found, on demand
+    doc: JsonDoc | None  # where the position is found, on demand; not compared
     text_space: bool = True  # the ids index the tokenizer's vocabulary (not a codebook sub-vocabulary)
     scope: str = ""  # sub-config name, "" at the top level
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (self.role, self.ids, self.token, self.level, self.path, self.pointer, self.text_space, self.scope)
+
+    def __eq__(self, other: object) -> bool:
+        return self._identity() == other._identity() if isinstance(other, SpecialDecl) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     @property
     def line(self) -> int | None:

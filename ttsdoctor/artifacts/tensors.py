@@ -6,9 +6,9 @@ fill in and the rules read; it imports no reader, so the readers import it witho
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError
 
@@ -137,8 +137,7 @@ SAFE_PICKLE_GLOBALS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class TensorInfo:
+class TensorInfo(msgspec.Struct, frozen=True):
     name: str
     dtype: str
     shape: tuple[int, ...]
@@ -151,12 +150,11 @@ class TensorInfo:
         return self.shape[0] if self.shape else None
 
 
-@dataclass
-class WeightFile:
+class WeightFile(msgspec.Struct):
     path: str
     format: str  # "safetensors" | "torch-zip" | "torch-legacy" | "pickle"
     tensors: dict[str, TensorInfo]
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = {}
     pickle_globals: tuple[tuple[str, str], ...] = ()  # every global a pickle names, in order
     pickle_members: tuple[str, ...] = ()  # which pickles of the file were read (torch's choice first)
     ambiguities: tuple[str, ...] = ()  # ways in which torch and other readers may see different pickles
@@ -167,7 +165,7 @@ class WeightFile:
         """The same header with no data offsets: a header read without its data (a Hub file checked remotely),
         which rules that read rows then skip."""
         tensors = {name: TensorInfo(t.name, t.dtype, t.shape, t.path) for name, t in self.tensors.items()}
-        return dataclasses.replace(self, tensors=tensors)
+        return msgspec.structs.replace(self, tensors=tensors)
 
     @property
     def unsafe_globals(self) -> tuple[tuple[str, str], ...]:
@@ -175,13 +173,12 @@ class WeightFile:
         return tuple(dict.fromkeys(g for g in self.pickle_globals if g not in SAFE_PICKLE_GLOBALS))
 
 
-@dataclass
-class Weights:
-    files: list[WeightFile] = field(default_factory=list)  # what transformers would load
+class Weights(msgspec.Struct):
+    files: list[WeightFile] = []  # what transformers would load
     index_path: str | None = None
-    errors: list[ArtifactError] = field(default_factory=list)
+    errors: list[ArtifactError] = []
     # other pickle files beside them (optimizer.pt, rng_state.pth, training_args.bin): read for security only
-    extras: list[WeightFile] = field(default_factory=list)
+    extras: list[WeightFile] = []
 
     @property
     def tensors(self) -> dict[str, TensorInfo]:

@@ -12,8 +12,9 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes, regular_file_size
 from ttsdoctor.artifacts.jsonfile import JsonDoc, load_json, parse_json_text
@@ -83,8 +84,7 @@ class _Tables:
         return {**self.model, **self.added} if self.added else self.model
 
 
-@dataclass
-class TokenizerFile:
+class TokenizerFile(msgspec.Struct):
     """tokenizer.json (or a plain vocab.json, or a GGUF's token list) with effective ids.
 
     A tokenizer.json as the library writes it (BPE, the common case) is read by ttsdoctor itself
@@ -100,7 +100,7 @@ class TokenizerFile:
     added: dict[int, str]  # effective id -> content of every added token
     declared_added: tuple[DeclaredAddedToken, ...] = ()
     pre_tokenizers: tuple[str, ...] = ()  # the pre-tokenizer's types, a Sequence's members in order
-    _lookup: _Library | _Tables = field(default_factory=lambda: _Tables({}))
+    _lookup: _Library | _Tables = msgspec.field(default_factory=lambda: _Tables({}))
     _vocab: dict[str, int] | None = None
 
     @property
@@ -147,8 +147,7 @@ def _pre_tokenizer_types(state: Any) -> tuple[str, ...]:
     return tuple(str(m.get("type")) for m in members if isinstance(m, dict)) if isinstance(members, list) else ()
 
 
-@dataclass
-class TokenizerBundle:
+class TokenizerBundle(msgspec.Struct):
     """All tokenizer files of one directory (or one named tokenizer file)."""
 
     directory: str
@@ -157,7 +156,7 @@ class TokenizerBundle:
     config: JsonDoc | None = None  # tokenizer_config.json
     special_map: JsonDoc | None = None  # special_tokens_map.json
     added_tokens: JsonDoc | None = None  # added_tokens.json
-    errors: list[ArtifactError] = field(default_factory=list)
+    errors: list[ArtifactError] = []
 
     @property
     def present(self) -> bool:
@@ -330,8 +329,6 @@ def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
     rest (normalizer, pre-tokenizer, post-processor, decoder, the model's options) is checked by loading it
     in the library with an empty vocabulary: a file the library refuses goes to the library's own load.
     """
-    import msgspec
-
     try:
         doc = msgspec.json.decode(raw, type=_bpe_file_type())
         normalizer = _json_or_none(doc.normalizer)
@@ -399,8 +396,6 @@ def _bpe_file_type() -> Any:
     """msgspec types for a BPE tokenizer.json, built on first use (msgspec is imported only then): the
     vocabulary and added tokens decoded, the merges only checked to be JSON, the other parts kept as raw JSON
     for the library's stub. One pass over the file."""
-    import msgspec
-
     raw_or_unset = msgspec.Raw | msgspec.UnsetType
     unset = msgspec.UNSET
 
@@ -426,22 +421,19 @@ def _bpe_file_type() -> Any:
         "TokenizerJson",
         [
             ("model", model),
-            ("added_tokens", list[AddedEntry], msgspec.field(default_factory=list)),
+            ("added_tokens", list[AddedEntry], []),
             *((name, raw_or_unset, unset) for name in _TOP_PARTS),
         ],
     )
 
 
 def _json_or_none(value: Any) -> Any:
-    import msgspec
-
     return None if value is msgspec.UNSET else msgspec.json.decode(value)
 
 
 def _library_stub(doc: Any) -> Any:
     """The file without its vocabulary, merges and added tokens, loaded by the library (a few ms): None when
     the library refuses it. It validates everything this reader does not, and holds the normalizer."""
-    import msgspec
     from tokenizers import Tokenizer
 
     def members(obj: Any, names: tuple[str, ...]) -> list[bytes]:
@@ -501,8 +493,7 @@ def _other_tokenizer_json(directory: str) -> str | None:
     return os.path.join(directory, found[0]) if len(found) == 1 else None
 
 
-@dataclass(frozen=True)
-class SymbolList:
+class SymbolList(msgspec.Struct, frozen=True):
     """vocab.txt with one symbol a line (F5-TTS): the id of a symbol is its line index."""
 
     path: str

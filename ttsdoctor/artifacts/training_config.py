@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError, decode_utf8, read_bytes
 from ttsdoctor.artifacts.jsonfile import escape_pointer_part, parse_json_text, quote_json5_keys, strip_json_comments
@@ -49,8 +50,7 @@ OUTPUT_KEY_HINTS = ("output", "save", "out_dir", "log", "cache", "export", "resu
 FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".yaml", ".yml", ".txt", ".model", ".gguf")
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(msgspec.Struct, frozen=True):
     pointer: str
     key: str  # the last key (or index) of the pointer
     value: Any
@@ -58,8 +58,7 @@ class Entry:
     column: int | None
 
 
-@dataclass
-class NamedFile:
+class NamedFile(msgspec.Struct):
     entry: Entry
     role: str  # "tokenizer" | "base_tokenizer" | "weights" | "other"
     resolved: str | None  # the path that exists, as used
@@ -70,19 +69,18 @@ class NamedFile:
     outside_project: bool = False  # a relative path climbing out of the project: reported, never read
 
 
-@dataclass
-class TrainingConfig:
+class TrainingConfig(msgspec.Struct):
     path: str
     format: str  # "yaml" | "json"
     data: Any
     entries: list[Entry]
-    named_files: list[NamedFile] = field(default_factory=list)
+    named_files: list[NamedFile] = []
     project_root: str | None = None
-    errors: list[ArtifactError] = field(default_factory=list)
-    suppressions: dict[int, frozenset[str] | None] = field(default_factory=dict)  # YAML comments
+    errors: list[ArtifactError] = []
+    suppressions: dict[int, frozenset[str] | None] = {}  # YAML comments
     family: Family | None = None
-    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived views rules share
-    notes: list[str] = field(default_factory=list)  # how the file departs from its format, but still reads
+    cache: dict[str, Any] = {}  # derived views rules share
+    notes: list[str] = []  # how the file departs from its format, but still reads
 
     kind = "training_config"
 

@@ -8,7 +8,8 @@ import importlib.util
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+import msgspec
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
@@ -347,8 +348,7 @@ def _text(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int, depth: 
     return ""
 
 
-@dataclass(frozen=True)
-class _Fp16Site:
+class _Fp16Site(msgspec.Struct, frozen=True):
     node: ast.expr  # where it is asked for: the dtype argument, or the `.half()` call
     what: str  # "`torch_dtype=torch.float16`"
     family: ServingFacts

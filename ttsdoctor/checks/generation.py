@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import re
 from collections.abc import Iterator
+
+import msgspec
 
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
@@ -223,7 +224,7 @@ class DictGenerationConfig(Rule):
         """`written` is the expression at the use site; a fix rewrites the dict only where it is written inline."""
         fix = _generation_config_fix(source, value) if written is value else None
         if fix is not None and applicability is not None:
-            fix = dataclasses.replace(fix, applicability=applicability)
+            fix = msgspec.structs.replace(fix, applicability=applicability)
         return self.finding(
             message,
             source.path,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import singledispatch
+
+import msgspec
 
 from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.model_dir import ModelDir
@@ -18,8 +19,7 @@ HUGE = 10**9  # tokenizers write 1e30 for "no limit"
 ROPE_TYPES = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "olmo", "granite", "qwen2_moe")
 
 
-@dataclass(frozen=True)
-class Length:
+class Length(msgspec.Struct, frozen=True):
     value: int
     what: str  # "max_length in generation_config.json"
     path: str

@@ -21,7 +21,8 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+
+import msgspec
 
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.checks import pysource
@@ -50,23 +51,21 @@ MASK, NO_MASK = "mask", "no_mask"
 BATCH, SINGLE = "batch", "single"
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(msgspec.Struct, frozen=True):
     kind: str
     why: str
     certain: bool = True  # False for a class only named like a transformers model (its package may differ)
 
 
-@dataclass
-class ModuleFacts:
+class ModuleFacts(msgspec.Struct):
     """Per-module tables, built once: imports, classes, which function belongs to which class."""
 
-    imports: dict[str, str] = field(default_factory=dict)  # local name -> qualified name
-    classes: dict[str, ast.ClassDef] = field(default_factory=dict)
-    class_of: dict[ast.AST, ast.ClassDef] = field(default_factory=dict)  # method -> its class
-    functions: dict[str, ast.AST] = field(default_factory=dict)
-    bindings: dict[ast.AST, dict[str, list[Binding]]] = field(default_factory=dict)  # scope -> name -> bindings
-    self_assigned: dict[ast.AST, dict[str, list[tuple[ast.AST, ast.expr, int]]]] = field(default_factory=dict)
+    imports: dict[str, str] = {}  # local name -> qualified name
+    classes: dict[str, ast.ClassDef] = {}
+    class_of: dict[ast.AST, ast.ClassDef] = {}  # method -> its class
+    functions: dict[str, ast.AST] = {}
+    bindings: dict[ast.AST, dict[str, list[Binding]]] = {}  # scope -> name -> bindings
+    self_assigned: dict[ast.AST, dict[str, list[tuple[ast.AST, ast.expr, int]]]] = {}
 
 
 def facts(source: SourceFile) -> ModuleFacts:
@@ -93,8 +92,7 @@ def facts(source: SourceFile) -> ModuleFacts:
     return out
 
 
-@dataclass
-class Context:
+class Context(msgspec.Struct):
     source: SourceFile
     scope: ast.AST  # the function (or module) the expression is in
     line: int
@@ -107,8 +105,7 @@ class Context:
         return Context(self.source, scope, line)
 
 
-@dataclass(frozen=True)
-class Binding:
+class Binding(msgspec.Struct, frozen=True):
     kind: str  # "assign" | "tuple" | "for" | "with" | "param" | "import"
     value: ast.expr | None = None
     index: int | None = None
@@ -523,8 +520,7 @@ def _mentions_pad(node: ast.AST) -> bool:
     return any(_tail(n) in PAD_NAMES or (_tail(n) or "").endswith("pad_token_id") for n in ast.walk(node))
 
 
-@dataclass(frozen=True)
-class PadFacts:
+class PadFacts(msgspec.Struct, frozen=True):
     pad_is_eos: tuple[tuple[ast.Assign, bool], ...]  # (assignment, guarded by an `if ... pad ... is None`)
     masks_pad: tuple[tuple[ast.AST, str], ...]  # nodes that mask by comparison with the pad id, and what they do
     trains: ast.AST | None  # a Trainer / collator call or a backward(): the module trains

@@ -11,7 +11,8 @@ import bisect
 import re
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+import msgspec
 
 from ttsdoctor.artifacts.source import SourceFile
 
@@ -19,16 +20,14 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module, ast.Lambda)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 
-@dataclass(frozen=True)
-class CallSite:
+class CallSite(msgspec.Struct, frozen=True):
     node: ast.Call
     name: str  # the called attribute or function name: "generate", "from_pretrained"
     scope: ast.AST  # enclosing function or module
     in_loop: bool  # inside a for/while loop of its own function
 
 
-@dataclass
-class SourceIndex:
+class SourceIndex(msgspec.Struct):
     """Every node once, with its scope and loop context, and the calls by called name."""
 
     nodes: list[tuple[ast.AST, ast.AST, bool]]

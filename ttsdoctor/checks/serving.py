@@ -12,8 +12,9 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import msgspec
 
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.jsonfile import JsonDoc
@@ -181,8 +182,7 @@ def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysourc
     return facts, list(pysource.calls(source, _CALLS_TEXT, "SamplingParams", "generate"))
 
 
-@dataclass(frozen=True)
-class OmniStage:
+class OmniStage(msgspec.Struct, frozen=True):
     """A stage of a vLLM-Omni stage config (`stage_args[i]`) that runs a known family's speech-token LM
     autoregressively; vLLM-Omni builds that stage's SamplingParams from its `default_sampling_params`."""
 
@@ -420,8 +420,7 @@ class AudioLengthBudget(Rule):
             )
 
 
-@dataclass(frozen=True)
-class _Stops:
+class _Stops(msgspec.Struct, frozen=True):
     ids: tuple[int, ...]
     where: str  # "generation_config.json", "config.json", "GGUF metadata"
 

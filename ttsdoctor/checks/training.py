@@ -14,8 +14,9 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import msgspec
 
 from ttsdoctor.artifacts.adapter import find_local_model
 from ttsdoctor.artifacts.errors import ArtifactError
@@ -108,8 +109,7 @@ def _skips_long(stmt: ast.stmt) -> bool:
     return any(isinstance(s, (ast.Continue, ast.Return, ast.Raise, ast.Break)) for s in stmt.body)
 
 
-@dataclass(frozen=True)
-class Truncation:
+class Truncation(msgspec.Struct, frozen=True):
     node: ast.Subscript
     limit: ast.expr
     end: str  # how the end token is written: "speech_gen_end_id", "'<|SPEECH_GENERATION_END|>'"
@@ -118,19 +118,18 @@ class Truncation:
     scope: ast.AST
 
 
-@dataclass
-class _Flow:
+class _Flow(msgspec.Struct):
     """Which variables hold an end id, and which hold a sequence whose last element is one, statement by statement."""
 
     source: SourceFile
     end_ids: set[int]
     scope: ast.AST
     slice_lines: _SliceLines
-    holds_end: dict[str, str] = field(default_factory=dict)
-    ends_with: dict[str, tuple[str, int]] = field(default_factory=dict)
-    items_end_with: dict[str, tuple[str, int]] = field(default_factory=dict)  # a list of such sequences
+    holds_end: dict[str, str] = {}
+    ends_with: dict[str, tuple[str, int]] = {}
+    items_end_with: dict[str, tuple[str, int]] = {}  # a list of such sequences
     skip_guard: bool = False
-    found: list[Truncation] = field(default_factory=list)
+    found: list[Truncation] = []
 
     def is_end(self, expr: ast.expr) -> str | None:
         key = _key(expr)
@@ -277,8 +276,7 @@ class _Flow:
 _SLICE_FROM_START = re.compile(r"\[\s*(?:0|None)?\s*:")  # where _slices can find a cut: seq[:n], seq[0:n]
 
 
-@dataclass(frozen=True)
-class _SliceLines:
+class _SliceLines(msgspec.Struct, frozen=True):
     """The lines holding a slice from the start: statements on other lines need no walk of their expressions."""
 
     starts: tuple[int, ...]  # sorted line numbers of the `[` of each such slice
@@ -471,8 +469,7 @@ _BIG_INT_DIGITS = re.compile(r"1[0-9]{5}")  # 50x faster than the \b form: run f
 _STOP_KEYWORDS = ("eos_token_id", "stop_token_ids", "pad_token_id")
 
 
-@dataclass(frozen=True)
-class HardCodedId:
+class HardCodedId(msgspec.Struct, frozen=True):
     value: int
     node: ast.expr
     token: str  # what the id is in the family's published tokenizer

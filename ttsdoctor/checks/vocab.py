@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import singledispatch
 from typing import Any, ClassVar
+
+import msgspec
 
 from ttsdoctor.artifacts.embeddings import head_bias, text_embedding, text_head
 from ttsdoctor.artifacts.model_dir import ModelDir
@@ -23,8 +24,7 @@ BASE_KEYS = ("original_vocab_size", "base_vocab_size", "orig_vocab_size", "pretr
 OUT_OF_RANGE = "IndexError on CPU, device-side assert on CUDA"
 
 
-@dataclass(frozen=True)
-class Size:
+class Size(msgspec.Struct, frozen=True):
     value: int
     what: str  # "n_vocab in config/train.yaml", "the embedding text_emb.weight in x.pt"
     kind: str  # "tokenizer" | "declared" | "embedding" | "head"
@@ -36,8 +36,7 @@ class Size:
     entry: Entry | None = None
 
 
-@dataclass(frozen=True)
-class VocabView:
+class VocabView(msgspec.Struct, frozen=True):
     tokenizer: Size | None
     declared: tuple[Size, ...]
     rows: tuple[Size, ...]  # embeddings and heads, in weight-file order
