@@ -14,7 +14,14 @@ import msgspec
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.checks import pysource
-from ttsdoctor.checks.serving import LOADERS, MODEL_ARGS, family_names_in, option_defaults, source_family
+from ttsdoctor.checks.serving import (
+    LOADERS,
+    MODEL_ARGS,
+    family_names_in,
+    names_a_family,
+    option_defaults,
+    source_family,
+)
 from ttsdoctor.codecs import ServingFacts, serving_facts
 from ttsdoctor.environment import installed_version
 from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, Severity
@@ -449,7 +456,7 @@ class Float16Overflow(Rule):
             return
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
-        if not _FP16_TEXT.search(source.text):
+        if not names_a_family(source) or not _FP16_TEXT.search(source.text):
             return
         for site in _fp16_sites(source):
             facts = site.family

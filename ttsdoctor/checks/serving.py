@@ -141,6 +141,12 @@ def family_names_in(model: str) -> set[str]:
     return {family for pattern, family in _FAMILY_IN_SOURCE if pattern.search(model)}
 
 
+def names_a_family(source: SourceFile) -> bool:
+    """Whether the text spells a TTS family's name anywhere: a model name the rules could read (a literal, an
+    f-string's parts, an option's default) is spelled in the text, so without one they have nothing to read."""
+    return source.mentions_any_case(*_FAMILY_WORDS)
+
+
 def source_family(source: SourceFile) -> ServingFacts | None:
     """The serving facts of the one TTS family whose model the file loads (None for none or several): a
     string naming it passed to from_pretrained / LLM / Llama, not a model merely listed in the file."""
@@ -148,7 +154,7 @@ def source_family(source: SourceFile) -> ServingFacts | None:
         found: ServingFacts | None = source.cache["source_family"]
         return found
     named: set[str] = set()
-    if source.mentions_any_case(*_FAMILY_WORDS):  # the models loaded by name, else by an option's default
+    if names_a_family(source):  # the models loaded by name, else by an option's default
         for models in (loaded_models(source), loaded_model_defaults(source)):
             named = {family for model in models for family in family_names_in(model)}
             if named:
