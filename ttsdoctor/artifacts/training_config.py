@@ -10,6 +10,7 @@ same loaders as model directories.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -81,6 +82,9 @@ class TrainingConfig(msgspec.Struct):
     family: Family | None = None
     cache: dict[str, Any] = {}  # derived views rules share
     notes: list[str] = []  # how the file departs from its format, but still reads
+    # (line, column, problem): what loaders read differently or refuse (a repeated key); read as json.load and
+    # yaml.safe_load do
+    problems: list[tuple[int | None, int | None, str]] = []
 
     kind = "training_config"
 
@@ -189,6 +193,7 @@ def parse_training_config(path: str) -> TrainingConfig:
         _flatten_within_budget(path, doc.data, entries)
         config = TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
         config.notes = notes
+        config.problems = [(None, None, problem) for _, problem in doc.problems]
         return config
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
@@ -196,6 +201,9 @@ def parse_training_config(path: str) -> TrainingConfig:
     if not text.strip():
         raise ArtifactError(path, "file is empty")
     yaml = YAML(typ="rt")
+    yaml.Constructor = _last_key_wins()
+    repeats: list[tuple[int | None, int | None, str]] = []
+    yaml.constructor.repeats = repeats
     try:
         data = yaml.load(text)
     except YAMLError as exc:
@@ -208,7 +216,38 @@ def parse_training_config(path: str) -> TrainingConfig:
     except RecursionError:
         raise ArtifactError(path, "invalid YAML: nested too deeply to read") from None
     _flatten_within_budget(path, data, entries)
-    return TrainingConfig(path, "yaml", data, entries, suppressions=parse_suppressions(text, python=False))
+    config = TrainingConfig(path, "yaml", data, entries, suppressions=parse_suppressions(text, python=False))
+    config.problems = repeats
+    return config
+
+
+@functools.cache
+def _last_key_wins() -> Any:
+    """ruamel's round-trip constructor reading a repeated key as yaml.safe_load does (the last value wins; ruamel
+    refuses the file, or keeps the first value), each repeat recorded in `repeats`. OmegaConf and Hydra refuse
+    such a file; merge keys (`<<: *base`) are not repeats."""
+    from ruamel.yaml.constructor import RoundTripConstructor
+
+    class LastKeyWins(RoundTripConstructor):  # type: ignore[misc]
+        repeats: list[tuple[int | None, int | None, str]]
+
+        def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any) -> bool:
+            if key in mapping:
+                line = key_node.start_mark.line + 1
+                first = mapping.lc.key(key)[0] + 1 if key in getattr(mapping.lc, "data", {}) else None
+                same = " with the same value" if mapping[key] == value else ""
+                where = f"lines {first} and {line}" if first is not None else f"line {line} and before"
+                self.repeats.append(
+                    (
+                        line,
+                        key_node.start_mark.column + 1,
+                        f"key {key!r} is given twice ({where}){same}: yaml.safe_load keeps the last value, as "
+                        "ttsdoctor reads it, while OmegaConf and Hydra refuse the file (found duplicate key)",
+                    )
+                )
+            return True
+
+    return LastKeyWins
 
 
 def _flatten_within_budget(path: str, data: Any, entries: list[Entry]) -> None:

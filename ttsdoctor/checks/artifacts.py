@@ -135,6 +135,8 @@ class MalformedValue(Rule):
     def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
         for note in config.notes:
             yield self.finding(note, config.path, severity=Severity.INFO)
+        for line, column, problem in config.problems:
+            yield self.finding(problem, config.path, line=line, column=column, severity=Severity.WARNING)
 
     def check_model(self, model: ModelDir) -> Iterator[Finding]:
         for doc in (model.config, model.generation_config):

@@ -174,31 +174,40 @@ class _Flow(msgspec.Struct):
                     return self.ends(expr.func.value)
         return None
 
-    def walk(self, body: list[ast.stmt], guards: tuple[ast.expr, ...] = ()) -> None:
+    def walk(
+        self, body: list[ast.stmt], guards: tuple[ast.expr, ...] = (), counters: frozenset[str] = frozenset()
+    ) -> None:
         for stmt in body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
             for expr in _own_expressions(stmt):
                 if self.slice_lines.overlaps(expr):
-                    self._slices(expr, guards)
+                    self._slices(expr, guards, counters | _range_counters(expr))
             self._effects(stmt)
             if _skips_long(stmt):
                 self.skip_guard = True
             inner = (*guards, stmt.test) if isinstance(stmt, ast.If) else guards
+            looping = counters
+            if isinstance(stmt, (ast.For, ast.AsyncFor)) and _counts(stmt.iter):
+                looping = counters | {n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)}
             for name in ("body", "orelse", "finalbody"):
                 child = getattr(stmt, name, None)
                 if isinstance(child, list) and child and isinstance(child[0], ast.stmt):
-                    self.walk(child, inner if name == "body" else guards)
+                    self.walk(child, inner if name == "body" else guards, looping if name == "body" else counters)
             for handler in getattr(stmt, "handlers", ()):
-                self.walk(handler.body, guards)
+                self.walk(handler.body, guards, counters)
 
-    def _slices(self, expr: ast.AST, guards: tuple[ast.expr, ...]) -> None:
+    def _slices(self, expr: ast.AST, guards: tuple[ast.expr, ...], counters: frozenset[str]) -> None:
         for node in ast.walk(expr):
             if not (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice)):
                 continue
             cut = node.slice
             if cut.upper is None or cut.step is not None or not _is_zero_or_none(cut.lower):
                 continue
+            if isinstance(cut.upper, ast.Name) and cut.upper.id in counters:
+                continue  # words[:i] for i in range(...): every prefix in turn (an n-gram score), not a budget
+            if isinstance(cut.upper, ast.Constant) and isinstance(cut.upper.value, int) and cut.upper.value < 8:
+                continue  # words[:1]: the first items, not a length budget
             if isinstance(cut.upper, ast.UnaryOp) or (
                 isinstance(cut.upper, ast.Constant) and not isinstance(cut.upper.value, int)
             ):
@@ -319,6 +328,22 @@ def truncations(source: SourceFile, end_ids: set[int]) -> list[Truncation]:
         flow.walk(scope.body)  # type: ignore[attr-defined]
         found += flow.found
     return found
+
+
+def _counts(iterable: ast.expr) -> bool:
+    """`range(...)`: a loop over positions."""
+    return isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name) and iterable.func.id == "range"
+
+
+def _range_counters(expr: ast.AST) -> frozenset[str]:
+    """The names a comprehension in `expr` counts with: `i` in `(words[:i] for i in range(1, n))`."""
+    return frozenset(
+        n.id
+        for c in ast.walk(expr)
+        if isinstance(c, ast.comprehension) and _counts(c.iter)
+        for n in ast.walk(c.target)
+        if isinstance(n, ast.Name)
+    )
 
 
 def _is_zero_or_none(expr: ast.expr | None) -> bool:
