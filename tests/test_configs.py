@@ -158,3 +158,17 @@ def test_a_repeated_yaml_key_is_read_as_yaml_safe_load_reads_it_and_reported_as_
     ]
     good = parse_training_config(os.path.join(FIXTURES, "ART002/good/yaml-merge-key/train_config.yaml"))
     assert good.problems == [] and good.data["finetune"]["learning_rate"] == 5.0e-5
+
+
+def test_json_training_configs_report_repeated_keys_by_what_json_load_reads(tmp_path) -> None:
+    """A key given twice with two values is dead text (a warning: the first value is not the setting); the same
+    value twice, and a NaN (Python's json reads it, as the training code does), are infos."""
+    config = tmp_path / "train_config.json"
+    config.write_text('{\n  "ga_alpha": 10.0,\n  "loss_masking": true,\n  "loss_masking": true,\n  "ga_alpha": 5.0,\n'
+                      '  "best_loss": NaN\n}\n')  # fmt: skip
+    findings = engine.run(ALL_RULES, discover([str(config)])).findings
+    assert sorted((f.severity.value, f.message.split(":")[0]) for f in findings if f.rule_id == "ART002") == [
+        ("info", "non-standard JSON constant NaN"),
+        ("info", "repeated key 'loss_masking', with the same value both times"),
+        ("warning", "duplicate key 'ga_alpha'"),
+    ]

@@ -64,8 +64,10 @@ def test_json_directory_and_duplicates(tmp_path) -> None:
     path.write_text('{"top_p": NaN, "a": 1, "a": 2}')
     doc = load_json(str(path))
     assert doc.data["a"] == 2
-    assert any("duplicate key 'a'" in p for _, p in doc.problems)
+    assert any("duplicate key 'a': the last value wins (2 over 1)" in p for _, p in doc.problems)
     assert any("NaN" in p for _, p in doc.problems)
+    path.write_text('{"b": true, "b": true}')  # Coqui's test configs: the same value twice, read as meant
+    assert load_json(str(path)).problems == [("", "repeated key 'b', with the same value both times")]
 
 
 def test_config_scopes_and_types() -> None:

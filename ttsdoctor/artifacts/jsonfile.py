@@ -137,11 +137,15 @@ def parse_json_text(path: str, text: str) -> JsonDoc:
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out = dict(pairs)  # the last value of a repeated key wins, as in json.loads
         if len(out) != len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
+            seen: dict[str, Any] = {}
+            for key, value in pairs:
                 if key in seen:
-                    problems.append(("", f"duplicate key {key!r}: the last value wins"))
-                seen.add(key)
+                    problems.append(
+                        ("", f"duplicate key {key!r}: the last value wins ({value!r} over {seen[key]!r})")
+                        if value != seen[key]
+                        else ("", f"repeated key {key!r}, with the same value both times")
+                    )
+                seen[key] = value
         return out
 
     def constant_hook(name: str) -> float:

@@ -193,7 +193,11 @@ def parse_training_config(path: str) -> TrainingConfig:
         _flatten_within_budget(path, doc.data, entries)
         config = TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
         config.notes = notes
-        config.problems = [(None, None, problem) for _, problem in doc.problems]
+        for _, problem in doc.problems:  # a NaN: Python's json reads it (the training code does), strict parsers not
+            if problem.startswith("non-standard JSON constant"):
+                notes.append(f"{problem}: Python's json.load reads it, strict JSON parsers refuse it")
+            else:
+                config.problems.append((None, None, problem))
         return config
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError

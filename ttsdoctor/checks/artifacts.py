@@ -136,7 +136,10 @@ class MalformedValue(Rule):
         for note in config.notes:
             yield self.finding(note, config.path, severity=Severity.INFO)
         for line, column, problem in config.problems:
-            yield self.finding(problem, config.path, line=line, column=column, severity=Severity.WARNING)
+            harmless = problem.startswith("repeated key")  # JSON, the same value twice: json.load reads it as meant
+            yield self.finding(
+                problem, config.path, line=line, column=column, severity=Severity.INFO if harmless else Severity.WARNING
+            )
 
     def check_model(self, model: ModelDir) -> Iterator[Finding]:
         for doc in (model.config, model.generation_config):
@@ -144,8 +147,8 @@ class MalformedValue(Rule):
                 continue
             for pointer, problem in doc.problems:
                 line, column = doc.position(pointer) if pointer else (None, None)
-                if problem.startswith("not standard JSON"):
-                    severity = Severity.INFO  # comments in a toolkit's config that its loader strips
+                if problem.startswith(("not standard JSON", "repeated key")):
+                    severity = Severity.INFO  # comments a toolkit's loader strips; a key given twice the same
                 elif problem.startswith(("duplicate key", "non-standard", "comments")):
                     severity = Severity.WARNING
                 else:
