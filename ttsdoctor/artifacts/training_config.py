@@ -232,7 +232,7 @@ def _last_key_wins() -> Any:
     such a file; merge keys (`<<: *base`) are not repeats."""
     from ruamel.yaml.constructor import RoundTripConstructor
 
-    class LastKeyWins(RoundTripConstructor):  # type: ignore[misc]
+    class LastKeyWins(RoundTripConstructor):
         repeats: list[tuple[int | None, int | None, str]]
 
         def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any) -> bool:
