@@ -177,7 +177,7 @@ def parse_training_config(path: str) -> TrainingConfig:
     text = decode_utf8(path, read_bytes(path, "training_config_bytes"))
     entries: list[Entry] = []
     if path.endswith(".json"):
-        notes = []
+        notes: list[str] = []
         try:
             doc = parse_json_text(path, text)
         except ArtifactError:
@@ -191,14 +191,13 @@ def parse_training_config(path: str) -> TrainingConfig:
                 "json.load rejects; read as json5 and the loaders that strip comments read it"
             )
         _flatten_within_budget(path, doc.data, entries)
-        config = TrainingConfig(path, "json", doc.data, _json_positions(doc, entries))
-        config.notes = notes
+        problems: list[tuple[int | None, int | None, str]] = []
         for _, problem in doc.problems:  # a NaN: Python's json reads it (the training code does), strict parsers not
             if problem.startswith("non-standard JSON constant"):
                 notes.append(f"{problem}: Python's json.load reads it, strict JSON parsers refuse it")
             else:
-                config.problems.append((None, None, problem))
-        return config
+                problems.append((None, None, problem))
+        return TrainingConfig(path, "json", doc.data, _json_positions(doc, entries), notes=notes, problems=problems)
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -220,9 +219,8 @@ def parse_training_config(path: str) -> TrainingConfig:
     except RecursionError:
         raise ArtifactError(path, "invalid YAML: nested too deeply to read") from None
     _flatten_within_budget(path, data, entries)
-    config = TrainingConfig(path, "yaml", data, entries, suppressions=parse_suppressions(text, python=False))
-    config.problems = repeats
-    return config
+    suppressions = parse_suppressions(text, python=False)
+    return TrainingConfig(path, "yaml", data, entries, suppressions=suppressions, problems=repeats)
 
 
 @functools.cache

@@ -125,23 +125,18 @@ class ForcedOutputAttentions(Rule):
                 and pysource.is_true(node.value)
                 and any(isinstance(t, ast.Attribute) and t.attr == "output_attentions" for t in node.targets)
             ):
-                note = " inside a loop" if in_loop else ""
+                what = f"`{pysource.segment(source, node)}`" + (" inside a loop" if in_loop else "")
                 guard = _guard(scope, node)
                 if guard is not None:  # Whisper: only with return_token_timestamps, which need the attentions
-                    yield self.finding(
-                        f"`{pysource.segment(source, node)}`{note}, only when `{ast.unparse(guard)}`: a feature "
-                        f"that asks for the attentions; {output_attentions_effect(True)}",
-                        source.path,
-                        line=node.lineno,
-                        column=node.col_offset + 1,
-                        severity=Severity.INFO,
-                    )
-                    continue
+                    what += f", only when `{ast.unparse(guard)}`: a feature that asks for the attentions;"
+                else:
+                    what += ":"
                 yield self.finding(
-                    f"`{pysource.segment(source, node)}`{note}: {output_attentions_effect(True)}",
+                    f"{what} {output_attentions_effect(True)}",
                     source.path,
                     line=node.lineno,
                     column=node.col_offset + 1,
+                    severity=Severity.INFO if guard is not None else None,
                 )
 
     def _forced_by_dict(self, source: SourceFile, node: ast.AST, scope: ast.AST) -> Iterator[Finding]:

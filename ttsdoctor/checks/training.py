@@ -182,7 +182,7 @@ class _Flow(msgspec.Struct):
                 continue
             for expr in _own_expressions(stmt):
                 if self.slice_lines.overlaps(expr):
-                    self._slices(expr, guards, counters | _range_counters(expr))
+                    self._slices(expr, guards, counters)
             self._effects(stmt)
             if _skips_long(stmt):
                 self.skip_guard = True
@@ -198,13 +198,15 @@ class _Flow(msgspec.Struct):
                 self.walk(handler.body, guards, counters)
 
     def _slices(self, expr: ast.AST, guards: tuple[ast.expr, ...], counters: frozenset[str]) -> None:
+        """`counters`: the names enclosing `for ... in range(...)` loops count with (those of a comprehension in `expr`
+        are looked up only for a slice bounded by a name)."""
         for node in ast.walk(expr):
             if not (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice)):
                 continue
             cut = node.slice
             if cut.upper is None or cut.step is not None or not _is_zero_or_none(cut.lower):
                 continue
-            if isinstance(cut.upper, ast.Name) and cut.upper.id in counters:
+            if isinstance(cut.upper, ast.Name) and (cut.upper.id in counters or cut.upper.id in _range_counters(expr)):
                 continue  # words[:i] for i in range(...): every prefix in turn (an n-gram score), not a budget
             if isinstance(cut.upper, ast.Constant) and isinstance(cut.upper.value, int) and cut.upper.value < 8:
                 continue  # words[:1]: the first items, not a length budget
