@@ -319,6 +319,51 @@ def test_warnings_in_test_code_are_info(tmp_path) -> None:
     assert by_file["test_attention.py"].message.endswith("(in test code)")
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("google/gemma-2-9b-it", True),
+        ("google/gemma-2b", False),  # the first Gemma, which has sdpa
+        ("google/gemma-3-12b-it", True),  # sdpa exists; eager was transformers' advice for training
+        ("google/gemma-3n-E4B-it", True),
+        ("google/shieldgemma-2-4b-it", False),
+        ("openai/gpt-oss-20b", True),
+        ("nvidia/DeepSeek-V4-Flash-NVFP4", True),
+        ("state-spaces/mamba-130m-hf", True),
+        ("Zyphra/Zamba2-1.2B", False),
+        ("suno/bark-small", True),
+        ("facebook/mms-tts-eng", True),
+        ("canopylabs/orpheus-3b-0.1-ft", False),
+        ("HKUSTAudio/Llasa-1B", False),
+        ("EleutherAI/gpt-neox-20b", False),
+        ("EleutherAI/gpt-neo-1.3B", True),
+    ],
+)
+def test_eager_expected_by_hub_name(name: str, expected: bool) -> None:
+    from ttsdoctor.checks.attention import eager_expected
+
+    assert eager_expected(name) is expected
+
+
+def test_eager_only_table_matches_the_installed_transformers() -> None:
+    """The table says which classes have no sdpa path; a sample of it, both ways, against transformers itself."""
+    import transformers
+
+    from ttsdoctor.checks.attention import EAGER_ONLY_TYPES
+
+    sample = {
+        "gemma2": "Gemma2PreTrainedModel",
+        "gpt_oss": "GptOssPreTrainedModel",
+        "bark": "BarkPreTrainedModel",
+        "llama": "LlamaPreTrainedModel",
+        "qwen2": "Qwen2PreTrainedModel",
+        "gemma3": "Gemma3PreTrainedModel",
+        "nemotron_h": "NemotronHPreTrainedModel",
+    }
+    for model_type, cls in sample.items():
+        assert (model_type in EAGER_ONLY_TYPES) is (not getattr(transformers, cls)._supports_sdpa), model_type
+
+
 def test_notebook_round_trip_keeps_every_cell_exactly() -> None:
     from ttsdoctor.artifacts import notebook
 

@@ -10,7 +10,7 @@ from ttsdoctor.artifacts.jsonfile import JsonDoc
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.training_config import TrainingConfig
-from ttsdoctor.checks import pyflow, pysource
+from ttsdoctor.checks import pyflow, pysource, serving
 from ttsdoctor.environment import transformers_major
 from ttsdoctor.finding import Applicability, Finding, Fix, RemoveJsonKey, ReplaceSource, SetJsonValue, Severity
 from ttsdoctor.rule import Rule
@@ -188,17 +188,110 @@ def _guard(scope: ast.AST, node: ast.AST) -> ast.expr | None:
 ATTN_KEYS = ("attn_implementation", "_attn_implementation")
 
 
-def _selects_implementation(node: ast.Assign, scope: ast.AST) -> bool:
-    """Whether the same function also sets the attribute to something other than "eager"."""
-    names = {t.attr for t in node.targets if isinstance(t, ast.Attribute)} & set(ATTN_KEYS)
+def _sets_implementation(node: ast.AST) -> ast.expr | None:
+    """The value a node gives the attention implementation: `attn_implementation=` in a call, or an assignment to
+    `.attn_implementation` / `._attn_implementation`."""
+    if isinstance(node, ast.keyword) and node.arg in ATTN_KEYS:
+        return node.value
+    if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in ATTN_KEYS for t in node.targets):
+        return node.value
+    return None
+
+
+def _selects_implementation(node: ast.AST, scope: ast.AST) -> bool:
+    """Whether the same function also sets the attention implementation to something other than "eager" (library
+    code choosing among implementations, eager being one branch)."""
     for other in pyflow.scope_nodes(scope):
-        if other is node or not isinstance(other, ast.Assign):
-            continue
-        if any(isinstance(t, ast.Attribute) and t.attr in names for t in other.targets) and not (
-            isinstance(other.value, ast.Constant) and other.value.value == "eager"
-        ):
+        value = _sets_implementation(other) if other is not node else None
+        if value is not None and not (isinstance(value, ast.Constant) and value.value == "eager"):
             return True
     return False
+
+
+# An `if` around the pin that tests the GPU or a kernel it lacks: eager as a hardware fallback (xformers asked for on
+# a T4), not a pin. A test of the implementation alone is not one: Chatterbox switches a working sdpa to eager with
+# `if config._attn_implementation == "sdpa"`, which is the slowdown itself.
+_FALLBACK_TEST = re.compile(r"xformers|capability|device_name|\b(?:Tesla )?(?:T4|V100|P100|K80)\b", re.I)
+
+
+def _under_fallback_test(node: ast.AST, scope: ast.AST, source: SourceFile) -> bool:
+    line = getattr(node, "lineno", 0)
+    for other in pyflow.scope_nodes(scope):
+        if not isinstance(other, ast.If) or not other.body:
+            continue
+        inside = other.body[0].lineno <= line <= (other.end_lineno or 0)
+        if inside and _FALLBACK_TEST.search(pysource.segment(source, other.test) or ""):
+            return True
+    return False
+
+
+def _attentions_asked_at(scope: ast.AST) -> int | None:
+    """The line where the same function asks for attention weights (`output_attentions=True` in a call, or assigned
+    to an attribute): eager there is how it gets them."""
+    for node in pyflow.scope_nodes(scope):
+        if isinstance(node, ast.keyword) and node.arg == "output_attentions" and pysource.is_true(node.value):
+            return node.value.lineno
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Attribute) and t.attr == "output_attentions" for t in node.targets)
+            and pysource.is_true(node.value)
+        ):
+            return node.lineno
+    return None
+
+
+def _called_model(call: ast.Call, scope: ast.AST) -> str | None:
+    """The model a loading call names: its first argument or model keyword, as a string or a name assigned one."""
+    for expr in call.args[:1] + [kw.value for kw in call.keywords if kw.arg in serving.MODEL_ARGS]:
+        value = pysource.resolve(expr, scope, call.lineno)
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            return value.value
+    return None
+
+
+# Settings asking for bitwise-reproducible training: sdpa's fused backward kernels are not deterministic, so eager is
+# chosen on purpose there.
+_DETERMINISM = ("full_determinism", "use_deterministic_algorithms")
+
+
+# Model types whose transformers classes have no sdpa path (`_supports_sdpa` False in transformers 5.23.0, read off
+# the classes of every auto mapping): loading them with attn_implementation="sdpa" raises ValueError, so "eager" there
+# is required, not a leftover. Vision and encoder-only types are in the list too (it is what transformers says).
+EAGER_ONLY_TYPES = frozenset(
+    """align autoformer bark big_bird bigbird_pegasus bit blip bloom bridgetower bros canine clap clvp codegen convbert
+    convnext convnextv2 cpmant cvt dab-detr dac deberta deberta-v2 deepseek_v4 dinat dinov3_convnext donut-swin
+    efficientnet encodec falcon_mamba fastspeech2_conformer fastspeech2_conformer_with_hifigan flaubert flava flint fnet
+    focalnet fsmt funnel gemma2 gemma4_audio git glpn got_ocr2 gpt_neo gpt_neox_japanese gpt_oss gptj granite_swa
+    granitemoe_swa grounding-dino groupvit hgnet_v2 hiera hy_v4 ibert imagegpt informer inkling2 inkling2_text
+    layoutlmv2 layoutlmv3 led levit lilt longformer longt5 luke lxmert mamba mamba2 markuplm mask2former maskformer
+    maskformer-swin megatron-bert mgp-str mimo_v2_flash mm-grounding-dino mobilenet_v1 mobilenet_v2 mobilevit
+    mobilevitv2 mpnet mpt mra mvp nllb-moe nystromformer omdet-turbo oneformer openai-gpt openai_privacy_filter
+    patchtsmixer pegasus_x perceiver poolformer pp_chart2table pp_ocrv6_medium_det pp_ocrv6_small_det prophetnet pvt
+    pvt_v2 reformer regnet rembert resnet roformer rwkv seggpt sew-d speech_to_text speecht5 splinter squeezebert
+    swiftformer swin2sr swinv2 switch_transformers t5gemma table-transformer tapas textnet time_series_transformer
+    timesformer trocr tvp univnet uvdoc vaultgemma vibevoice_acoustic_tokenizer vibevoice_acoustic_tokenizer_decoder
+    vibevoice_acoustic_tokenizer_encoder videoprism videoprism_vision_model vilt visual_bert vitdet vits wavlm xcodec
+    xglm xlm xlnet xlstm yoso""".split()  # noqa: SIM905 (a word list reads better than 146 quoted strings)
+)
+
+# How Hub names spell the language-model and speech architectures of that list ("google/gemma-2-9b": gemma2, but
+# "google/gemma-2b" is the first Gemma, which has sdpa), and Gemma 3 / 3n, which have sdpa but for which eager is the
+# recommended choice: transformers 4.50-4.5x warned "It is strongly recommended to train Gemma3 models with the `eager`
+# attention implementation" (LLaMA-Factory #7755: loss 0 with sdpa), and Gemma 3n's vision tower needs it (unsloth
+# notebooks #196).
+_EAGER_NAMES = re.compile(
+    r"(?<![a-z])gemma[-_]?2(?![\d.b])|(?<![a-z])gemma[-_]?3n?(?![\d.])|vaultgemma|t5gemma|gpt-?oss|deepseek-?v4"
+    r"|(?<![a-z])mamba|rwkv|(?<![a-z])bloom"
+    r"|gpt-neo(?!x)|gpt-j(?![a-z])|codegen2?-\d|mosaicml/mpt|xglm|xlstm|openai-gpt|mimo-v2-flash|suno/bark|speecht5"
+    r"|mms-tts|(?<![a-z])vits|fastspeech2|clvp",
+    re.I,
+)
+
+
+def eager_expected(model_name: str) -> bool:
+    """Whether a model name (a Hub id or a path) names an architecture transformers runs with eager attention only,
+    or one it told users to train with eager (Gemma 3)."""
+    return _EAGER_NAMES.search(model_name) is not None
 
 
 EAGER_EFFECT = (
@@ -215,7 +308,8 @@ class EagerAttentionPinned(Rule):
 
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         doc: JsonDoc | None = target.config
-        if doc is None:
+        model_type = doc.data.get("model_type") if doc is not None else None
+        if doc is None or model_type in EAGER_ONLY_TYPES or eager_expected(str(model_type or "")):
             return
         for key in ATTN_KEYS:
             if doc.data.get(key) == "eager":
@@ -231,36 +325,42 @@ class EagerAttentionPinned(Rule):
                 )
 
     def check_training_config(self, target: TrainingConfig) -> Iterator[Finding]:
-        for entry in target.find(*ATTN_KEYS):
-            if entry.value == "eager":
-                yield self.finding(
-                    f"{entry.key}: eager in a training config: {EAGER_EFFECT}",
-                    target.path,
-                    entry.pointer,
-                    entry.line,
-                    entry.column,
-                )
+        pins = [entry for entry in target.find(*ATTN_KEYS) if entry.value == "eager"]
+        if not pins or any(eager_expected(model) for model in serving.config_models(target)):
+            return
+        deterministic = any(str(e.value).lower() == "true" for e in target.find(*_DETERMINISM))
+        note = (
+            "eager beside full_determinism: sdpa's fused backward kernels are not deterministic, so eager is the "
+            "reproducible choice (slower)"
+            if deterministic
+            else f"eager in a training config: {EAGER_EFFECT}"
+        )
+        for entry in pins:
+            yield self.finding(
+                f"{entry.key}: {note}",
+                target.path,
+                entry.pointer,
+                entry.line,
+                entry.column,
+                severity=Severity.INFO if deterministic else None,
+            )
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
         if not pysource.mentions(source.text, "eager", _EAGER_TEXT):
             return
-        remote = {  # keywords of calls that load remote code: its model classes may implement eager only
-            id(kw)
-            for site in pysource.calls(source, _EAGER_TEXT)
-            if pysource.is_true(getattr(pysource.keyword(site.node, "trust_remote_code"), "value", None))
-            for kw in site.node.keywords
-        }
+        calls = {id(kw): site for site in pysource.calls(source, _EAGER_TEXT) for kw in site.node.keywords}
+        file_models = serving.loaded_models(source) + serving.loaded_model_defaults(source)
+        deterministic = any(word in source.text for word in _DETERMINISM)
         for node, scope, _loop in pysource.nodes(source, _EAGER_TEXT):
-            if isinstance(node, ast.Assign) and _selects_implementation(node, scope):
-                continue  # library code choosing among implementations (eager as one branch), not a pin
-            value: ast.expr | None = None
-            if (isinstance(node, ast.keyword) and node.arg in ATTN_KEYS) or (
-                isinstance(node, ast.Assign)
-                and any(isinstance(t, ast.Attribute) and t.attr in ATTN_KEYS for t in node.targets)
-            ):
-                value = node.value
+            value = _sets_implementation(node)
             if not (isinstance(value, ast.Constant) and value.value == "eager"):
                 continue
+            if _selects_implementation(node, scope) or _under_fallback_test(node, scope, source):
+                continue  # eager as one branch of a choice or as a fallback, not a pin
+            site = calls.get(id(node))
+            model = _called_model(site.node, scope) if site is not None else None
+            if any(eager_expected(name) for name in ([model] if model is not None else file_models)):
+                continue  # an architecture without sdpa: eager is required there
             fix = None
             segment = pysource.segment(source, value)
             where = pysource.span(source, value)
@@ -270,20 +370,35 @@ class EagerAttentionPinned(Rule):
                     Applicability.SAFE,
                     (ReplaceSource(source.path, where[0], where[1], segment[0] + "sdpa" + segment[0]),),
                 )
-            if id(node) in remote:
+            asked_at = _attentions_asked_at(scope)
+            if asked_at is not None:  # the fix would leave it without attention weights: sdpa returns none
                 yield self.finding(
-                    'attention pinned to "eager" while loading remote code (trust_remote_code=True): custom model '
-                    "code often implements eager only; where it supports sdpa, sdpa is faster",
+                    f'attention switched to "eager" to read attention weights (output_attentions=True at line '
+                    f"{asked_at}): every forward pays for the full attention matrix; ask for them only when they are "
+                    "used (a debug flag), since sdpa returns none",
                     source.path,
                     line=value.lineno,
                     column=value.col_offset + 1,
-                    severity=Severity.INFO,
                 )
                 continue
+            why_not = None  # a reason eager may be meant: the finding is then info, with no fix
+            if site is not None and pysource.is_true(
+                getattr(pysource.keyword(site.node, "trust_remote_code"), "value", None)
+            ):
+                why_not = (
+                    'attention pinned to "eager" while loading remote code (trust_remote_code=True): custom model '
+                    "code often implements eager only; where it supports sdpa, sdpa is faster"
+                )
+            elif deterministic:
+                why_not = (
+                    'attention pinned to "eager" in a file asking for deterministic training: sdpa\'s fused backward '
+                    "kernels are not deterministic, so eager is the reproducible choice (slower)"
+                )
             yield self.finding(
-                f'attention pinned to "eager": {EAGER_EFFECT}',
+                why_not or f'attention pinned to "eager": {EAGER_EFFECT}',
                 source.path,
                 line=value.lineno,
                 column=value.col_offset + 1,
-                fix=fix,
+                fix=None if why_not else fix,
+                severity=Severity.INFO if why_not else None,
             )

@@ -169,13 +169,13 @@ def config_family(config: TrainingConfig) -> ServingFacts | None:
     entries (model_name_or_path: canopylabs/orpheus-3b-0.1-pretrained) name."""
     if config.family is not None:
         return serving_facts(config.family.name)
-    named = {
-        family
-        for entry in config.entries
-        if isinstance(entry.value, str) and _MODEL_KEYS.search(entry.key)
-        for family in family_names_in(entry.value)
-    }
+    named = {family for model in config_models(config) for family in family_names_in(model)}
     return serving_facts(named.pop()) if len(named) == 1 else None
+
+
+def config_models(config: TrainingConfig) -> list[str]:
+    """The strings a training config gives under keys naming a model (model_name_or_path, base_model, ...)."""
+    return [entry.value for entry in config.entries if isinstance(entry.value, str) and _MODEL_KEYS.search(entry.key)]
 
 
 def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysource.CallSite]]:
