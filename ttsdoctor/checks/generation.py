@@ -29,6 +29,34 @@ from ttsdoctor.rule import Rule
 _GENCONFIG_TEXT = re.compile(r"generation_config\s*=|[\"']generation_config[\"']\s*:")
 _GENERATE_TEXT = re.compile(r"\.generate\(")
 
+# Keywords and keys whose dict a library passes on as from_pretrained(**...) keyword arguments: OuteTTS's
+# additional_model_config (the OuteTTS report), pipeline(model_kwargs=...), TRL's model_init_kwargs.
+_FORWARDED_TO_LOAD = ("additional_model_config", "model_kwargs", "model_init_kwargs")
+
+
+def _forwarded_dicts(source: SourceFile) -> set[int]:
+    """The dict expressions a file hands to a library as from_pretrained keyword arguments: the value of an
+    `additional_model_config=` / `model_kwargs=` keyword or key, written there or through a name assigned one."""
+    if not any(name in source.text for name in _FORWARDED_TO_LOAD):
+        return set()
+    named: dict[str, list[ast.expr]] = {}
+    values: list[ast.expr] = []
+    for node in ast.walk(source.tree):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    named.setdefault(target.id, []).append(node.value)
+        elif isinstance(node, ast.keyword) and node.arg in _FORWARDED_TO_LOAD:
+            values.append(node.value)
+        elif isinstance(node, (ast.Dict, ast.Call)) and pysource.is_dict_expr(node):
+            values += [value for key, value, _node in pysource.dict_items(node) if key in _FORWARDED_TO_LOAD]
+    found: set[int] = set()
+    for value in values:
+        for expr in named.get(value.id, []) if isinstance(value, ast.Name) else [value]:
+            if pysource.is_dict_expr(expr):
+                found.add(id(expr))
+    return found
+
 
 GENERATION_KEYS = (
     "max_length",
@@ -177,6 +205,7 @@ class DictGenerationConfig(Rule):
                 # VibeVoice's own generate() builds GenerationConfig(**generation_config): wrapping would break it
                 message += f" ({origin.why}: if it defines its own {site.name}(), that may accept a dict)"
                 yield self._finding(source, value, anchor, message, Severity.WARNING, Applicability.UNSAFE)
+        forwarded_dicts = _forwarded_dicts(source)
         for node, scope, _loop in pysource.nodes(source, _GENCONFIG_TEXT):
             targets = [t for t in getattr(node, "targets", ()) if isinstance(t, ast.Attribute)]
             holder = next((t for t in targets if t.attr == "generation_config"), None)
@@ -198,7 +227,7 @@ class DictGenerationConfig(Rule):
                 else:
                     message += f" ({origin.why}: its own class may keep a dict there)"
                     yield self._finding(source, value, node.value, message, Severity.WARNING, Applicability.UNSAFE)
-            elif isinstance(node, (ast.Dict, ast.Call)) and pysource.is_dict_expr(node):
+            elif isinstance(node, (ast.Dict, ast.Call)) and id(node) in forwarded_dicts:
                 for key, written, _key_node in pysource.dict_items(node):
                     value = pysource.resolve(written, scope, getattr(node, "lineno", 0))
                     if key == "generation_config" and pysource.is_dict_expr(value) and id(value) not in reported:
