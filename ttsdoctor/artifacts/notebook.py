@@ -43,6 +43,7 @@ class Cell(msgspec.Struct):
     first_line: int = 0  # virtual line of the cell's first line (the line after its marker)
     lines: int = 0
     skipped: str | None = None  # why the cell is not checked: a syntax error, or the Python it needs
+    skipped_at: int = 1  # the line of the cell (1-based) where Python stopped, for a syntax error
 
 
 class VirtualNotebook(msgspec.Struct):
@@ -141,6 +142,7 @@ def build(notebook: Any) -> VirtualNotebook:
             if cell is None or cell.skipped is not None:
                 break
             cell.skipped = _why_not_parsed(cell, exc)
+            cell.skipped_at = found[1] if found is not None and cell.skipped.startswith("Python syntax") else 1
         except (RecursionError, MemoryError, ValueError):
             break
     for cell in cells:  # give up on the rest rather than loop

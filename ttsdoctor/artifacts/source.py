@@ -174,5 +174,5 @@ def load_notebook(path: str) -> SourceFile:
         if cell.skipped is not None:
             newer = cell.skipped.startswith("uses")
             why = f"it {cell.skipped}" if newer else cell.skipped
-            source.notices.append((cell.first_line, f"cell not checked: {why}", not newer))
+            source.notices.append((cell.first_line + cell.skipped_at - 1, f"cell not checked: {why}", not newer))
     return source
