@@ -88,6 +88,32 @@ def test_any_json_value_in_any_field_a_rule_reads(tmp_path_factory, config, gene
     _check_and_plan([str(folder)])
 
 
+# Every field with a value of every JSON type, one at a time: the random search above found `model_type: []`
+# (an unhashable list looked up in a set) on one CI run and not on the next; this sweep finds such a crash on
+# every run.
+ODD_VALUES = [None, True, -1, 1.5, "x", [], [1, "a"], {}, {"a": 1}]
+
+
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [
+        ("config.json", CONFIG_KEYS),
+        ("generation_config.json", GENERATION_KEYS),
+        ("tokenizer_config.json", TOKENIZER_KEYS),
+    ],
+)
+def test_each_field_with_each_json_type(tmp_path, name, keys) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(BASE, folder)
+    original = json.loads((folder / name).read_text())
+    for key in keys:
+        for value in ODD_VALUES:
+            (folder / name).write_text(json.dumps({**original, key: value}))
+            result = engine.run(ALL_RULES, discover([str(folder)]))
+            assert result.internal_errors == [], (name, key, value)
+            fixer.plan(result.findings, unsafe=True)
+
+
 @SETTINGS
 @given(
     st.dictionaries(

@@ -309,7 +309,8 @@ class EagerAttentionPinned(Rule):
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         doc: JsonDoc | None = target.config
         model_type = doc.data.get("model_type") if doc is not None else None
-        if doc is None or model_type in EAGER_ONLY_TYPES or eager_expected(str(model_type or "")):
+        model_type = model_type if isinstance(model_type, str) else ""
+        if doc is None or model_type in EAGER_ONLY_TYPES or eager_expected(model_type):
             return
         for key in ATTN_KEYS:
             if doc.data.get(key) == "eager":
