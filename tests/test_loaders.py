@@ -15,7 +15,7 @@ from ttsdoctor import engine
 from ttsdoctor.artifacts.embeddings import text_embedding, text_head
 from ttsdoctor.artifacts.errors import ArtifactError
 from ttsdoctor.artifacts.hf_config import load_config, scopes
-from ttsdoctor.artifacts.jsonfile import load_json, position_in
+from ttsdoctor.artifacts.jsonfile import load_json, position_in, positions_in
 from ttsdoctor.artifacts.model_dir import load_model_dir
 from ttsdoctor.artifacts.pickles import read_pickle_checkpoint
 from ttsdoctor.artifacts.source import load_source
@@ -36,6 +36,9 @@ def test_key_positions_nested_and_arrays() -> None:
     assert position_in(text, "/decoder/ids/2") is None and position_in(text, "/b") is None
     assert position_in('{"a~/b": {"x": [0, {"y": 1}]}}', "/a~0~1b/x/1/y") == (1, 21)
     assert position_in('{"a": 1, "a": 2}', "/a") == (1, 2)  # duplicate keys: the first, as before
+    assert positions_in('{"a": 1, "a": {"b": 2}}', ["/a", "/a/b"]) == {"/a": (1, 2), "/a/b": None}  # the same
+    everything = ["/a", "/decoder", "/decoder/pad_token_id", "/decoder/ids/1", "/decoder/ids/2", "/b", ""]
+    assert positions_in(text, everything) == {pointer: position_in(text, pointer) for pointer in everything}
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterator
@@ -117,6 +118,52 @@ class JsonDoc(msgspec.Struct):
             self._positions[pointer] = position_in(self.text, pointer)
         found = self._positions[pointer]
         return found if found else (None, None)
+
+    def positions(self, pointers: list[str]) -> list[tuple[int | None, int | None]]:
+        """`position` of many pointers, found in one walk of the text."""
+        missing = [pointer for pointer in pointers if pointer not in self._positions]
+        if missing:
+            self._positions.update(positions_in(self.text, missing))
+        return [self._positions[pointer] or (None, None) for pointer in pointers]
+
+
+def positions_in(text: str, pointers: list[str]) -> dict[str, tuple[int, int] | None]:
+    """(line, column) of many pointers in one walk: `position_in` for each would decode the document once per
+    pointer (minutes for an 800 KB JSON with thousands of values). Only containers on the way to a wanted pointer
+    are walked; lines come from a bisect over the newline offsets."""
+    wanted = set(pointers)
+    prefixes = {""}
+    for pointer in wanted:
+        at = pointer.rfind("/")
+        while at > 0 and pointer[:at] not in prefixes:  # a prefix already in has its own prefixes in too
+            prefixes.add(pointer[:at])
+            at = pointer.rfind("/", 0, at)
+    offsets: dict[str, int] = {}
+    try:
+        root = _span_at(text, None, _skip_ws(text, 0))
+        pending = [("", root)]
+        while pending:
+            pointer, span = pending.pop()
+            if span.kind == "scalar":
+                continue
+            for key, member in members(text, span):
+                child = f"{pointer}/{escape_pointer_part(key)}"
+                if child in offsets:
+                    continue  # a repeated key: the first one is found, as by locate
+                if child in wanted:
+                    offsets[child] = member.key_start if member.key_start is not None else member.value_start
+                if child in prefixes:
+                    pending.append((child, member))
+    except (JsonTextError, IndexError):
+        pass  # what was found before the bad text stands; the rest is unknown
+    newlines = [match.start() for match in re.finditer("\n", text)] if offsets else []
+    found: dict[str, tuple[int, int] | None] = dict.fromkeys(wanted)
+    for pointer, offset in offsets.items():
+        line = bisect.bisect_left(newlines, offset)  # newlines before the offset
+        found[pointer] = (line + 1, offset - (newlines[line - 1] + 1 if line else 0) + 1)
+    if "" in wanted:
+        found[""] = position_in(text, "")
+    return found
 
 
 def position_in(text: str, pointer: str) -> tuple[int, int] | None:

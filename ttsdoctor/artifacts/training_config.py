@@ -170,7 +170,8 @@ def _flatten(node: Any, pointer: str, key: str, out: list[Entry], depth: int = 0
 
 
 def _json_positions(doc: Any, entries: list[Entry]) -> list[Entry]:
-    return [Entry(e.pointer, e.key, e.value, *doc.position(e.pointer)) for e in entries]
+    places = doc.positions([e.pointer for e in entries])
+    return [Entry(e.pointer, e.key, e.value, *place) for e, place in zip(entries, places, strict=True)]
 
 
 def parse_training_config(path: str) -> TrainingConfig:
