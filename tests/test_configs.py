@@ -139,10 +139,11 @@ def test_json5_training_config_is_read_as_its_loader_reads_it(tmp_path) -> None:
     assert [(f.rule_id, f.severity.value) for f in findings if "invalid JSON" in f.message] == [("ART001", "error")]
 
 
-def test_a_repeated_yaml_key_is_read_as_yaml_safe_load_reads_it_and_reported_as_a_warning() -> None:
+def test_a_repeated_yaml_key_is_read_as_yaml_safe_load_reads_it_and_weighed_by_its_loader() -> None:
     """ultravox's example config pastes its `train_sets` block twice: ruamel refused the file (an "invalid YAML"
-    error on a file its own loader, yaml.safe_load, reads). The last value wins, as in PyYAML, and each repeat is
-    an ART002 warning at its line (OmegaConf and Hydra refuse such a file); merge keys are not repeats."""
+    error on a file its own loader, yaml.safe_load, reads). The last value wins, as in PyYAML. A repeat with another
+    value is an ART002 warning (the first is dead text); the same value twice is info, except in a Hydra config,
+    which refuses any repeat; merge keys are not repeats."""
     from ttsdoctor.artifacts.training_config import parse_training_config
 
     bad = os.path.join(FIXTURES, "ART002/bad/yaml-repeated-key/train_config.yaml")
@@ -150,12 +151,15 @@ def test_a_repeated_yaml_key_is_read_as_yaml_safe_load_reads_it_and_reported_as_
     assert parsed.data["optimizer"]["lr"] == 2.0e-4  # the last, as yaml.safe_load gives
     assert [e.line for e in parsed.entries if e.pointer == "/optimizer/lr"] == [19]
     assert [(line, column) for line, column, _ in parsed.problems] == [(10, 1), (19, 3)]
-    assert "lines 6 and 10) with the same value" in parsed.problems[0][2]
+    assert "(lines 6 and 10), the same value both times" in parsed.problems[0][2]
     findings = engine.run(ALL_RULES, discover([bad])).findings
     assert [(f.rule_id, f.severity.value, f.location.line) for f in findings] == [
-        ("ART002", "warning", 10),
+        ("ART002", "info", 10),
         ("ART002", "warning", 19),
     ]
+    hydra = os.path.join(FIXTURES, "ART002/bad/hydra-repeated-key/train.yaml")
+    findings = [f for f in engine.run(ALL_RULES, discover([hydra])).findings if f.rule_id == "ART002"]
+    assert [(f.severity.value, f.location.line) for f in findings] == [("warning", 14)]
     good = parse_training_config(os.path.join(FIXTURES, "ART002/good/yaml-merge-key/train_config.yaml"))
     assert good.problems == [] and good.data["finetune"]["learning_rate"] == 5.0e-5
 

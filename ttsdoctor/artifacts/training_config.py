@@ -238,14 +238,21 @@ def _last_key_wins() -> Any:
             if key in mapping:
                 line = key_node.start_mark.line + 1
                 first = mapping.lc.key(key)[0] + 1 if key in getattr(mapping.lc, "data", {}) else None
-                same = " with the same value" if mapping[key] == value else ""
                 where = f"lines {first} and {line}" if first is not None else f"line {line} and before"
+                if mapping[key] == value:  # "repeated key": ART002 weighs it by whether an OmegaConf loader reads it
+                    problem = (
+                        f"repeated key {key!r} ({where}), the same value both times: yaml.safe_load reads it as meant"
+                    )
+                else:
+                    problem = (
+                        f"key {key!r} is given twice ({where}): yaml.safe_load keeps the last value, as ttsdoctor "
+                        "reads it"
+                    )
                 self.repeats.append(
                     (
                         line,
                         key_node.start_mark.column + 1,
-                        f"key {key!r} is given twice ({where}){same}: yaml.safe_load keeps the last value, as "
-                        "ttsdoctor reads it, while OmegaConf and Hydra refuse the file (found duplicate key)",
+                        f"{problem}, while OmegaConf and Hydra refuse the file (found duplicate key)",
                     )
                 )
             return True

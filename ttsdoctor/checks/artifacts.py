@@ -135,8 +135,12 @@ class MalformedValue(Rule):
     def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
         for note in config.notes:
             yield self.finding(note, config.path, severity=Severity.INFO)
+        hydra = _hydra_config(config)
         for line, column, problem in config.problems:
-            harmless = problem.startswith("repeated key")  # JSON, the same value twice: json.load reads it as meant
+            # the same value twice: json.load and yaml.safe_load read it as meant, OmegaConf / Hydra refuse the file
+            harmless = problem.startswith("repeated key") and not hydra
+            if hydra and problem.startswith("repeated key"):
+                problem += ", and this file is a Hydra config (a defaults list, _target_ keys): the run stops on it"
             yield self.finding(
                 problem, config.path, line=line, column=column, severity=Severity.INFO if harmless else Severity.WARNING
             )
@@ -154,6 +158,15 @@ class MalformedValue(Rule):
                 else:
                     severity = Severity.ERROR
                 yield self.finding(problem, doc.path, pointer or None, line, column, severity=severity)
+
+
+def _hydra_config(config: TrainingConfig) -> bool:
+    """Whether a config is written for Hydra / OmegaConf, which refuse any repeated key: a top-level `defaults:` list
+    or `_target_` keys."""
+    return config.format == "yaml" and (
+        (isinstance(config.data, dict) and isinstance(config.data.get("defaults"), list))
+        or bool(config.find("_target_"))
+    )
 
 
 class MissingNamedFile(Rule):
