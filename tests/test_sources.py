@@ -345,6 +345,26 @@ def test_eager_expected_by_hub_name(name: str, expected: bool) -> None:
     assert eager_expected(name) is expected
 
 
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ('os.environ.get("MODEL_ID", "openai/gpt-oss-20b")', "openai/gpt-oss-20b"),
+        ('os.getenv("MODEL", default="x/y")', "x/y"),
+        ('environ.get("MODEL", "x/y")', "x/y"),
+        ('getenv("MODEL", "x/y")', "x/y"),
+        ('os.environ.get("MODEL_ID")', None),  # no default: nothing is known
+        ('config.get("model", "x/y")', None),  # a dict's get, not the environment
+        ('os.environ.get("MODEL", DEFAULT)', None),
+    ],
+)
+def test_env_default_reads_the_default_of_an_environment_lookup(code: str, expected: str | None) -> None:
+    import ast
+
+    from ttsdoctor.checks.pysource import env_default
+
+    assert env_default(ast.parse(code, mode="eval").body) == expected
+
+
 def test_eager_only_table_matches_the_installed_transformers() -> None:
     """The table says which classes have no sdpa path; a sample of it, both ways, against transformers itself."""
     import transformers

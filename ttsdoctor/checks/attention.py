@@ -246,7 +246,19 @@ def _called_model(call: ast.Call, scope: ast.AST) -> str | None:
         value = pysource.resolve(expr, scope, call.lineno)
         if isinstance(value, ast.Constant) and isinstance(value.value, str):
             return value.value
+        if (default := pysource.env_default(value)) is not None:
+            return default  # MODEL_ID = os.environ.get("MODEL_ID", "openai/gpt-oss-20b")
     return None
+
+
+def _mxfp4_quantized(call: ast.Call, scope: ast.AST) -> bool:
+    """Whether a loading call (or the kwargs dict beside the eager pin) quantizes with `Mxfp4Config`: transformers
+    5.23 has MXFP4 kernels for gpt-oss's experts only (Mxfp4GptOssExperts), and gpt-oss has no sdpa."""
+    quantization = pysource.keyword(call, "quantization_config")
+    if quantization is None:
+        return False
+    value = pysource.resolve(quantization.value, scope, call.lineno)
+    return isinstance(value, ast.Call) and pysource.called_name(value) == "Mxfp4Config"
 
 
 # Settings asking for bitwise-reproducible training: sdpa's fused backward kernels are not deterministic, so eager is
@@ -362,6 +374,8 @@ class EagerAttentionPinned(Rule):
             model = _called_model(site.node, scope) if site is not None else None
             if any(eager_expected(name) for name in ([model] if model is not None else file_models)):
                 continue  # an architecture without sdpa: eager is required there
+            if site is not None and _mxfp4_quantized(site.node, scope):
+                continue  # gpt-oss, named by its quantization when the model id comes from elsewhere
             fix = None
             segment = pysource.segment(source, value)
             where = pysource.span(source, value)

@@ -136,6 +136,24 @@ def resolve(expr: ast.expr, scope: ast.AST, line: int) -> ast.expr:
     return expr
 
 
+def env_default(expr: ast.expr) -> str | None:
+    """The string default of an environment lookup, `os.environ.get("MODEL_ID", "openai/gpt-oss-20b")` or
+    `os.getenv("MODEL", "x")`: what runs when the variable is not set."""
+    if not (isinstance(expr, ast.Call) and called_name(expr) in ("get", "getenv")):
+        return None
+    func = expr.func
+    owner = func.value if isinstance(func, ast.Attribute) else None
+    if called_name(expr) == "get" and not (
+        (isinstance(owner, ast.Attribute) and owner.attr == "environ")
+        or (isinstance(owner, ast.Name) and owner.id == "environ")
+    ):
+        return None  # a dict's get: not the environment
+    if called_name(expr) == "getenv" and not (owner is None or (isinstance(owner, ast.Name) and owner.id == "os")):
+        return None
+    default = expr.args[1] if len(expr.args) > 1 else getattr(keyword(expr, "default"), "value", None)
+    return default.value if isinstance(default, ast.Constant) and isinstance(default.value, str) else None
+
+
 def int_value(source: SourceFile, expr: ast.expr, scope: ast.AST, line: int) -> int | None:
     """A literal int, directly or through a name assigned one in the function or the module, or an attribute of
     self assigned one in the class."""

@@ -62,8 +62,9 @@ def loaded_models(source: SourceFile) -> list[str]:
 
 def loaded_model_defaults(source: SourceFile) -> list[str]:
     """The defaults of the options a file passes as the model to load: `from_pretrained(args.model_path)` with
-    `parser.add_argument("--model_path", default="./orpheus-ft")`, or a dataclass field's `field(default=...)`. What
-    runs when no option is given, which a user may change on the command line."""
+    `parser.add_argument("--model_path", default="./orpheus-ft")`, a dataclass field's `field(default=...)`, or an
+    environment variable's (`os.environ.get("MODEL_ID", "openai/gpt-oss-20b")`). What runs when no option is given,
+    which a user may change on the command line or in the environment."""
     return _loads(source)[1]
 
 
@@ -72,15 +73,23 @@ def _loads(source: SourceFile) -> tuple[list[str], list[str]]:
     if cached is not None:
         return cached
     strings: dict[str, list[str]] = {}
+    env_defaults: dict[str, list[str]] = {}  # MODEL_ID = os.environ.get("MODEL_ID", "openai/gpt-oss-20b")
     loads: list[ast.expr] = []
     if not any(name in source.text for name in LOADERS):
         source.cache["loaded_models"] = ([], [])
         return [], []  # no loader named: nothing to walk for
     for node in ast.walk(source.tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+        if isinstance(node, ast.Assign):
+            value = node.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                names, text = strings, value.value
+            elif (default := pysource.env_default(value)) is not None:
+                names, text = env_defaults, default
+            else:
+                continue
             for target in node.targets:
                 if isinstance(target, ast.Name):
-                    strings.setdefault(target.id, []).append(node.value.value)
+                    names.setdefault(target.id, []).append(text)
         elif isinstance(node, ast.Call) and pysource.called_name(node) in LOADERS:
             loads += node.args[:1] + [kw.value for kw in node.keywords if kw.arg in MODEL_ARGS]
     out: list[str] = []
@@ -90,8 +99,15 @@ def _loads(source: SourceFile) -> tuple[list[str], list[str]]:
             out.append(expr.value)
         elif isinstance(expr, ast.Name):
             out += strings.get(expr.id, [])
-        elif isinstance(expr, ast.Attribute) and (default := option_defaults(source).get(expr.attr)) is not None:
-            defaults.append(default)
+            defaults += env_defaults.get(expr.id, [])
+        else:
+            default = (
+                option_defaults(source).get(expr.attr)
+                if isinstance(expr, ast.Attribute)
+                else pysource.env_default(expr)
+            )
+            if default is not None:
+                defaults.append(default)
     source.cache["loaded_models"] = (out, defaults)
     return out, defaults
 
