@@ -542,3 +542,40 @@ def test_output_attentions_behind_a_feature_flag_is_info_behind_a_capability_che
     )
     found = [(f.location.line, f.severity.value) for f in _check(tmp_path, "gen.py", code, "ATT001")]
     assert found == [(4, "info"), (10, "warning")], found
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("import sys\nprep()\nquit()\ntrain()\n", (3, "quit()")),
+        ("import sys\nprep()\nsys.exit(0)\ntrain()\n", (3, "sys.exit()")),
+        ("prep()\nraise SystemExit('done')\ntrain()\n", (2, "raise SystemExit")),
+        ("prep()\nsys.exit(main())\n", None),  # the last statement: nothing after it
+        ("if ready:\n    quit()\ntrain()\n", None),  # conditional: what follows may run
+        ("def main():\n    exit()\n    train()\nmain()\n", None),  # inside a function, not the script's end
+    ],
+)
+def test_stops_at_finds_a_top_level_exit_with_code_after_it(tmp_path, code: str, expected) -> None:
+    from ttsdoctor.artifacts.source import load_source
+
+    path = tmp_path / "script.py"
+    path.write_text(code)
+    assert load_source(str(path)).stops_at == expected
+
+
+def test_findings_after_a_top_level_quit_are_info(tmp_path) -> None:
+    """A warning in code that does not run as the file stands (after a top-level quit()) is worth knowing only."""
+    path = tmp_path / "serve.py"
+    path.write_text(
+        "from transformers import AutoModelForCausalLM\n"
+        "print('prepared')\n"
+        "quit()\n"
+        "model = AutoModelForCausalLM.from_pretrained('canopylabs/orpheus-3b-0.1-ft', attn_implementation='eager')\n"
+    )
+    (finding,) = [f for f in engine.run(ALL_RULES, discover([str(path)])).findings if f.rule_id == "ATT002"]
+    assert finding.severity.value == "info" and finding.message.endswith(
+        "(after quit() at line 3: not run as the file stands)"
+    )
+    path.write_text(path.read_text().replace("quit()\n", ""))
+    (finding,) = [f for f in engine.run(ALL_RULES, discover([str(path)])).findings if f.rule_id == "ATT002"]
+    assert finding.severity.value == "warning"

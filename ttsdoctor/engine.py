@@ -156,6 +156,21 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
             else f
             for f in findings
         ]
+    stop = getattr(loaded, "stops_at", None)  # a script ending at a top-level quit(): what follows does not run
+    if stop is not None:
+        findings = [
+            msgspec.structs.replace(
+                f,
+                severity=Severity.INFO,
+                message=f"{f.message} (after {stop[1]} at line {stop[0]}: not run as the file stands)",
+            )
+            if f.severity in (Severity.ERROR, Severity.WARNING)
+            and f.location.path == loaded.path
+            and (f.location.line or 0) > stop[0]
+            and not _reviews(rules, f.rule_id)
+            else f
+            for f in findings
+        ]
     map_location = getattr(loaded, "map_location", None)  # notebooks: cell and line in the cell
     if map_location is not None:
         findings = [msgspec.structs.replace(f, location=map_location(f.location)) for f in findings]

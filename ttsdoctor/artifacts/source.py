@@ -58,6 +58,27 @@ class SourceFile(msgspec.Struct):
         low = self.lower
         return any(w in low for w in words)
 
+    @property
+    def stops_at(self) -> tuple[int, str] | None:
+        """(line, call) of a top-level statement that ends the script with more code after it: `quit()`, `exit()`,
+        `sys.exit(...)`, `os._exit(...)` or `raise SystemExit`, left in after a data-preparation step. What follows
+        it does not run as the file stands. None for a notebook, whose cells run one by one."""
+        if self.notebook is not None:
+            return None
+        body = self.tree.body
+        for statement in body[:-1]:
+            call = statement.value if isinstance(statement, ast.Expr) else None
+            if isinstance(call, ast.Call):
+                func = call.func
+                name = func.id if isinstance(func, ast.Name) else None
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                    name = f"{func.value.id}.{func.attr}"
+                if name in ("quit", "exit", "sys.exit", "os._exit"):
+                    return statement.lineno, f"{name}()"
+            if isinstance(statement, ast.Raise) and "SystemExit" in ast.unparse(statement.exc or statement):
+                return statement.lineno, "raise SystemExit"
+        return None
+
     def line_name(self, line: int) -> str:
         """How a message names a line: "line 12", or in a notebook "cell 4, line 2"."""
         found = self.notebook.locate(line) if self.notebook is not None else None

@@ -533,9 +533,12 @@ def pad_facts(source: SourceFile) -> PadFacts:
     pad_is_eos: list[tuple[ast.Assign, bool]] = []
     masks: list[tuple[ast.AST, str]] = []
     trains: ast.AST | None = None
+    stop = source.stops_at  # code after a top-level quit() does not run: its collator masks nothing
     stack: list[tuple[ast.AST, bool]] = [(source.tree, False)]
     while stack:
         node, guarded = stack.pop()
+        if stop is not None and getattr(node, "lineno", 0) > stop[0]:
+            continue
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]
             if _tail(target) in PAD_NAMES and isinstance(target, ast.Attribute) and _tail(node.value) in EOS_NAMES:

@@ -273,9 +273,11 @@ def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarde
             line=line,
             column=column,
         )
+    stop = target.stops_at
+    unread = f" (the code after {stop[1]} at line {stop[0]} does not run as the file stands: not read)" if stop else ""
     return rule.finding(
         f"`{source}`{condition} makes pad the eos token: harmless for one unpadded prompt at a time, but "
-        f"{PAD_EOS_CONSEQUENCE}",
+        f"{PAD_EOS_CONSEQUENCE}{unread}",
         target.path,
         severity=Severity.INFO,
         line=line,
