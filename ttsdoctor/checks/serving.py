@@ -432,26 +432,20 @@ class AudioLengthBudget(Rule):
             if seconds >= self.min_seconds:
                 continue
             wanted = f"{math.ceil(self.seconds * facts.tokens_per_second)} tokens give {self.seconds:g} s"
-            if seconds < 1.0:  # written on purpose and too short for any word: a text smoke test, not speech
-                yield self.finding(
-                    f"{key}={budget} at {source.line_name(kw.value.lineno)} is {_seconds(budget, facts)} of audio at "
-                    f"{_rate(facts)}, too short for any sentence: this call most likely generates text (a smoke test "
-                    f"of the language model); if it generates speech, {wanted}",
-                    source.path,
-                    line=kw.value.lineno,
-                    column=kw.value.col_offset + 1,
-                    evidence={"budget_tokens": budget, "seconds": round(seconds, 2)},
-                    severity=Severity.INFO,
-                )
-                continue
+            where = f"{key}={budget} at {source.line_name(kw.value.lineno)}"
+            smoke_test = seconds < 1.0  # written on purpose and too short for any word: a text smoke test, not speech
             yield self.finding(
-                f"{key}={budget} at {source.line_name(kw.value.lineno)} allows at most {_seconds(budget, facts)} of "
-                f"audio at {_rate(facts)}: longer sentences are cut off (below the {self.min_seconds:g} s this rule "
-                f"expects; {wanted})",
+                f"{where} is {_seconds(budget, facts)} of audio at {_rate(facts)}, too short for any sentence: this "
+                "call most likely generates text (a smoke test of the language model); if it generates speech, "
+                f"{wanted}"
+                if smoke_test
+                else f"{where} allows at most {_seconds(budget, facts)} of audio at {_rate(facts)}: longer sentences "
+                f"are cut off (below the {self.min_seconds:g} s this rule expects; {wanted})",
                 source.path,
                 line=kw.value.lineno,
                 column=kw.value.col_offset + 1,
                 evidence={"budget_tokens": budget, "seconds": round(seconds, 2)},
+                severity=Severity.INFO if smoke_test else None,
             )
 
 
