@@ -133,6 +133,19 @@ def _unused_inline(loaded: Any, used: set[tuple[int, str]], rules: tuple[Rule, .
     return out
 
 
+def _as_info(
+    findings: list[Finding], rules: tuple[Rule, ...], why: str, applies: Callable[[Finding], bool]
+) -> list[Finding]:
+    """The findings with those `applies` selects made info, `why` added to their message (the suppression reviewer's
+    own findings are left as they are)."""
+    return [
+        msgspec.structs.replace(f, severity=Severity.INFO, message=f"{f.message} ({why})")
+        if applies(f) and not _reviews(rules, f.rule_id)
+        else f
+        for f in findings
+    ]
+
+
 def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str] | None = None) -> list[Finding]:
     """Run every applicable rule. A crashing rule is a bug of ours: recorded, the other rules still run
     (set TTSDOCTOR_DEBUG=1 to raise instead)."""
@@ -150,27 +163,19 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
                 internal_errors.append(f"{rule.id} crashed on {loaded.path}: {type(exc).__name__}: {exc}")
     findings += _unused_inline(loaded, used, rules)
     if getattr(loaded, "is_test", False):  # test code pins odd values on purpose: worth knowing, not failing CI
-        findings = [
-            msgspec.structs.replace(f, severity=Severity.INFO, message=f"{f.message} (in test code)")
-            if f.severity is Severity.WARNING and not _reviews(rules, f.rule_id)
-            else f
-            for f in findings
-        ]
+        findings = _as_info(findings, rules, "in test code", lambda f: f.severity is Severity.WARNING)
     stop = getattr(loaded, "stops_at", None)  # a script ending at a top-level quit(): what follows does not run
     if stop is not None:
-        findings = [
-            msgspec.structs.replace(
-                f,
-                severity=Severity.INFO,
-                message=f"{f.message} (after {stop[1]} at line {stop[0]}: not run as the file stands)",
-            )
-            if f.severity in (Severity.ERROR, Severity.WARNING)
-            and f.location.path == loaded.path
-            and (f.location.line or 0) > stop[0]
-            and not _reviews(rules, f.rule_id)
-            else f
-            for f in findings
-        ]
+        findings = _as_info(
+            findings,
+            rules,
+            f"after {stop[1]} at line {stop[0]}: not run as the file stands",
+            lambda f: (
+                f.severity in (Severity.ERROR, Severity.WARNING)
+                and f.location.path == loaded.path
+                and (f.location.line or 0) > stop[0]
+            ),
+        )
     map_location = getattr(loaded, "map_location", None)  # notebooks: cell and line in the cell
     if map_location is not None:
         findings = [msgspec.structs.replace(f, location=map_location(f.location)) for f in findings]

@@ -120,11 +120,7 @@ class ForcedOutputAttentions(Rule):
         for node, scope, _in_loop in pysource.nodes(source, _FORCED_TEXT):
             yield from self._forced_by_dict(source, node, scope)
         for node, scope, in_loop in pysource.nodes(source, _FORCED_TEXT):
-            if (
-                isinstance(node, ast.Assign)
-                and pysource.is_true(node.value)
-                and any(isinstance(t, ast.Attribute) and t.attr == "output_attentions" for t in node.targets)
-            ):
+            if isinstance(node, ast.Assign) and pysource.is_true(_attribute_value(node, ("output_attentions",))):
                 what = f"`{pysource.segment(source, node)}`" + (" inside a loop" if in_loop else "")
                 guard = _guard(scope, node)
                 if guard is not None:  # Whisper: only with return_token_timestamps, which need the attentions
@@ -188,14 +184,19 @@ def _guard(scope: ast.AST, node: ast.AST) -> ast.expr | None:
 ATTN_KEYS = ("attn_implementation", "_attn_implementation")
 
 
+def _attribute_value(node: ast.AST, names: tuple[str, ...]) -> ast.expr | None:
+    """The value of an assignment to an attribute of one of `names` (`model.config.output_attentions = True`)."""
+    if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in names for t in node.targets):
+        return node.value
+    return None
+
+
 def _sets_implementation(node: ast.AST) -> ast.expr | None:
     """The value a node gives the attention implementation: `attn_implementation=` in a call, or an assignment to
     `.attn_implementation` / `._attn_implementation`."""
     if isinstance(node, ast.keyword) and node.arg in ATTN_KEYS:
         return node.value
-    if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in ATTN_KEYS for t in node.targets):
-        return node.value
-    return None
+    return _attribute_value(node, ATTN_KEYS)
 
 
 def _selects_implementation(node: ast.AST, scope: ast.AST) -> bool:
@@ -231,11 +232,7 @@ def _attentions_asked_at(scope: ast.AST) -> int | None:
     for node in pyflow.scope_nodes(scope):
         if isinstance(node, ast.keyword) and node.arg == "output_attentions" and pysource.is_true(node.value):
             return node.value.lineno
-        if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Attribute) and t.attr == "output_attentions" for t in node.targets)
-            and pysource.is_true(node.value)
-        ):
+        if isinstance(node, ast.Assign) and pysource.is_true(_attribute_value(node, ("output_attentions",))):
             return node.lineno
     return None
 
