@@ -10,8 +10,8 @@ from ttsdoctor.checks.adapters import (
 )
 from ttsdoctor.checks.artifacts import (
     IncompleteRead,
-    LfsPointerFile,
     MalformedValue,
+    MissingContentFile,
     MissingNamedFile,
     NotChecked,
     UnreadableArtifact,
@@ -62,7 +62,7 @@ ALL_RULES: tuple[Rule, ...] = (
     UnreadableArtifact(),
     MalformedValue(),
     MissingNamedFile(),
-    LfsPointerFile(),
+    MissingContentFile(),
     IncompleteRead(),
     NotChecked(),
     PadIsEos(),

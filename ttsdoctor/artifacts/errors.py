@@ -18,13 +18,25 @@ class ArtifactError(Exception):
         self.column = column
 
 
-class LfsPointer(ArtifactError):
+class MissingContent(ArtifactError):
+    """A file standing where weights, a tokenizer or a config belong without their content: ART004 reports it (a
+    warning: nothing in it is damaged, it is not there), not ART001."""
+
+
+class LfsPointer(MissingContent):
     """A Git LFS pointer file standing where the real file belongs (a clone without `git lfs pull`)."""
 
     def __init__(self, path: str, object_size: int | None):
         self.object_size = object_size
         size = f" of {human_bytes(object_size)}" if object_size is not None else ""
         super().__init__(path, f"is a Git LFS pointer (to an object{size}), not the file itself: run `git lfs pull`")
+
+
+class EmptyWeights(MissingContent):
+    """A weight file of 0 bytes: a placeholder committed for an output the code writes, or a failed download."""
+
+    def __init__(self, path: str):
+        super().__init__(path, "is empty (0 bytes): no weights in it (a placeholder, or a failed download)")
 
 
 class BrokenTarget(msgspec.Struct):
@@ -74,8 +86,11 @@ def regular_file_size(path: str) -> int:
     return st.st_size
 
 
-def refuse_lfs_pointer(path: str, size: int) -> None:
-    """Read the head of a small file and raise LfsPointer when it is a Git LFS pointer (binary formats)."""
+def refuse_missing_content(path: str, size: int) -> None:
+    """Raise EmptyWeights for a weight file of 0 bytes; read the head of a small one and raise LfsPointer when it is
+    a Git LFS pointer (binary formats)."""
+    if size == 0:
+        raise EmptyWeights(path)
     if size > MAX_LFS_POINTER:
         return
     try:

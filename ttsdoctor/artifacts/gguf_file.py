@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from ttsdoctor.artifacts.errors import ArtifactError, refuse_lfs_pointer, regular_file_size
+from ttsdoctor.artifacts.errors import ArtifactError, refuse_missing_content, regular_file_size
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
 from ttsdoctor.artifacts.tensors import TensorInfo, WeightFile, Weights
@@ -161,7 +161,7 @@ def _value(cur: _Cursor, vtype: int, key: str, decode_arrays: bool) -> tuple[Any
 
 def read_gguf_header(path: str) -> GgufHeader:
     size = regular_file_size(path)
-    refuse_lfs_pointer(path, size)
+    refuse_missing_content(path, size)
     if size < 24:
         raise ArtifactError(path, f"not a GGUF file: {size} bytes, shorter than a GGUF header")
     try:

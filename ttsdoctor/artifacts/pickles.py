@@ -23,7 +23,12 @@ from typing import Any
 
 import msgspec
 
-from ttsdoctor.artifacts.errors import LFS_POINTER_PREFIX, ArtifactError, check_lfs_pointer, regular_file_size
+from ttsdoctor.artifacts.errors import (
+    LFS_POINTER_PREFIX,
+    ArtifactError,
+    refuse_missing_content,
+    regular_file_size,
+)
 from ttsdoctor.artifacts.pickle_scan import python2_names, scan_pickle
 from ttsdoctor.artifacts.tensors import TORCH_STORAGE_DTYPES, TensorInfo, WeightFile
 from ttsdoctor.limits import limit, over
@@ -301,12 +306,12 @@ def _inert_load(data: bytes) -> tuple[Any, _InertUnpickler, str | None]:
 
 def read_pickle_checkpoint(path: str) -> WeightFile:
     size = regular_file_size(path)
+    refuse_missing_content(path, size)
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)
     except OSError as exc:
         raise ArtifactError(path, f"cannot read: {exc.strerror or exc}") from None
-    check_lfs_pointer(path, head, size)
     if head.startswith(ZIP_LOCAL_HEADER):
         read = _Read("torch-zip")
         _read_zip(path, read)

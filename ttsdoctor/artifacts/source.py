@@ -175,6 +175,10 @@ def load_notebook(path: str) -> SourceFile:
     from ttsdoctor.artifacts.jsonfile import parse_json_text
 
     raw = decode_utf8(path, read_bytes(path, "notebook_bytes"))
+    if not raw.strip():  # a placeholder for a notebook not written yet: nothing to check, not an unreadable input
+        empty = SourceFile(path=path, text="", tree=ast.Module(body=[], type_ignores=[]))
+        empty.notices.append((None, "not checked: the notebook file is empty (Jupyter cannot open it either)", True))
+        return empty
     doc = parse_json_text(path, raw)
     if not isinstance(doc.data, dict) or not isinstance(doc.data.get("cells"), list):
         raise ArtifactError(path, "is not a Jupyter notebook (no cells list)")

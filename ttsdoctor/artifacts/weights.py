@@ -12,7 +12,7 @@ import json
 import os
 import struct
 
-from ttsdoctor.artifacts.errors import ArtifactError, refuse_lfs_pointer, regular_file_size
+from ttsdoctor.artifacts.errors import ArtifactError, refuse_missing_content, regular_file_size
 from ttsdoctor.artifacts.jsonfile import load_json
 from ttsdoctor.artifacts.pickles import looks_like_checkpoint, read_pickle_checkpoint
 from ttsdoctor.artifacts.tensors import DTYPE_SIZES, TensorInfo, WeightFile, Weights
@@ -23,7 +23,7 @@ from ttsdoctor.limits import limit, over
 
 def read_safetensors_header(path: str) -> WeightFile:
     size = regular_file_size(path)
-    refuse_lfs_pointer(path, size)
+    refuse_missing_content(path, size)
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ttsdoctor.artifacts.errors import ArtifactError, BrokenTarget, LfsPointer
+from ttsdoctor.artifacts.errors import ArtifactError, BrokenTarget, EmptyWeights, LfsPointer, MissingContent
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tensors import WeightFile, Weights
@@ -42,6 +42,11 @@ class UnreadableArtifact(_LoadErrors):
 
     def check_model(self, model: ModelDir) -> Iterator[Finding]:
         yield from self.check_errors(model.errors)
+        for error in _weights_a_config_describes(model):
+            yield self.finding(
+                f"{error.problem}; the model config.json describes cannot load from it",
+                error.path,
+            )
         yield from self._damaged(_all_weight_files(model))
 
     def check_training_config(self, config: TrainingConfig) -> Iterator[Finding]:
@@ -50,7 +55,7 @@ class UnreadableArtifact(_LoadErrors):
 
     def check_errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
         for error in errors:
-            if not isinstance(error, LfsPointer):
+            if not isinstance(error, MissingContent):
                 yield self.finding(error.problem, error.path, line=error.line, column=error.column)
 
     def _damaged(self, files: list[WeightFile]) -> Iterator[Finding]:
@@ -59,7 +64,7 @@ class UnreadableArtifact(_LoadErrors):
                 yield self.finding(f"{os.path.basename(wf.path)}: {problem}", wf.path)
 
 
-# What could not be checked when a file of this kind is missing its content, for the LFS message.
+# What could not be checked when a file of this kind is missing its content, for the ART004 message.
 _RULES_THAT_READ = (
     (
         (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".gguf"),
@@ -73,15 +78,30 @@ _RULES_THAT_READ = (
 )
 
 
-class LfsPointerFile(_LoadErrors):
+def _weights_a_config_describes(model: ModelDir) -> list[EmptyWeights]:
+    """Empty weight files in a folder whose config.json describes the model: its weights are missing, an error
+    (ART001). Anywhere else an empty weight file is as likely a placeholder committed for an output (ART004)."""
+    if model.config is None:
+        return []
+    return [error for error in model.errors if isinstance(error, EmptyWeights)]
+
+
+class MissingContentFile(_LoadErrors):
     id = "ART004"
-    name = "lfs-pointer"
-    summary = "A Git LFS pointer file where weights, a tokenizer or a config belong (a clone without `git lfs pull`)"
+    name = "missing-content"
+    summary = (
+        "A Git LFS pointer file (a clone without `git lfs pull`) or an empty weight file where weights, a "
+        "tokenizer or a config belong"
+    )
     severity = Severity.WARNING
+
+    def check_model(self, model: ModelDir) -> Iterator[Finding]:
+        described = _weights_a_config_describes(model)
+        return self.check_errors([error for error in model.errors if error not in described])
 
     def check_errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
         for error in errors:
-            if not isinstance(error, LfsPointer):
+            if not isinstance(error, MissingContent):
                 continue
             skipped = next(
                 (what for ends, what in _RULES_THAT_READ if error.path.endswith(ends)), "the rules that read it"
@@ -89,8 +109,14 @@ class LfsPointerFile(_LoadErrors):
             yield self.finding(
                 f"{error.problem}; {skipped} could not run on it",
                 error.path,
-                evidence={"object_size": error.object_size},
+                evidence=_missing_evidence(error),
             )
+
+
+def _missing_evidence(error: MissingContent) -> dict[str, object]:
+    if isinstance(error, LfsPointer):
+        return {"object_size": error.object_size}
+    return {"size": 0}
 
 
 class IncompleteRead(Rule):
@@ -246,7 +272,10 @@ def _near_miss(named: NamedFile) -> tuple[str, list[str]] | None:
 class NotChecked(Rule):
     id = "ART006"
     name = "not-checked"
-    summary = "A Python file or notebook cell that was not checked: newer grammar (info) or a syntax error (warning)"
+    summary = (
+        "A Python file or notebook cell that was not checked: newer grammar (info), a syntax error or an empty "
+        "notebook (warning)"
+    )
     severity = Severity.INFO
 
     def check_source(self, source: SourceFile) -> Iterator[Finding]:
