@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterator
 
@@ -258,6 +259,25 @@ def _mxfp4_quantized(call: ast.Call, scope: ast.AST) -> bool:
     return isinstance(value, ast.Call) and pysource.called_name(value) == "Mxfp4Config"
 
 
+# Export to another runtime (ONNX, TorchScript, torch.export, Core ML): the graph traced is what runs, not PyTorch's
+# fused sdpa kernels, and eager is the path that traces (harrrshall/xtts-v2-hinglish-synthetic pins it for the ONNX
+# export of XTTS's GPT-2: the 4.5x sdpa mask is built with torch.vmap, which tracing refuses). Known by an export call
+# in the file, a target runtime in the file's or the function's name, or "export" there in a file that names one.
+_EXPORT_CALL = re.compile(r"torch\.onnx\.|torch\.jit\.(?:trace|script)|torch\.export\.|coremltools|dynamo_export")
+_RUNTIME = re.compile(r"onnx|torchscript|coreml|tflite|tensorrt", re.I)
+
+
+def _exporting(source: SourceFile, scope: ast.AST) -> bool:
+    if _EXPORT_CALL.search(source.text):
+        return True
+    names = [os.path.basename(source.path)]
+    if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef):
+        names.append(scope.name)
+    if any(_RUNTIME.search(name) for name in names):
+        return True
+    return any("export" in name.lower() for name in names) and bool(_RUNTIME.search(source.text))
+
+
 # Settings asking for bitwise-reproducible training: sdpa's fused backward kernels are not deterministic, so eager is
 # chosen on purpose there.
 _DETERMINISM = ("full_determinism", "use_deterministic_algorithms")
@@ -400,6 +420,11 @@ class EagerAttentionPinned(Rule):
                 why_not = (
                     'attention pinned to "eager" while loading remote code (trust_remote_code=True): custom model '
                     "code often implements eager only; where it supports sdpa, sdpa is faster"
+                )
+            elif _exporting(source, scope):
+                why_not = (
+                    'attention pinned to "eager" for an export (ONNX, TorchScript, torch.export): the traced graph '
+                    "runs in the target runtime, not on PyTorch's sdpa kernels, and eager is the path that traces"
                 )
             elif deterministic:
                 why_not = (
