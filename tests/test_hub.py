@@ -362,3 +362,16 @@ def test_remote_reads_what_a_training_config_names(hub, env, capsys) -> None:
     (project / "config" / "training_config.yaml").write_text(text.replace("someorg/", "nobody/"))
     code, out, err = check(str(project), "--remote", capsys=capsys)
     assert "hf://nobody/amharic-tokenizer: repository not found" in err and "Traceback" not in err
+
+
+def test_empty_weights_on_the_hub_read_as_on_disk(hub, env, capsys) -> None:
+    """A 0-byte weight file is ART001 beside a config.json (the model cannot load) and ART004 elsewhere, whether
+    the folder is on disk or on the Hub."""
+    for name in ("ART001/bad/empty-weights-beside-config", "ART004/bad/empty-checkpoint-placeholder"):
+        rule = name.split("/")[0]
+        hub.add(f"someone/{rule.lower()}", os.path.join(FIXTURES, *name.split("/")))
+        code, out, _ = check(f"hf://someone/{rule.lower()}", capsys=capsys)
+        local_code, local_out, _ = check(os.path.join(FIXTURES, *name.split("/")), capsys=capsys)
+        assert f": {rule}" in local_out
+        assert f": {rule}" in out and "is empty (0 bytes)" in out, out
+        assert code == local_code == (2 if rule == "ART001" else 1)

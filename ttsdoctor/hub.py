@@ -440,7 +440,7 @@ def _plan(f: RepoFile, download_pickles: bool) -> str | None:
             return "download"  # small, and the adapter rules read its rows
         return "header"
     if f.name.endswith(PICKLE_SUFFIXES):
-        if download_pickles:
+        if download_pickles or f.size == 0:  # an empty one costs nothing to fetch, and ART004 or ART001 reports it
             return "download"
         return "a pickle checkpoint is scanned only when downloaded whole: pass --download-pickles"
     if f.name.endswith(SMALL_SUFFIXES):
