@@ -119,6 +119,14 @@ def family_of_omni_arch(model_arch: str) -> ServingFacts | None:
     return None
 
 
+def end_of_speech_tokens() -> frozenset[str]:
+    """Every family's end-of-speech token ('<|SPEECH_GENERATION_END|>', '<custom_token_2>')."""
+    entries = _data().get("serving", {}).values()
+    return frozenset(
+        e["end_of_speech"] for e in entries if isinstance(e, dict) and isinstance(e.get("end_of_speech"), str)
+    )
+
+
 def family_ending_with(token: str) -> ServingFacts | None:
     """The serving facts of the family whose end-of-speech token is `token` ('<|SPEECH_GENERATION_END|>': Llasa)."""
     for name, entry in _data().get("serving", {}).items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Container
 from functools import cached_property
 from typing import Any
 
@@ -150,6 +151,8 @@ def load_model_dir(path: str, header_only: frozenset[str] = frozenset()) -> Mode
     architectures: tuple[str, ...] = ()
     if model.config is not None and isinstance(model.config.data.get("architectures"), list):
         architectures = tuple(a for a in model.config.data["architectures"] if isinstance(a, str))
-    tokens = model.tokenizer.file if model.tokenizer is not None else None
+    tokens: Container[str] | None = None
+    if model.tokenizer is not None:  # without tokenizer.json, the added tokens its config declares
+        tokens = model.tokenizer.file if model.tokenizer.file is not None else model.tokenizer.declared_ids()
     model.family, model.family_detection = detect_family(model.model_type, architectures, tokens, tuple(model.tensors))
     return model

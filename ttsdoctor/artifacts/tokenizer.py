@@ -180,6 +180,21 @@ class TokenizerBundle(msgspec.Struct):
                         return int(key)
         return None
 
+    def declared_ids(self) -> dict[str, int]:
+        """Token -> id as the files beside tokenizer.json declare them (added_tokens.json, tokenizer_config.json's
+        added_tokens_decoder): what a folder without tokenizer.json still tells about its added tokens."""
+        out: dict[str, int] = {}
+        decoder = self.config.data.get("added_tokens_decoder") if self.config is not None else None
+        if isinstance(decoder, dict):
+            for key, entry in decoder.items():
+                if isinstance(entry, dict) and isinstance(entry.get("content"), str) and str(key).isdigit():
+                    out.setdefault(entry["content"], int(key))
+        if self.added_tokens is not None and isinstance(self.added_tokens.data, dict):
+            for content, value in self.added_tokens.data.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    out[content] = value
+        return out
+
     def is_special(self, token_id: int) -> bool | None:
         if self.file is not None and self.file.token(token_id) is not None and token_id in self.file.special:
             return True

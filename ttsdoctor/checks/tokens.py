@@ -154,6 +154,7 @@ class PadIsEos(Rule):
         family = target.family
         intentional = family is not None and family.pad_equals_eos_by_design
         fix = None if intentional else pad_fix(target)
+        speech_end = _speech_end(target)
         for (path, _scope), roles in _levels(target.special_decls).items():
             pad, eos = roles.get("pad"), roles.get("eos")
             if pad is None or eos is None or not pad.ids or not set(pad.ids) & set(eos.ids):
@@ -182,6 +183,22 @@ class PadIsEos(Rule):
                     severity=Severity.INFO,
                 )
                 continue
+            if speech_end is not None and speech_end[1] not in pad.ids:
+                name, end_id, family_name = speech_end
+                yield self.finding(
+                    f"{key} {shown} {equals} in {pad.level}, but {family_name} stops on {name} (id {end_id}), a "
+                    "different token: a collator masking pad labels does not hide the end of speech. Only "
+                    "generate() without an attention_mask is affected where this eos is its stop id: worth a pad "
+                    "token of its own",
+                    path,
+                    pad.pointer,
+                    pad.line,
+                    pad.column,
+                    {**evidence, "end_of_speech": end_id},
+                    fix,
+                    severity=Severity.INFO,
+                )
+                continue
             yield self.finding(
                 f"{key} {shown} {equals} in {pad.level}: {PAD_EOS_CONSEQUENCE}",
                 path,
@@ -191,6 +208,18 @@ class PadIsEos(Rule):
                 evidence,
                 fix,
             )
+
+
+def _speech_end(target: ModelDir) -> tuple[str, int, str] | None:
+    """(token, id, family) of the family's end-of-speech token when the tokenizer has it: the id the model learns
+    to stop on (Llasa's <|SPEECH_GENERATION_END|>, Orpheus's <custom_token_2>), which a text eos may differ from."""
+    from ttsdoctor.codecs import serving_facts
+
+    facts = serving_facts(target.family.name if target.family is not None else None)
+    if facts is None or facts.end_of_speech is None or target.tokenizer is None:
+        return None
+    end_id = target.tokenizer.resolve(facts.end_of_speech)
+    return None if end_id is None else (facts.end_of_speech, end_id, facts.family)
 
 
 def _attr_name(node: ast.AST) -> str | None:
@@ -252,6 +281,20 @@ def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarde
     condition = " (only when the tokenizer has no pad token, as Llama 3's has none)" if guarded else ""
     if facts.masks_pad:
         mask_node, what = facts.masks_pad[0]
+        speech_end = _speech_end_in(target)
+        if speech_end is not None:  # stopping is learned on that token: masking EOS does not stop the model stopping
+            end, end_line = speech_end
+            return rule.finding(
+                f"`{source}`{condition} and {target.line_name(mask_node.lineno)} {what}: EOS is masked like the "
+                f"padding, so the model never learns to emit it; it stops on {end} ({target.line_name(end_line)}), "
+                "which stays trained, but every EOS inside a sequence (a chat template's turn ends) is masked as "
+                "if it were padding: give pad a token of its own",
+                target.path,
+                evidence={"masking": target.line_name(mask_node.lineno), "guarded": guarded, "stops_on": end},
+                severity=Severity.INFO if guarded else Severity.WARNING,
+                line=line,
+                column=column,
+            )
         return rule.finding(
             f"`{source}`{condition} and {target.line_name(mask_node.lineno)} {what}: every EOS label is masked with "
             "the padding, so the fine-tuned model never learns to emit EOS (it can stop only at another trained end "
@@ -283,6 +326,25 @@ def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarde
         line=line,
         column=column,
     )
+
+
+def _speech_end_in(source: SourceFile) -> tuple[str, int] | None:
+    """A family's end-of-speech token the module names ('<|SPEECH_GENERATION_END|>', '<custom_token_2>'), or a
+    variable holding a speech end id (`end_of_speech`, `self.speech_generation_end_id`, `audio_end_id`): the token
+    such a module trains the model to stop on. (How it is written, its line.)"""
+    from ttsdoctor.codecs import end_of_speech_tokens
+
+    tokens = end_of_speech_tokens()
+    for node in ast.walk(source.tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in tokens:
+            return repr(node.value), node.lineno
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                name = target.id if isinstance(target, ast.Name) else _attr_name(target)
+                parts = set((name or "").lower().split("_"))
+                if parts & {"speech", "audio"} and parts & {"end", "stop"}:
+                    return str(name), node.lineno
+    return None
 
 
 class SpecialIdOutOfRange(Rule):
