@@ -9,8 +9,10 @@ is) or a PyPI release (the wheel or sdist unpacked). `labels.json` holds every e
 reports on them, each labelled by a person "true", "false" or "debatable" with a reason, and the number of info
 findings per entry and rule. `check` prints the findings by severity, the labels, the precision for errors and
 for warnings (debatable rows are left out of it and listed), and every difference: a finding nobody labelled, a
-labelled finding that is gone (a true one lost is a regression). It exits 1 on a false error, an unlabelled
-error or warning, or a lost true finding. CI has no network: every lesson learned here is also a fixture.
+labelled finding that is gone (a true one lost is a regression), a labelled finding whose severity changed (its
+label is re-read; `--update` stores the new severity and message). It exits 1 on a false error, an unlabelled
+error or warning, a lost true finding, or a changed severity not yet stored. CI has no network: every lesson
+learned here is also a fixture.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ def compare(corpus_dir: str, update: bool) -> int:
         return 2
     seen: set[tuple] = set()
     new_rows: list[dict] = []
+    changed: list[tuple[dict, dict]] = []  # (label row, finding) whose severity changed: its label needs a re-read
     infos: dict[str, int] = {}
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     print(f"{'entry':45} {'errors':>7} {'warnings':>9} {'infos':>6}")
@@ -150,6 +153,8 @@ def compare(corpus_dir: str, update: bool) -> int:
                 new_rows.append({**f, "label": "unlabelled", "why": ""})
                 continue
             counts[(f["severity"], row["label"])] += 1
+            if row["severity"] != f["severity"]:
+                changed.append((row, f))
     lost = [row for k, row in labelled.items() if k not in seen]
     lost_true = [row for row in lost if row["label"] == "true"]
 
@@ -166,6 +171,11 @@ def compare(corpus_dir: str, update: bool) -> int:
             print(f"  debatable: {row['entry']}/{row['path']}:{row['line']} {row['code']}: {row['why']}")
     for row in new_rows:
         print(f"NEW {row['severity']}: {row['entry']}/{row['path']}:{row['line']} {row['code']} {row['message'][:160]}")
+    for row, f in changed:
+        print(
+            f"CHANGED {row['severity']} -> {f['severity']} ({row['label']}): {row['entry']}/{row['path']}:"
+            f"{row['line']} {row['code']} {f['message'][:160]}"
+        )
     for row in lost:
         print(f"GONE ({row['label']}): {row['entry']}/{row['path']}:{row['line']} {row['code']}: {row['why']}")
     info_changes = {k: (labels.get("infos", {}).get(k, 0), v) for k, v in infos.items()}
@@ -175,6 +185,8 @@ def compare(corpus_dir: str, update: bool) -> int:
             print(f"infos changed: {name}: {before} -> {now}")
 
     if update:
+        for row, f in changed:  # the label stays; the severity and message are the current ones, to be re-read
+            row["severity"], row["message"] = f["severity"], f["message"]
         labels["findings"] = [row for row in labels["findings"] if key(row) in seen] + new_rows
         labels["findings"].sort(key=lambda r: (r["entry"], r["path"], r.get("cell") or 0, r["line"] or 0, r["code"]))
         labels["infos"] = dict(sorted(infos.items()))
@@ -183,7 +195,7 @@ def compare(corpus_dir: str, update: bool) -> int:
             fh.write("\n")
         print(f"wrote {LABELS}: label the new rows")
     false_errors = counts[("error", "false")]
-    return 1 if false_errors or new_rows or lost_true else 0
+    return 1 if false_errors or new_rows or lost_true or (changed and not update) else 0
 
 
 def main() -> int:
