@@ -579,3 +579,18 @@ def test_findings_after_a_top_level_quit_are_info(tmp_path) -> None:
     path.write_text(path.read_text().replace("quit()\n", ""))
     (finding,) = [f for f in engine.run(ALL_RULES, discover([str(path)])).findings if f.rule_id == "ATT002"]
     assert finding.severity.value == "warning"
+
+
+def test_errors_in_test_code_are_info_too(tmp_path) -> None:
+    """A test building a tiny config with pad == eos on purpose (kadirnar/voicehub's tests) does not fail a check;
+    the same line outside tests stays an error."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    code = "from transformers import LlamaConfig\n\nconfig = LlamaConfig(pad_token_id=2, eos_token_id=2)\n"
+    (tests / "test_tiny.py").write_text(code)
+    (tmp_path / "build.py").write_text(code)
+    result = engine.run(ALL_RULES, discover([str(tmp_path)]))
+    by_file = {os.path.basename(f.location.path): f for f in result.findings if f.rule_id == "TOK002"}
+    assert by_file["build.py"].severity.value == "error"
+    assert by_file["test_tiny.py"].severity.value == "info"
+    assert by_file["test_tiny.py"].message.endswith("(in test code)")

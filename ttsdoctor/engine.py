@@ -163,7 +163,13 @@ def check_loaded(rules: tuple[Rule, ...], loaded: Any, internal_errors: list[str
                 internal_errors.append(f"{rule.id} crashed on {loaded.path}: {type(exc).__name__}: {exc}")
     findings += _unused_inline(loaded, used, rules)
     if getattr(loaded, "is_test", False):  # test code pins odd values on purpose: worth knowing, not failing CI
-        findings = _as_info(findings, rules, "in test code", lambda f: f.severity is Severity.WARNING)
+        kept = {r.id for r in rules if r.id.startswith("SEC") or r.marks_unreadable}  # unsafe or unreadable: as is
+        findings = _as_info(
+            findings,
+            rules,
+            "in test code",
+            lambda f: f.severity in (Severity.ERROR, Severity.WARNING) and f.rule_id not in kept,
+        )
     stop = getattr(loaded, "stops_at", None)  # a script ending at a top-level quit(): what follows does not run
     if stop is not None:
         findings = _as_info(

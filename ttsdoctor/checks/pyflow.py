@@ -235,13 +235,27 @@ def _local_class(node: ast.ClassDef, ctx: Context) -> Origin:
     return Origin(OTHER, f"{node.name} is a class of this module")
 
 
+def _self_origin(ctx: Context) -> Origin:
+    """`self` in a method: a transformers model when its class subclasses one here; a configuration class (its name
+    ends in Config) keeps its own attributes; any other class may (a project base defined elsewhere): not certain."""
+    cls = ctx.facts.class_of.get(ctx.scope)
+    if cls is None:
+        return Origin(UNKNOWN, "self", certain=False)
+    local = _local_class(cls, ctx)
+    if local.kind == HF:
+        return local
+    if cls.name.endswith("Config"):
+        return Origin(OTHER, f"self is a {cls.name}, a configuration class of this project")
+    return Origin(UNKNOWN, f"self is a {cls.name}, whose base is not known here", certain=False)
+
+
 def model_origin(expr: ast.expr, ctx: Context, depth: int = 0) -> Origin:
     """Whether `expr` (a generate receiver) is a transformers model."""
     if depth > 8:
         return Origin(UNKNOWN, "traced too far")
     if isinstance(expr, ast.Name):
         if expr.id == "self":
-            return Origin(UNKNOWN, "self")
+            return _self_origin(ctx)
         found = binding(ctx, expr.id)
         if found is None:
             return Origin(UNKNOWN, f"{expr.id} is not assigned in this module")

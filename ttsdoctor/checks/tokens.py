@@ -264,13 +264,29 @@ class PadIsEosInSource(Rule):
                     elif kw.arg == "eos_token_id":
                         eos = _const_int(kw.value)
             if pad is not None and pad == eos and anchor is not None:
+                called = (pysource.called_name(node) or "") if isinstance(node, ast.Call) else ""
+                design = _BY_DESIGN.search(called)
                 yield self.finding(
-                    f"pad_token_id {pad} equals eos_token_id {eos}: {PAD_EOS_CONSEQUENCE}",
+                    f"pad_token_id {pad} equals eos_token_id {eos} in {called}(...): "
+                    f"{_BY_DESIGN_WHY[design.group(0).lower()]}"
+                    if design
+                    else f"pad_token_id {pad} equals eos_token_id {eos}: {PAD_EOS_CONSEQUENCE}",
                     target.path,
                     line=getattr(anchor, "lineno", None),
                     column=getattr(anchor, "col_offset", -1) + 1,
-                    severity=Severity.ERROR,
+                    severity=Severity.INFO if design else Severity.ERROR,
                 )
+
+
+# Config classes whose models have pad == eos by design: Parler-TTS and MusicGen decoders (pad == eos == the codebook
+# size, with a delay pattern and explicit masks, as TOK001 knows them), and Whisper (pad_token_id and eos_token_id are
+# both <|endoftext|> 50257 in openai/whisper-* config.json; its collators mask labels by the attention mask).
+_BY_DESIGN = re.compile(r"parler|musicgen|whisper", re.I)
+_BY_DESIGN_WHY = {
+    "parler": "by design for Parler-TTS's codebook decoder (pad == eos == the codebook size, with explicit masks)",
+    "musicgen": "by design for MusicGen's codebook decoder (pad == eos == the codebook size, with explicit masks)",
+    "whisper": "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask",
+}
 
 
 def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarded: bool, facts: Any) -> Finding:
@@ -492,9 +508,12 @@ class MissingPad(Rule):
         )
         anchor = next((d.path for d in decls if d.level == "tokenizer_config.json"), None)
         path = anchor or (target.config.path if target.config is not None else target.path)
-        alone = target.config is None and target.weights is None and target.generation_config is None
-        if alone:  # a tokenizer's files alone (GPT-2's, vendored by Whisper): no model here is trained or run
-            fallback += "; this folder holds a tokenizer alone, so whether a model pads with it is not shown"
+        # a tokenizer's files, with or without the base model's config.json, and no weights: vendored (GPT-2's by
+        # Whisper, Llama 3.2's as the text tokenizer of a CSM-style model): no model here is trained or run
+        alone = target.weights is None and target.generation_config is None
+        if alone:
+            held = "a tokenizer and a config.json" if target.config is not None else "a tokenizer alone"
+            fallback += f"; this folder holds {held}, no weights, so whether a model pads with it is not shown"
         yield self.finding(
             f"no pad token in {where}: {fallback}",
             path,
