@@ -394,6 +394,14 @@ def test_notebook_round_trip_keeps_every_cell_exactly() -> None:
         "%%bash\necho hi\n  indented",
         "print 'python 2'\n",
         'x = {"a": 1}\nprint(f"{x["a"]}")\n\n\n',
+        # a docstring never closed (transformers docs' video_classification notebook), then a cell whose quotes
+        # would close it in the joined text
+        'def create_gif(video, filename="sample.gif"):\n    """Prepares a GIF from a video tensor.',
+        'def display_gif(video):\n    """Displays a GIF."""\n    return create_gif(video)',
+        # no-break spaces as indentation, pasted from a web page (diffusers' Korean docs)
+        "images = pipeline(\n\xa0 \xa0 prompt='best quality',\n).images",
+        # IPython's automagic: `pip install` without `%` runs (diffusers' community notebooks); `ls = [` stays Python
+        "pip install diffusers torch\ncd ..\nls = [\n    1,\n]\nimport torch",
     ]
     nb = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": []} for c in cells]}
     virtual = notebook.build(nb)
@@ -402,6 +410,11 @@ def test_notebook_round_trip_keeps_every_cell_exactly() -> None:
     ast.parse(virtual.text)  # whatever the cells hold, the virtual text parses
     back = notebook.split(virtual.text)
     assert [back[i + 1] for i in range(len(cells))] == [c.rstrip("\n") for c in cells]
+    # each cell is judged alone, as Jupyter runs it: only the cells that do not parse here are skipped
+    skipped = [i + 1 for i, cell in enumerate(virtual.cells) if cell.skipped is not None]
+    assert skipped == [5, 6, 7, 9], [(c.index + 1, c.skipped) for c in virtual.cells]
+    assert "unterminated triple-quoted string" in (virtual.cells[6].skipped or "")
+    assert "U+00A0" in (virtual.cells[8].skipped or "")
 
 
 def test_source_fix_on_a_file_with_a_byte_order_mark_keeps_its_offsets(tmp_path) -> None:

@@ -32,6 +32,26 @@ PASS_MAGIC = "pass  # ttsdoctor-magic "
 SKIP = "# ttsdoctor-skip "
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "memit", "mprun", "skip"})
 _LINE_MAGIC = re.compile(r"^\s*([!%]|\w[\w.\[\], ]*=\s*[!%])|^[^#'\"]*\?\s*$")
+# IPython's automagic (on by default): a line starting with a line magic's or a shell alias's name runs it without
+# the `%`, as `pip install diffusers` in many notebooks does. Taken as a magic only when the line is not Python, and
+# never when what follows the name may open a statement over several lines (`ls = [`, `run(`).
+_AUTOMAGIC = re.compile(
+    r"^\s*(?:pip|conda|mamba|cd|ls|pwd|env|load_ext|reload_ext|matplotlib|run|cat|cp|mkdir|mv|rm|rmdir)\s+[^\s=(\[{,:]"
+)
+
+
+def _automagic(line: str) -> bool:
+    if not _AUTOMAGIC.match(line):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(line.strip())
+    except SyntaxError:
+        return True
+    return False
+
+
 _UNPREFIX = re.compile(rf"^(\s*)(?:{re.escape(MAGIC)}|{re.escape(SKIP)})(.*)$")
 _UNPASS = re.compile(rf"^\s*{re.escape(PASS_MAGIC)}(.*)$")
 
@@ -86,7 +106,7 @@ def _virtual_lines(cell: Cell) -> list[str]:
     for number, line in enumerate(lines):
         if continued or (body_magic and number > 0 and not python_body):
             out.append(_prefix(line, MAGIC))
-        elif (body_magic and number == 0) or _LINE_MAGIC.match(line):
+        elif (body_magic and number == 0) or _LINE_MAGIC.match(line) or _automagic(line):
             # a statement, so that a block holding only a magic still parses, at an indentation Python accepts
             out.append(_fit(line, last_code))
             continued = line.rstrip().endswith("\\")
@@ -101,15 +121,17 @@ def _virtual_lines(cell: Cell) -> list[str]:
 
 def _fit(line: str, last_code: str) -> str:
     """`pass  # ttsdoctor-magic <line>` indented as deep as the line may be: as the block it opens or sits in."""
-    indent = len(line) - len(line.lstrip())
-    previous = len(last_code) - len(last_code.lstrip())
+    indent = len(line) - len(line.lstrip(" \t"))
+    previous = len(last_code) - len(last_code.lstrip(" \t"))
     opens_block = last_code.rstrip().endswith(":")
     allowed = indent if opens_block and indent > previous else min(indent, previous)
     return line[:allowed] + PASS_MAGIC + line  # the whole original line after the marker: restored exactly
 
 
 def _prefix(line: str, prefix: str) -> str:
-    stripped = line.lstrip()
+    # the indentation kept is spaces and tabs only: a no-break space (U+00A0, pasted from web pages) before the
+    # prefix is an invalid character for Python, inside the comment it is nothing
+    stripped = line.lstrip(" \t")
     return line[: len(line) - len(stripped)] + prefix + stripped
 
 
@@ -127,8 +149,22 @@ def render(cells: list[Cell]) -> str:
 
 
 def build(notebook: Any) -> VirtualNotebook:
-    """The notebook's code as one Python text that parses: cells that do not parse are commented out."""
+    """The notebook's code as one Python text that parses: cells that do not parse are commented out.
+
+    Each cell is parsed alone first, as Jupyter runs it: a cell that does not parse alone is skipped, with its own
+    error. Judged only in the joined text, a cell left open (a docstring never closed, as in the transformers docs'
+    video_classification notebook) is blamed on the cell after it, whose quotes close it."""
     cells = code_cells(notebook)
+    for cell in cells:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ast.parse("\n".join(_virtual_lines(cell)) + "\n")
+        except SyntaxError as exc:
+            cell.skipped = _why_not_parsed(cell, exc)
+            cell.skipped_at = (exc.lineno or 1) if cell.skipped.startswith("Python syntax") else 1
+        except (RecursionError, MemoryError, ValueError):
+            cell.skipped = "could not be parsed"
     for _ in range(len(cells) + 1):
         text = render(cells)
         try:
@@ -138,11 +174,11 @@ def build(notebook: Any) -> VirtualNotebook:
             return VirtualNotebook(text, cells)
         except SyntaxError as exc:
             found = VirtualNotebook(text, cells).locate(exc.lineno or 0)
-            cell = found[0] if found is not None else None
-            if cell is None or cell.skipped is not None:
+            if found is None or found[0].skipped is not None:
                 break
-            cell.skipped = _why_not_parsed(cell, exc)
-            cell.skipped_at = found[1] if found is not None and cell.skipped.startswith("Python syntax") else 1
+            blamed, at = found
+            blamed.skipped = _why_not_parsed(blamed, exc)
+            blamed.skipped_at = at if blamed.skipped.startswith("Python syntax") else 1
         except (RecursionError, MemoryError, ValueError):
             break
     for cell in cells:  # give up on the rest rather than loop
