@@ -402,6 +402,8 @@ def test_notebook_round_trip_keeps_every_cell_exactly() -> None:
         "images = pipeline(\n\xa0 \xa0 prompt='best quality',\n).images",
         # IPython's automagic: `pip install` without `%` runs (diffusers' community notebooks); `ls = [` stays Python
         "pip install diffusers torch\ncd ..\nls = [\n    1,\n]\nimport torch",
+        # doctest prompts, which IPython strips (diffusers' Korean docs): not checked, but not a syntax error either
+        '>>> from diffusers import DiffusionPipeline\n>>> pipe = DiffusionPipeline.from_pretrained("x")',
     ]
     nb = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": []} for c in cells]}
     virtual = notebook.build(nb)
@@ -412,9 +414,10 @@ def test_notebook_round_trip_keeps_every_cell_exactly() -> None:
     assert [back[i + 1] for i in range(len(cells))] == [c.rstrip("\n") for c in cells]
     # each cell is judged alone, as Jupyter runs it: only the cells that do not parse here are skipped
     skipped = [i + 1 for i, cell in enumerate(virtual.cells) if cell.skipped is not None]
-    assert skipped == [5, 6, 7, 9], [(c.index + 1, c.skipped) for c in virtual.cells]
+    assert skipped == [5, 6, 7, 9, 11], [(c.index + 1, c.skipped) for c in virtual.cells]
     assert "unterminated triple-quoted string" in (virtual.cells[6].skipped or "")
     assert "U+00A0" in (virtual.cells[8].skipped or "")
+    assert virtual.cells[10].skipped == notebook.PROMPTED
 
 
 def test_source_fix_on_a_file_with_a_byte_order_mark_keeps_its_offsets(tmp_path) -> None:
@@ -607,3 +610,12 @@ def test_errors_in_test_code_are_info_too(tmp_path) -> None:
     assert by_file["build.py"].severity.value == "error"
     assert by_file["test_tiny.py"].severity.value == "info"
     assert by_file["test_tiny.py"].message.endswith("(in test code)")
+
+
+def test_notebook_cell_with_doctest_prompts_is_info(tmp_path) -> None:
+    """IPython strips `>>> ` prompts, so the cell runs: not checked (info), not a syntax error (warning)."""
+    _notebook(tmp_path, [[">>> import torch\n", ">>> x = torch.ones(2)\n"], ["print 'python 2'\n"]])
+    result = engine.run(ALL_RULES, discover([str(tmp_path)]))
+    rows = [(f.rule_id, f.severity.value, f.location.cell) for f in result.findings]
+    assert rows == [("ART006", "info", 1), ("ART006", "warning", 2)], rows
+    assert "written with >>> prompts" in result.findings[0].message

@@ -161,7 +161,7 @@ def build(notebook: Any) -> VirtualNotebook:
                 warnings.simplefilter("ignore")
                 ast.parse("\n".join(_virtual_lines(cell)) + "\n")
         except SyntaxError as exc:
-            cell.skipped = _why_not_parsed(cell, exc)
+            cell.skipped = PROMPTED if _prompted(cell) else _why_not_parsed(cell, exc)
             cell.skipped_at = (exc.lineno or 1) if cell.skipped.startswith("Python syntax") else 1
         except (RecursionError, MemoryError, ValueError):
             cell.skipped = "could not be parsed"
@@ -184,6 +184,16 @@ def build(notebook: Any) -> VirtualNotebook:
     for cell in cells:  # give up on the rest rather than loop
         cell.skipped = cell.skipped or "could not be parsed"
     return VirtualNotebook(render(cells), cells)
+
+
+# IPython strips `>>> ` / `... ` prompts from a cell whose first line has one (its classic_prompt transformer): such a
+# cell, pasted from a doctest, runs in Jupyter. ttsdoctor does not rewrite it: not checked, and not a syntax error.
+PROMPTED = "written with >>> prompts, which IPython strips when it runs the cell"
+
+
+def _prompted(cell: Cell) -> bool:
+    first = next((line for line in cell.text.splitlines() if line.strip()), "")
+    return first.startswith(">>>")
 
 
 def _why_not_parsed(cell: Cell, exc: SyntaxError) -> str:

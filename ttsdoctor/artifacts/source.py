@@ -198,6 +198,7 @@ def load_notebook(path: str) -> SourceFile:
     for cell in virtual.cells:
         if cell.skipped is not None:
             newer = cell.skipped.startswith("uses")
+            runs = newer or cell.skipped == notebook.PROMPTED  # runs where it is meant to: info, not a broken cell
             why = f"it {cell.skipped}" if newer else cell.skipped
-            source.notices.append((cell.first_line + cell.skipped_at - 1, f"cell not checked: {why}", not newer))
+            source.notices.append((cell.first_line + cell.skipped_at - 1, f"cell not checked: {why}", not runs))
     return source
