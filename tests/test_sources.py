@@ -306,17 +306,28 @@ def test_generation_config_fix_never_shadows_a_project_name(tmp_path) -> None:
     assert "already binds GenerationConfig (class GenerationConfig at line 1)" in out
 
 
-def test_warnings_in_test_code_are_info(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("rule_id", "code", "outside"),
+    [
+        ("ATT002", "def stub(cfg):\n    cfg._attn_implementation = 'eager'\n", "warning"),
+        # a tiny config with pad == eos on purpose (kadirnar/voicehub's tests): errors are info in tests too
+        (
+            "TOK002",
+            "from transformers import LlamaConfig\n\nconfig = LlamaConfig(pad_token_id=2, eos_token_id=2)\n",
+            "error",
+        ),
+    ],
+)
+def test_findings_in_test_code_are_info(tmp_path, rule_id: str, code: str, outside: str) -> None:
     tests = tmp_path / "tests"
     tests.mkdir()
-    code = "def stub(cfg):\n    cfg._attn_implementation = 'eager'\n"
-    (tests / "test_attention.py").write_text(code)
+    (tests / "test_stub.py").write_text(code)
     (tmp_path / "load.py").write_text(code)
     result = engine.run(ALL_RULES, discover([str(tmp_path)]))
-    by_file = {os.path.basename(f.location.path): f for f in result.findings if f.rule_id == "ATT002"}
-    assert by_file["load.py"].severity.value == "warning"
-    assert by_file["test_attention.py"].severity.value == "info"
-    assert by_file["test_attention.py"].message.endswith("(in test code)")
+    by_file = {os.path.basename(f.location.path): f for f in result.findings if f.rule_id == rule_id}
+    assert by_file["load.py"].severity.value == outside
+    assert by_file["test_stub.py"].severity.value == "info"
+    assert by_file["test_stub.py"].message.endswith("(in test code)")
 
 
 @pytest.mark.parametrize(
@@ -595,21 +606,6 @@ def test_findings_after_a_top_level_quit_are_info(tmp_path) -> None:
     path.write_text(path.read_text().replace("quit()\n", ""))
     (finding,) = [f for f in engine.run(ALL_RULES, discover([str(path)])).findings if f.rule_id == "ATT002"]
     assert finding.severity.value == "warning"
-
-
-def test_errors_in_test_code_are_info_too(tmp_path) -> None:
-    """A test building a tiny config with pad == eos on purpose (kadirnar/voicehub's tests) does not fail a check;
-    the same line outside tests stays an error."""
-    tests = tmp_path / "tests"
-    tests.mkdir()
-    code = "from transformers import LlamaConfig\n\nconfig = LlamaConfig(pad_token_id=2, eos_token_id=2)\n"
-    (tests / "test_tiny.py").write_text(code)
-    (tmp_path / "build.py").write_text(code)
-    result = engine.run(ALL_RULES, discover([str(tmp_path)]))
-    by_file = {os.path.basename(f.location.path): f for f in result.findings if f.rule_id == "TOK002"}
-    assert by_file["build.py"].severity.value == "error"
-    assert by_file["test_tiny.py"].severity.value == "info"
-    assert by_file["test_tiny.py"].message.endswith("(in test code)")
 
 
 def test_notebook_cell_with_doctest_prompts_is_info(tmp_path) -> None:
