@@ -414,6 +414,11 @@ class TruncatedEndOfSpeech(Rule):
 # TRN002: a sequence budget shorter than the audio of an ordinary sentence
 
 _BUDGET_KEYS = ("max_seq_length", "max_seq_len")
+# Sections of a config that hold inference settings (freds0's Spark-TTS config has `synthesis: max_seq_length: 128`
+# beside `model: max_seq_length: 2048`)
+_INFERENCE_SECTIONS = frozenset(
+    {"synthesis", "inference", "infer", "generation", "generate", "serving", "server", "demo"}
+)
 _BUDGET_TEXT = re.compile(r"max_seq_len")
 
 
@@ -473,19 +478,29 @@ class SequenceBudget(Rule):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 continue
             message = self._message(f"{entry.key}: {value} in {target.path}", value, facts)
-            if message is not None:
-                yield self.finding(
-                    message,
-                    target.path,
-                    entry.pointer,
-                    entry.line,
-                    entry.column,
-                    {
-                        "budget_tokens": value,
-                        "tokens_per_second": facts.tokens_per_second,
-                        "rate_source": facts.rate_source,
-                    },
+            if message is None:
+                continue
+            section = next((p for p in entry.pointer.split("/")[1:-1] if p.lower() in _INFERENCE_SECTIONS), None)
+            if section is not None:  # the loader's limit at inference, not what training sees
+                seconds = facts.seconds(value) or 0.0
+                message = (
+                    f"{entry.key}: {value} under {section} in {target.path}: an inference setting, not the training "
+                    f"budget; {value} tokens are {seconds:.1f} s of {facts.family} audio, should the loader cap the "
+                    "sequence at it"
                 )
+            yield self.finding(
+                message,
+                target.path,
+                entry.pointer,
+                entry.line,
+                entry.column,
+                {
+                    "budget_tokens": value,
+                    "tokens_per_second": facts.tokens_per_second,
+                    "rate_source": facts.rate_source,
+                },
+                severity=Severity.INFO if section is not None else None,
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
