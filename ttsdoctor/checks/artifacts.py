@@ -240,7 +240,12 @@ class MissingNamedFile(Rule):
             )
 
 
-PRODUCED_KEY_HINTS = ("data", "dataset", "manifest", "corpus", "wav", "audio", "cache", "log", "output", "proto")
+# Keys naming what a run produces: data made by preprocessing, caches, logs, outputs, and state the program itself
+# writes (wallaceblaia/ValeTTS-Colab's `dynamic_config_path`, which its LLM monitor creates and rewrites)
+PRODUCED_KEY_HINTS = (
+    "data", "dataset", "manifest", "corpus", "wav", "audio", "cache", "log", "output", "proto",
+    "dynamic", "state", "history", "backup", "save", "export", "result", "report",
+)  # fmt: skip
 
 
 def _near_miss(named: NamedFile) -> tuple[str, list[str]] | None:
