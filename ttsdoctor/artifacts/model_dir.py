@@ -18,6 +18,7 @@ from ttsdoctor.artifacts.special_tokens import SpecialDecl, config_decls, tokeni
 from ttsdoctor.artifacts.tensors import TensorInfo, Weights
 from ttsdoctor.artifacts.tokenizer import TokenizerBundle, load_tokenizer_bundle
 from ttsdoctor.artifacts.weights import load_weights_in_dir
+from ttsdoctor.codecs import ServingFacts, serving_facts
 from ttsdoctor.families import Detection, Family, detect_family
 
 
@@ -47,6 +48,11 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
     @property
     def weights_read(self) -> list[Weights]:
         return [self.weights] if self.weights is not None else []
+
+    @property
+    def serving(self) -> ServingFacts | None:
+        """What serving the model's family needs (data/codecs.json): token rate, end-of-speech token, sampling."""
+        return serving_facts(self.family.name if self.family is not None else None)
 
     @property
     def model_type(self) -> str | None:

@@ -250,7 +250,7 @@ class Bf16Unsupported(Rule):
                 return
             name, cap = old[0]
             line, column = config.position(f"/{key}")
-            facts = serving_facts(target.family.name) if target.family is not None else None
+            facts = target.serving
             yield self.finding(
                 f"{key} is bfloat16 but the GPU {name} (compute capability {cap}) has no bfloat16: "
                 f"torch emulates it slowly or fails; load with dtype={_fallback_advice(facts)}",
@@ -431,7 +431,7 @@ class Float16Overflow(Rule):
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         if target.config is None or target.family is None:
             return
-        facts = serving_facts(target.family.name)
+        facts = target.serving
         if facts is None or not facts.float16_overflows:
             return
         config = target.config

@@ -285,10 +285,6 @@ def _rate(facts: ServingFacts) -> str:
     return f"{facts.tokens_per_second:g} tokens per second of audio for {facts.family} ({facts.rate_source})"
 
 
-def _model_facts(model: ModelDir) -> ServingFacts | None:
-    return serving_facts(model.family.name if model.family is not None else None)
-
-
 class AudioLengthBudget(Rule):
     id = "SRV001"
     name = "audio-length-budget"
@@ -312,7 +308,7 @@ class AudioLengthBudget(Rule):
         return tokens, Fix(title, Applicability.SAFE, (SetJsonValue(gen.path, "/max_new_tokens", tokens),))
 
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        facts = _model_facts(target)
+        facts = target.serving
         if facts is None or not facts.tokens_per_second or target.gguf_metadata is not None:
             return
         gen = target.generation_config
@@ -514,7 +510,7 @@ class EndOfSpeechNotAStop(Rule):
                     ),
                 )
                 return
-        facts = _model_facts(target)
+        facts = target.serving
         tok = target.tokenizer.file if target.tokenizer is not None else None
         if facts is None or facts.end_of_speech is None or tok is None:
             return
@@ -562,7 +558,7 @@ class FamilySampling(Rule):
     severity = Severity.WARNING
 
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        facts = _model_facts(target)
+        facts = target.serving
         gen = target.generation_config
         if facts is None or gen is None or not isinstance(gen.data, dict):
             return

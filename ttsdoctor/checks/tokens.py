@@ -12,6 +12,7 @@ from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
 from ttsdoctor.checks import pyflow, pysource
+from ttsdoctor.families import FAMILIES
 from ttsdoctor.finding import AddSpecialToken, Applicability, Edit, Finding, Fix, ResizeTensor, SetJsonValue, Severity
 from ttsdoctor.fix_policy import PADDING_MULTIPLES, resizable
 from ttsdoctor.rule import Rule
@@ -213,9 +214,7 @@ class PadIsEos(Rule):
 def _speech_end(target: ModelDir) -> tuple[str, int, str] | None:
     """(token, id, family) of the family's end-of-speech token when the tokenizer has it: the id the model learns
     to stop on (Llasa's <|SPEECH_GENERATION_END|>, Orpheus's <custom_token_2>), which a text eos may differ from."""
-    from ttsdoctor.codecs import serving_facts
-
-    facts = serving_facts(target.family.name if target.family is not None else None)
+    facts = target.serving
     if facts is None or facts.end_of_speech is None or target.tokenizer is None:
         return None
     end_id = target.tokenizer.resolve(facts.end_of_speech)
@@ -265,10 +264,9 @@ class PadIsEosInSource(Rule):
                         eos = _const_int(kw.value)
             if pad is not None and pad == eos and anchor is not None:
                 called = (pysource.called_name(node) or "") if isinstance(node, ast.Call) else ""
-                design = _BY_DESIGN.search(called)
+                design = _by_design(called)
                 yield self.finding(
-                    f"pad_token_id {pad} equals eos_token_id {eos} in {called}(...): "
-                    f"{_BY_DESIGN_WHY[design.group(0).lower()]}"
+                    f"pad_token_id {pad} equals eos_token_id {eos} in {called}(...): {design}"
                     if design
                     else f"pad_token_id {pad} equals eos_token_id {eos}: {PAD_EOS_CONSEQUENCE}",
                     target.path,
@@ -278,15 +276,17 @@ class PadIsEosInSource(Rule):
                 )
 
 
-# Config classes whose models have pad == eos by design: Parler-TTS and MusicGen decoders (pad == eos == the codebook
-# size, with a delay pattern and explicit masks, as TOK001 knows them), and Whisper (pad_token_id and eos_token_id are
-# both <|endoftext|> 50257 in openai/whisper-* config.json; its collators mask labels by the attention mask).
-_BY_DESIGN = re.compile(r"parler|musicgen|whisper", re.I)
-_BY_DESIGN_WHY = {
-    "parler": "by design for Parler-TTS's codebook decoder (pad == eos == the codebook size, with explicit masks)",
-    "musicgen": "by design for MusicGen's codebook decoder (pad == eos == the codebook size, with explicit masks)",
-    "whisper": "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask",
-}
+def _by_design(called: str) -> str | None:
+    """Why pad == eos is meant in the model a config class builds: a family of families.py whose pad equals eos by
+    design (Parler-TTS's and MusicGen's codebook decoders, as TOK001 knows them), or Whisper (pad_token_id and
+    eos_token_id are both <|endoftext|> 50257 in openai/whisper-* config.json). None for any other class."""
+    low = called.lower()
+    for family in FAMILIES:
+        if family.pad_equals_eos_by_design and family.name.lower().split("-")[0] in low:
+            return f"intentional for {family.name} ({family.note})"
+    if "whisper" in low:
+        return "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask"
+    return None
 
 
 def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarded: bool, facts: Any) -> Finding:
