@@ -12,6 +12,7 @@ from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
 from ttsdoctor.checks import pyflow, pysource
+from ttsdoctor.codecs import end_of_speech_tokens
 from ttsdoctor.families import FAMILIES
 from ttsdoctor.finding import AddSpecialToken, Applicability, Edit, Finding, Fix, ResizeTensor, SetJsonValue, Severity
 from ttsdoctor.fix_policy import PADDING_MULTIPLES, resizable
@@ -348,8 +349,6 @@ def _speech_end_in(source: SourceFile) -> tuple[str, int] | None:
     """A family's end-of-speech token the module names ('<|SPEECH_GENERATION_END|>', '<custom_token_2>'), or a
     variable holding a speech end id (`end_of_speech`, `self.speech_generation_end_id`, `audio_end_id`): the token
     such a module trains the model to stop on. (How it is written, its line.)"""
-    from ttsdoctor.codecs import end_of_speech_tokens
-
     tokens = end_of_speech_tokens()
     for node in ast.walk(source.tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in tokens:
