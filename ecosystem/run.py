@@ -1,6 +1,7 @@
 """The ecosystem check: ttsdoctor on pinned public TTS repositories and packages, against labelled expectations.
 
     python ecosystem/run.py fetch --corpus DIR    # bring the pinned trees into DIR (needs the network)
+    python ecosystem/run.py fetch --corpus DIR --mirror M   # git entries from bare clones M/OWNER+NAME[/repo]
     python ecosystem/run.py check --corpus DIR    # check every tree, compare with ecosystem/labels.json
     python ecosystem/run.py check --corpus DIR --update   # also add new findings to labels.json, unlabelled
 
@@ -38,7 +39,7 @@ def load_json(path: str) -> dict:
         return json.load(fh)
 
 
-def fetch(corpus_dir: str) -> int:
+def fetch(corpus_dir: str, mirror: str | None = None) -> int:
     os.makedirs(corpus_dir, exist_ok=True)
     failed = 0
     for entry in load_json(CORPUS)["entries"]:
@@ -46,7 +47,9 @@ def fetch(corpus_dir: str) -> int:
         if os.path.isdir(dest):
             continue
         try:
-            if "git" in entry:
+            if "git" in entry and mirror:
+                _copy_from_mirror(entry, mirror, dest)
+            elif "git" in entry:
                 _fetch_git(entry, dest)
             else:
                 _fetch_pypi(entry, dest)
@@ -67,7 +70,62 @@ def _fetch_git(entry: dict, dest: str) -> None:
         ).stdout
         os.makedirs(dest)
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, filter=_within_tree)
+
+
+def _within_tree(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """tarfile's data filter, skipping what it refuses (a committed virtualenv's absolute symlinks) instead of
+    failing the whole tree."""
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None
+
+
+def _copy_from_mirror(entry: dict, mirror: str, dest: str) -> None:
+    """The tree at the pinned commit from a bare clone, blob by blob: a partial mirror lacking its largest files
+    (weights, audio) still gives every file it holds; the missing ones are counted."""
+    git_dir = os.path.join(mirror, entry["git"].replace("/", "+"))
+    if os.path.isdir(os.path.join(git_dir, "repo")):
+        git_dir = os.path.join(git_dir, "repo")
+    listing = subprocess.run(
+        ["git", "--git-dir", git_dir, "ls-tree", "-r", "-z", entry["commit"]], check=True, capture_output=True
+    ).stdout
+    blobs = []
+    for row in filter(None, listing.split(b"\0")):
+        meta, path = row.split(b"\t", 1)
+        mode, kind, sha = meta.decode().split()
+        if kind == "blob":
+            blobs.append((mode, sha, os.fsdecode(path)))
+        elif kind == "commit":  # a submodule: an empty folder, as in a downloaded archive
+            os.makedirs(os.path.join(dest, os.fsdecode(path)), exist_ok=True)
+    with tempfile.TemporaryFile() as ids:
+        ids.write("".join(sha + "\n" for _, sha, _ in blobs).encode())
+        ids.seek(0)
+        proc = subprocess.Popen(["git", "--git-dir", git_dir, "cat-file", "--batch"], stdin=ids, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        missing = 0
+        for mode, _sha, path in blobs:
+            header = proc.stdout.readline().split()
+            if header[1] == b"missing":
+                missing += 1
+                continue
+            data = proc.stdout.read(int(header[2]))
+            proc.stdout.read(1)
+            target = os.path.join(dest, path)
+            if os.path.relpath(target, dest).startswith(os.pardir):
+                continue
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if mode == "120000":
+                os.symlink(os.fsdecode(data), target)
+            else:
+                with open(target, "wb") as fh:
+                    fh.write(data)
+                if mode == "100755":
+                    os.chmod(target, 0o755)
+        proc.wait()
+    if missing:
+        print(f"{entry['id']}: {missing} files the mirror does not hold were left out", file=sys.stderr)
 
 
 def _fetch_pypi(entry: dict, dest: str) -> None:
@@ -203,9 +261,10 @@ def main() -> int:
     parser.add_argument("command", choices=("fetch", "check"))
     parser.add_argument("--corpus", required=True, help="folder holding one tree per corpus entry")
     parser.add_argument("--update", action="store_true", help="add new findings to labels.json, unlabelled")
+    parser.add_argument("--mirror", help="fetch: read git entries from bare clones MIRROR/OWNER+NAME[/repo]")
     args = parser.parse_args()
     if args.command == "fetch":
-        return fetch(args.corpus)
+        return fetch(args.corpus, args.mirror)
     return compare(os.path.abspath(args.corpus), args.update)
 
 

@@ -145,11 +145,16 @@ def test_repository_tree_is_walked_and_caches_skipped(tmp_path) -> None:
     shutil.copytree(os.path.join(ROOT, "fixtures/TOK002/bad/pad-eos-with-collator"), repo / "src")
     (repo / "node_modules").mkdir()
     (repo / "node_modules" / "x.py").write_text("tokenizer.pad_token = tokenizer.eos_token\n")
+    # a virtualenv committed under its own name, its interpreter a link out of the tree (codeman911's `tts/`)
+    (repo / "tts" / "bin").mkdir(parents=True)
+    (repo / "tts" / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.9.6\n")
+    (repo / "tts" / "bin" / "python3").symlink_to("/usr/bin/python3")
+    (repo / "tts" / "bin" / "x.py").write_text("tokenizer.pad_token = tokenizer.eos_token\n")
     payload = json.loads(run_main("check", str(repo), "--format", "json")[1])
     paths = {f["path"] for f in payload["findings"]}
     assert any("models/outetts/config.json" in p for p in paths)
     assert any(p.endswith("src/finetune.py") for p in paths)
-    assert not any(".venv" in p or "node_modules" in p for p in paths)
+    assert not any({".venv", "node_modules", "tts"} & set(p.split("/")) for p in paths)
     assert payload["summary"]["model_dirs"] == 1 and payload["summary"]["sources"] == 1
 
 

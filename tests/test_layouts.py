@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from conftest import FIXTURES, run_main
 
@@ -54,6 +55,18 @@ def test_f5_known_vocab_and_duplicates() -> None:
     assert "repeats 1 symbol(s)" in broken[41] and "ids follow line numbers" in broken[41]
     yaml_case = _findings(os.path.join(FIXTURES, "VOC007/bad/f5-yaml-custom-tokenizer/F5TTS_Small_train.yaml"))
     assert [f["code"] for f in yaml_case] == ["VOC007"] and "259" in yaml_case[0]["message"]
+
+
+def test_f5_vocab_without_space_and_wordpiece_vocab(tmp_path) -> None:
+    shutil.copytree(os.path.join(FIXTURES, "VOC007/good/f5-custom-vocab"), tmp_path / "f5")
+    vocab = tmp_path / "f5" / "vocab.txt"
+    vocab.write_text(vocab.read_text().replace(" \n", "", 1))
+    (space,) = [f for f in _findings(str(tmp_path / "f5")) if f["code"] == "VOC007" and f["line"] == 1]
+    assert "has no space symbol, which must be its first line" in space["message"]
+    # a BERT WordPiece vocab.txt is not a symbol list: no space at line 1 is right for it
+    bert = os.path.join(FIXTURES, "VOC007/good/bert-wordpiece-g2p")
+    assert not [f for f in _findings(bert) if f["code"] == "VOC007"]
+    assert load_tokenizer_bundle(bert).symbols is None
 
 
 def test_gguf_header_only_view() -> None:

@@ -112,6 +112,9 @@ def _walk_tree(root: str) -> list[Target]:
         root, followlinks=False, onerror=lambda exc: unreadable.append(exc.filename or root)
     ):
         directory = os.path.normpath(walked)  # "./models" -> "models": paths as a user would write them
+        if "pyvenv.cfg" in filenames and walked != root:
+            dirnames[:] = []  # a virtualenv under any name (a committed `tts/`): installed code, not the project's
+            continue
         dirnames[:] = sorted(
             d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
         )

@@ -508,6 +508,9 @@ def _other_tokenizer_json(directory: str) -> str | None:
     return os.path.join(directory, found[0]) if len(found) == 1 else None
 
 
+WORDPIECE_SPECIALS = frozenset({"[UNK]", "[CLS]", "[SEP]"})
+
+
 class SymbolList(msgspec.Struct, frozen=True):
     """vocab.txt with one symbol a line (F5-TTS): the id of a symbol is its line index."""
 
@@ -529,6 +532,12 @@ class SymbolList(msgspec.Struct, frozen=True):
     @property
     def unique(self) -> int:
         return len(set(self.symbols))
+
+    @property
+    def wordpiece(self) -> bool:
+        """BERT's WordPiece vocab.txt ([PAD], [unused1]..., [UNK], [CLS], [SEP], ##-pieces), not a symbol list:
+        a G2P or text-encoder BERT beside a TTS model (Amphion's MaskGCT polyphone model) ships one."""
+        return WORDPIECE_SPECIALS.issubset(self.symbols)
 
 
 def load_symbol_list(path: str) -> SymbolList:
@@ -566,7 +575,8 @@ def load_tokenizer_bundle(directory: str, tokenizer_file: str | None = None) -> 
     )
     if symbols is not None and os.path.lexists(symbols):
         try:
-            bundle.symbols = load_symbol_list(symbols)
+            listed = load_symbol_list(symbols)
+            bundle.symbols = None if listed.wordpiece else listed
         except ArtifactError as exc:
             bundle.errors.append(exc)
     if tokenizer_file is None:

@@ -59,10 +59,13 @@ class F5Vocab(ModelOrConfigRule):
         path = symbols.path if not symbols.path.startswith("<") else target.path
         if symbols.symbols and symbols.symbols[0] != " " and not symbols.path.startswith("<"):
             where = symbols.symbols.index(" ") if " " in symbols.symbols else None
+            placed = (
+                f"{symbols.path} has no space symbol, which must be its first line"
+                if where is None
+                else f"the space symbol is at line {where + 1} of {symbols.path}, not the first line"
+            )
             yield self.finding(
-                f"the space symbol is at line {where + 1 if where is not None else 'nowhere'} of "
-                f"{symbols.path}, not the first line: F5-TTS asserts vocab_char_map[' '] == 0 and "
-                "uses id 0 for padding",
+                f"{placed}: F5-TTS asserts vocab_char_map[' '] == 0 and uses id 0 for padding",
                 path,
                 line=1,
                 evidence={"space_index": where},
