@@ -38,6 +38,24 @@ def test_hub_ids_are_remote_references_not_missing_files(tmp_path) -> None:
     assert findings[0].severity.value == "info"  # no models/ folder here at all: made by a setup step
 
 
+def test_paths_a_flag_switches_off_or_that_climb_out_of_the_tree(tmp_path) -> None:
+    """coqui's recipes name `../../speakers-vctk-en.json` beside `use_external_speaker_embedding_file: false`
+    (DrewThomasson/Universal_TTS_Finetune): never read, so never missing; and `../..` from the top of the tree is
+    not looked up there, nor is the folder it reaches listed in a message."""
+    good = os.path.join(FIXTURES, "ART003/good/coqui-speaker-file-switched-off")
+    repo = tmp_path / "a" / "Universal_TTS_Finetune-main"
+    shutil.copytree(good, repo)
+    (tmp_path / "private-notes.json").write_text("{}")  # what `../..` from the tree's top reaches
+    config = repo / "recipes" / "vctk" / "tacotron2-DDC" / "tacotron2-DDC.json"
+    assert [f for f in engine.run(ALL_RULES, discover([str(repo)])).findings if f.rule_id == "ART003"] == []
+    config.write_text(config.read_text().replace('"use_external_speaker_embedding_file": false', '"x": 1'))
+    (repo / "recipes" / "speakers-vctk-de.json").unlink()
+    (found,) = [f for f in engine.run(ALL_RULES, discover([str(repo)])).findings if f.rule_id == "ART003"]
+    assert found.severity.value == "info" and "private-notes" not in found.message
+    tried = [os.path.abspath(p) for p in found.evidence["tried"]]
+    assert tried == [str(repo / "recipes" / "speakers-vctk-en.json")]  # not tmp_path's, reached from the top
+
+
 def test_reports_and_baselines_are_never_read_as_configs(tmp_path) -> None:
     model = tmp_path / "model"
     shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)

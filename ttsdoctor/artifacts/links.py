@@ -14,6 +14,7 @@ class OutsideLink(msgspec.Struct):
     path: str
     points_to: str
     is_dir: bool
+    exists: bool = True  # False: dangling here (a link to its author's home folder, committed by mistake)
     kind = "link"
     errors: tuple = ()
 
@@ -31,4 +32,4 @@ def leads_outside(path: str, root: str) -> str | None:
 
 def load_link(path: str, root: str | None) -> OutsideLink:
     resolved = os.path.realpath(path)
-    return OutsideLink(path, resolved, os.path.isdir(resolved))
+    return OutsideLink(path, resolved, os.path.isdir(resolved), os.path.exists(resolved))

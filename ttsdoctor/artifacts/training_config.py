@@ -332,14 +332,30 @@ def _role(entry: Entry) -> str | None:
     return "other"
 
 
+def _switched_off(entries: list[Entry]) -> set[str]:
+    """Pointers of paths a sibling flag turns off: coqui's `"use_d_vector_file": false` beside `d_vector_file`
+    (also `use_external_speaker_embedding_file`), so the file is never read."""
+    flags = {e.pointer: e.value for e in entries if e.key.startswith("use_") and isinstance(e.value, bool)}
+    off = set()
+    for entry in entries:
+        parent = entry.pointer.rsplit("/", 1)[0]
+        stem = re.sub(r"_(file|path|dir)$", "", entry.key)
+        if any(flags.get(f"{parent}/use_{name}") is False for name in {entry.key, stem}):
+            off.add(entry.pointer)
+    return off
+
+
 def _candidates(config_path: str, value: str, roots: list[str]) -> list[str]:
     """Where a training script could find a relative path: the config's folder, then each root (the project
-    root, the path the user passed to `check`), in that order."""
+    root, the path the user passed to `check`), in that order. A path that climbs out of a root is not tried
+    against it (`../../speakers.json` from the repository's top names a file of the machine, not the project)."""
     display_dir = os.path.dirname(config_path)
     if os.path.isabs(value):
         return [value]
     out = [os.path.normpath(os.path.join(display_dir, value))]
     for root in roots:
+        if os.path.normpath(os.path.join("top", value)).split(os.sep, 1)[0] != "top":
+            continue  # lexically: `..` past the root (a link in the tree may lead elsewhere, SEC004 says so)
         # Keep the display form relative when the config path was given relatively.
         rel_root = os.path.relpath(root) if not os.path.isabs(config_path) and os.path.isabs(root) else root
         candidate = os.path.normpath(os.path.join(rel_root, value))
@@ -407,9 +423,10 @@ def load_training_config(
     )
     roots = [r for r in (config.project_root, checked_root) if r is not None]
     inside_roots = [os.path.dirname(os.path.abspath(path)), *roots]
+    switched_off = _switched_off(config.entries)
     for entry in config.entries:
         role = _role(entry)
-        if role is None:
+        if role is None or entry.pointer in switched_off:
             continue
         tried = _candidates(path, entry.value, roots)
         resolved = next((c for c in tried if os.path.exists(c)), None)
