@@ -56,6 +56,18 @@ def test_paths_a_flag_switches_off_or_that_climb_out_of_the_tree(tmp_path) -> No
     assert tried == [str(repo / "recipes" / "speakers-vctk-en.json")]  # not tmp_path's, reached from the top
 
 
+def test_locale_files_are_not_configs_and_windows_paths_are_another_machines(tmp_path) -> None:
+    locale = tmp_path / "i18n" / "locale"
+    locale.mkdir(parents=True)  # daswer123/xtts-webui: training words inside sentences, not keys
+    (locale / "pt_BR.json").write_text('{"Number of epochs:": "Numero de epochs:", "Upload .txt files": "Enviar .txt"}')
+    (tmp_path / "lora.yaml").write_text("base_model: E:/JetBrains/Pycharm/Qwen3-TTS-Fine/models/Base\nepochs: 3\n")
+    targets = discover([str(tmp_path)])
+    assert [os.path.basename(t.path) for t in targets if t.kind == "training_config"] == ["lora.yaml"]
+    (found,) = [f for f in engine.run(ALL_RULES, targets).findings if f.rule_id == "ART003"]
+    assert found.evidence["tried"] == ["E:/JetBrains/Pycharm/Qwen3-TTS-Fine/models/Base"]
+    assert "an absolute path of another machine?" in found.message
+
+
 def test_reports_and_baselines_are_never_read_as_configs(tmp_path) -> None:
     model = tmp_path / "model"
     shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)

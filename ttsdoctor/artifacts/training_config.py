@@ -345,12 +345,21 @@ def _switched_off(entries: list[Entry]) -> set[str]:
     return off
 
 
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+
+
+def is_absolute_path(value: str) -> bool:
+    """Absolute here, or on Windows (`E:/JetBrains/...`, `C:\\Users\\...`, `\\\\server\\share`): a path of the
+    machine the config was written on, never relative to the config's folder."""
+    return os.path.isabs(value) or bool(_WINDOWS_ABSOLUTE.match(value))
+
+
 def _candidates(config_path: str, value: str, roots: list[str]) -> list[str]:
     """Where a training script could find a relative path: the config's folder, then each root (the project
     root, the path the user passed to `check`), in that order. A path that climbs out of a root is not tried
     against it (`../../speakers.json` from the repository's top names a file of the machine, not the project)."""
     display_dir = os.path.dirname(config_path)
-    if os.path.isabs(value):
+    if is_absolute_path(value):
         return [value]
     out = [os.path.normpath(os.path.join(display_dir, value))]
     for root in roots:
@@ -439,7 +448,7 @@ def load_training_config(
             if named.remote and hub_folders and entry.value in hub_folders:
                 named.resolved, named.remote = hub_folders[entry.value], False
                 config.errors += _load_named(named, header_only)
-        elif not os.path.isabs(entry.value) and not any(_inside(resolved, root) for root in inside_roots):
+        elif not is_absolute_path(entry.value) and not any(_inside(resolved, root) for root in inside_roots):
             named.outside_project = True
         else:
             config.errors += _load_named(named)
@@ -489,7 +498,14 @@ def looks_like_training_config(path: str) -> bool:
         return False
     if is_own_output(head):
         return False
-    return any(f"{key}:" in head or f'"{key}"' in head for key in TRAINING_KEYS)
+    return _TRAINING_KEY.search(head) is not None
+
+
+# a training key as a key: YAML `key:` at the start of a line (indented, or in a list), JSON `"key":` anywhere;
+# not the word inside a value or a sentence (an i18n file's "Number of epochs:", xtts-webui's locales)
+_TRAINING_KEY = re.compile(
+    r'(?m)(?:^[ \t-]*(?:{keys})[ \t]*:|"(?:{keys})"[ \t]*:)'.format(keys="|".join(sorted(TRAINING_KEYS)))
+)
 
 
 _OWN_OUTPUT = re.compile(

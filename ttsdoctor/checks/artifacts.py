@@ -9,7 +9,7 @@ from ttsdoctor.artifacts.errors import ArtifactError, BrokenTarget, EmptyWeights
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tensors import WeightFile, Weights
-from ttsdoctor.artifacts.training_config import NamedFile, TrainingConfig
+from ttsdoctor.artifacts.training_config import NamedFile, TrainingConfig, is_absolute_path
 from ttsdoctor.finding import Finding, Severity
 from ttsdoctor.rule import Rule
 
@@ -225,7 +225,7 @@ class MissingNamedFile(Rule):
                 continue
             why = (
                 "an absolute path of another machine?"
-                if os.path.isabs(entry.value)
+                if is_absolute_path(entry.value)
                 else "made by a preprocessing or download step?"
             )
             yield self.finding(
@@ -255,7 +255,7 @@ def _near_miss(named: NamedFile) -> tuple[str, list[str]] | None:
     import difflib
 
     value = named.entry.value
-    if os.path.isabs(value) or any(h in named.entry.key.lower() for h in PRODUCED_KEY_HINTS):
+    if is_absolute_path(value) or any(h in named.entry.key.lower() for h in PRODUCED_KEY_HINTS):
         return None
     if not os.path.dirname(value.rstrip("/")):
         return None
