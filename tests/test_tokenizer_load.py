@@ -21,7 +21,8 @@ def _tokenizers_file(path: str) -> bool:
     """tokenizer.json, a merged one, or a vocab.json that is a whole tokenizers file (coqui XTTS); a GPT-2 style
     {token: id} vocab.json is not one."""
     if path.endswith(("tokenizer.json", "_merged.json")):
-        return True
+        with open(path, "rb") as fh:  # a Git LFS pointer named tokenizer.json is not one (TOK003's LFS case)
+            return not fh.read(64).startswith(b"version https://git-lfs")
     if not path.endswith("vocab.json"):
         return False
     with open(path, "rb") as fh:

@@ -386,7 +386,8 @@ class GenerationKeysInConfig(Rule):
             return
         config = target.config
         assert config is not None
-        keys = [k for k in GENERATION_KEYS if k in config.data]
+        # null sets nothing (SpeechT5 fine-tunes save "max_length": null): nothing is ignored or lost
+        keys = [k for k in GENERATION_KEYS if config.data.get(k) is not None]
         if not keys:
             return
         gen = target.generation_config
