@@ -23,6 +23,7 @@ import collections
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -56,6 +57,7 @@ def fetch(corpus_dir: str, mirror: str | None = None) -> int:
             print(f"fetched {entry['id']}")
         except (OSError, subprocess.CalledProcessError) as exc:
             failed += 1
+            shutil.rmtree(dest, ignore_errors=True)  # a half-made tree would be skipped as fetched next time
             print(f"could not fetch {entry['id']}: {exc}", file=sys.stderr)
     return 1 if failed else 0
 
