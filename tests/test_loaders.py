@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 
 from ttsdoctor import engine
 from ttsdoctor.artifacts.embeddings import text_embedding, text_head
-from ttsdoctor.artifacts.errors import ArtifactError
+from ttsdoctor.artifacts.errors import AbsentShards, ArtifactError, MissingContent
 from ttsdoctor.artifacts.hf_config import load_config, scopes
 from ttsdoctor.artifacts.jsonfile import load_json, position_in, positions_in
 from ttsdoctor.artifacts.model_dir import load_model_dir
@@ -162,6 +162,17 @@ def test_sharded_index(tmp_path) -> None:
     weights = load_sharded_safetensors(str(tmp_path / "model.safetensors.index.json"))
     assert set(weights.tensors) == {"model.embed_tokens.weight", "lm_head.weight"}
     assert any("missing.safetensors" in e.problem for e in weights.errors)
+
+
+def test_sharded_index_without_any_shard_is_missing_content(tmp_path) -> None:
+    # a model repository published without its shards (an install script downloads them): not a damaged save
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    weights = load_sharded_safetensors(str(tmp_path / "model.safetensors.index.json"))
+    assert [type(e) for e in weights.errors] == [AbsentShards]
+    assert isinstance(weights.errors[0], MissingContent)
+    assert weights.errors[0].shards == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert "names 2 shards" in weights.errors[0].problem
 
 
 def test_torch_zip_checkpoint_nested_state_dict(tmp_path) -> None:

@@ -39,6 +39,20 @@ class EmptyWeights(MissingContent):
         super().__init__(path, "is empty (0 bytes): no weights in it (a placeholder, or a failed download)")
 
 
+class AbsentShards(MissingContent):
+    """A sharded-weights index none of whose shards is in its folder: the weights were not downloaded or are kept
+    out of the repository (install scripts fetch them), the state of an LFS clone, not a damaged save."""
+
+    def __init__(self, path: str, shards: list[str]):
+        self.shards = shards
+        named = ", ".join(shards[:2]) + (f" and {len(shards) - 2} more" if len(shards) > 2 else "")
+        super().__init__(
+            path,
+            f"names {len(shards)} shard{'s' if len(shards) > 1 else ''} ({named}) and none of them is here: the "
+            "weights were not downloaded (or are kept out of the repository)",
+        )
+
+
 class BrokenTarget(msgspec.Struct):
     """What loading gives for a target that could not be loaded at all (a missing path, an unreadable folder, a
     file of no kind ttsdoctor checks, a worker that crashed on it): only its errors, which ART001 reports."""

@@ -12,7 +12,7 @@ import json
 import os
 import struct
 
-from ttsdoctor.artifacts.errors import ArtifactError, refuse_missing_content, regular_file_size
+from ttsdoctor.artifacts.errors import AbsentShards, ArtifactError, refuse_missing_content, regular_file_size
 from ttsdoctor.artifacts.jsonfile import load_json
 from ttsdoctor.artifacts.pickles import looks_like_checkpoint, read_pickle_checkpoint
 from ttsdoctor.artifacts.tensors import DTYPE_SIZES, TensorInfo, WeightFile, Weights
@@ -126,9 +126,14 @@ def load_sharded_safetensors(index_path: str) -> Weights:
         if not isinstance(shard, str):
             raise ArtifactError(index_path, f"weight_map[{tensor!r}] is not a file name")
         shards.setdefault(shard, []).append(tensor)
+    inside = {s for s in shards if not os.path.isabs(s) and ".." not in s.replace("\\", "/").split("/")}
+    if inside and not any(os.path.lexists(os.path.join(directory, s)) for s in inside):
+        # no shard at all: weights not downloaded (ART004), where one missing among present ones is a damaged save
+        weights.errors.append(AbsentShards(index_path, sorted(inside)))
+        shards = {s: names for s, names in shards.items() if s not in inside}
     for shard, names in shards.items():
         shard_path = os.path.join(directory, shard)
-        if os.path.isabs(shard) or ".." in shard.replace("\\", "/").split("/"):
+        if shard not in inside:
             weights.errors.append(ArtifactError(index_path, f"shard name {shard!r} leaves the model directory"))
             continue
         if not os.path.lexists(shard_path):

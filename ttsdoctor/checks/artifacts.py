@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ttsdoctor.artifacts.errors import ArtifactError, BrokenTarget, EmptyWeights, LfsPointer, MissingContent
+from ttsdoctor.artifacts.errors import (
+    AbsentShards,
+    ArtifactError,
+    BrokenTarget,
+    EmptyWeights,
+    LfsPointer,
+    MissingContent,
+)
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tensors import WeightFile, Weights
@@ -67,7 +74,7 @@ class UnreadableArtifact(_LoadErrors):
 # What could not be checked when a file of this kind is missing its content, for the ART004 message.
 _RULES_THAT_READ = (
     (
-        (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".gguf"),
+        (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".gguf", ".safetensors.index.json"),
         "the embedding, head and security rules (VOC, COD002, POS001, SEC001)",
     ),
     (
@@ -116,6 +123,8 @@ class MissingContentFile(_LoadErrors):
 def _missing_evidence(error: MissingContent) -> dict[str, object]:
     if isinstance(error, LfsPointer):
         return {"object_size": error.object_size}
+    if isinstance(error, AbsentShards):
+        return {"absent_shards": error.shards}
     return {"size": 0}
 
 
