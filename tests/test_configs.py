@@ -206,3 +206,19 @@ def test_json_training_configs_report_repeated_keys_by_what_json_load_reads(tmp_
         ("info", "repeated key 'loss_masking', with the same value both times"),
         ("warning", "duplicate key 'ga_alpha'"),
     ]
+
+
+def test_pad_is_eos_in_an_input_encoder_subconfig_is_not_reported(tmp_path) -> None:
+    # Ultravox (bhzhao19/ultravox-v0_6-llama-3_1-8b): a speech LLM whose audio_config is Whisper's full config,
+    # pad == eos == 50257 as Whisper has it; only the encoder runs, so nothing ever pads or stops on those ids.
+    import json
+
+    whisper = {"model_type": "whisper", "bos_token_id": 50257, "eos_token_id": 50257, "pad_token_id": 50257}
+    llama = {"model_type": "llama", "eos_token_id": 128009, "pad_token_id": 128009, "vocab_size": 128256}
+    config = {"model_type": "ultravox", "audio_config": whisper, "text_config": llama, "vocab_size": 128256}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code, out = run_main("check", str(tmp_path), "--select", "TOK001", "--format", "json")
+    reported = [f["message"] for f in json.loads(out)["findings"]]
+    assert code == 1 and len(reported) == 1 and "(text_config)" in reported[0], (
+        reported
+    )  # the decoder's pad == eos still is

@@ -97,6 +97,13 @@ def scopes(doc: JsonDoc, max_depth: int = 3) -> list[ConfigScope]:
     return out
 
 
+def is_input_encoder(scope_name: str) -> bool:
+    """A sub-config of an encoder that feeds the model (Ultravox's Whisper `audio_config`, LLaVA's `vision_config`,
+    Parler-TTS's `text_encoder`): it generates nothing, and its special ids are those of its own tokenizer."""
+    last = scope_name.rsplit(".", 1)[-1]
+    return last in ("audio_config", "vision_config") or ("encoder" in last and "decoder" not in last)
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"

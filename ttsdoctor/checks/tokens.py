@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ttsdoctor.artifacts.embeddings import head_bias
+from ttsdoctor.artifacts.hf_config import is_input_encoder
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.special_tokens import SpecialDecl
@@ -157,9 +158,11 @@ class PadIsEos(Rule):
         intentional = family is not None and family.pad_equals_eos_by_design
         fix = None if intentional else pad_fix(target)
         speech_end = _speech_end(target)
-        for (path, _scope), roles in _levels(target.special_decls).items():
+        for (path, scope), roles in _levels(target.special_decls).items():
             pad, eos = roles.get("pad"), roles.get("eos")
             if pad is None or eos is None or not pad.ids or not set(pad.ids) & set(eos.ids):
+                continue
+            if is_input_encoder(scope):  # Whisper's pad == eos in a speech LLM's audio encoder: never generated
                 continue
             pad_id = pad.ids[0]
             shown = describe(target, pad_id) if pad.text_space else str(pad_id)
