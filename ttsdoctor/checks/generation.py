@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import os
 from collections.abc import Iterator
 
 import msgspec
@@ -391,14 +392,14 @@ class GenerationKeysInConfig(Rule):
         if not keys:
             return
         gen = target.generation_config
-        import os
-
         gen_path = gen.path if gen is not None else os.path.join(target.path, "generation_config.json")
         for key in keys:
             value = config.data[key]
             line, column = config.position(f"/{key}")
+            severity = None
             if gen is not None:
                 if key in gen.data and gen.data[key] == value:
+                    severity = Severity.INFO  # a repeat: nothing is lost, no reader misled (transformers 4 saves)
                     fix = Fix(
                         f"Remove {key} from config.json (generation_config.json has the same value)",
                         Applicability.SAFE,
@@ -426,6 +427,7 @@ class GenerationKeysInConfig(Rule):
                     line,
                     column,
                     fix=fix,
+                    severity=severity,
                 )
             else:
                 fix = Fix(
