@@ -68,6 +68,21 @@ def test_locale_files_are_not_configs_and_windows_paths_are_another_machines(tmp
     assert "an absolute path of another machine?" in found.message
 
 
+def test_placeholder_paths_are_called_placeholders(tmp_path) -> None:
+    # VoxCPM's fine-tuning configs ship `pretrained_path: /path/to/VoxCPM1.5/` for the user to fill in
+    (tmp_path / "finetune.yaml").write_text(
+        "pretrained_path: /path/to/VoxCPM1.5/\nvocab_file: your_vocab.txt\n"
+        "tokenizer_path: /data/run3/tokenizer.json\nnum_epochs: 3\n"
+    )
+    found = [f for f in engine.run(ALL_RULES, discover([str(tmp_path)])).findings if f.rule_id == "ART003"]
+    hints = {f.evidence["value"]: f.message.split("; ")[1].split(")")[0] for f in found}
+    assert hints == {
+        "/path/to/VoxCPM1.5/": "a placeholder to fill in",
+        "your_vocab.txt": "a placeholder to fill in",
+        "/data/run3/tokenizer.json": "an absolute path of another machine?",
+    }
+
+
 def test_reports_and_baselines_are_never_read_as_configs(tmp_path) -> None:
     model = tmp_path / "model"
     shutil.copytree(os.path.join(ROOT, "fixtures/TOK001/bad/outetts-pad-eos-0"), model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 from ttsdoctor.artifacts.errors import (
@@ -232,11 +233,12 @@ class MissingNamedFile(Rule):
                     {**evidence, "folder": folder},
                 )
                 continue
-            why = (
-                "an absolute path of another machine?"
-                if is_absolute_path(entry.value)
-                else "made by a preprocessing or download step?"
-            )
+            if _PLACEHOLDER.search(entry.value):
+                why = "a placeholder to fill in"
+            elif is_absolute_path(entry.value):
+                why = "an absolute path of another machine?"
+            else:
+                why = "made by a preprocessing or download step?"
             yield self.finding(
                 f"{entry.key} names {entry.value!r}, which is not here (tried {tried}; {why}); the rules that would "
                 "read it did not run",
@@ -247,6 +249,10 @@ class MissingNamedFile(Rule):
                 evidence,
                 severity=Severity.INFO,
             )
+
+
+# A path written as an instruction (VoxCPM's `/path/to/VoxCPM1.5/`, `<your_dataset>`, `path/to/your/model`)
+_PLACEHOLDER = re.compile(r"(^|[/\\])path[/\\]to[/\\]|<[^<>]+>|\byour[_-]", re.IGNORECASE)
 
 
 # Keys naming what a run produces: data made by preprocessing, caches, logs, outputs, and state the program itself
