@@ -154,8 +154,7 @@ class PadIsEos(Rule):
     severity = Severity.ERROR
 
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
-        family = target.family
-        intentional = family is not None and family.pad_equals_eos_by_design
+        intentional = _pad_eos_by_design(target)
         fix = None if intentional else pad_fix(target)
         speech_end = _speech_end(target)
         for (path, scope), roles in _levels(target.special_decls).items():
@@ -177,9 +176,8 @@ class PadIsEos(Rule):
                 "eos": {"ids": list(eos.ids), "from": f"{path}#{eos.pointer}"},
             }
             if intentional:
-                assert family is not None
                 yield self.finding(
-                    f"{key} {shown} {equals} in {pad.level}: intentional for {family.name} ({family.note})",
+                    f"{key} {shown} {equals} in {pad.level}: {intentional}",
                     path,
                     pad.pointer,
                     pad.line,
@@ -213,6 +211,22 @@ class PadIsEos(Rule):
                 evidence,
                 fix,
             )
+
+
+WHISPER_PAD = "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask"
+
+
+def _pad_eos_by_design(target: ModelDir) -> str | None:
+    """Why pad == eos is meant in this folder's model: a family whose pad equals eos by design (Parler-TTS's and
+    MusicGen's codebook decoders), or Whisper (openai/whisper-* and its fine-tunes: pad_token_id and eos_token_id
+    both 50257; the encoder reads audio features, so there is no mask to infer from ids). None otherwise."""
+    family = target.family
+    if family is not None and family.pad_equals_eos_by_design:
+        return f"intentional for {family.name} ({family.note})"
+    tok = target.tokenizer.file if target.tokenizer is not None else None
+    if target.model_type == "whisper" or (tok is not None and tok.token_id("<|startoftranscript|>") is not None):
+        return WHISPER_PAD
+    return None
 
 
 def _speech_end(target: ModelDir) -> tuple[str, int, str] | None:
@@ -289,7 +303,7 @@ def _by_design(called: str) -> str | None:
         if family.pad_equals_eos_by_design and family.name.lower().split("-")[0] in low:
             return f"intentional for {family.name} ({family.note})"
     if "whisper" in low:
-        return "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask"
+        return WHISPER_PAD
     return None
 
 
