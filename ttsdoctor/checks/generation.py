@@ -525,7 +525,9 @@ class InvalidGenerationConfig(Rule):
                 if key in data and data[key] is not None and data[key] != default:
                     yield emit(
                         key,
-                        f"{key}={data[key]!r} with num_beams={num_beams!r} is ignored: it only applies to "
+                        f"{key}={data[key]!r} with "
+                        + ("num_beams unset (1)" if num_beams is None else f"num_beams={num_beams!r}")
+                        + " is ignored: it only applies to "
                         "beam search (GenerationConfig.validate(strict=True) rejects it)",
                         Severity.WARNING,
                     )
