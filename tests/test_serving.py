@@ -77,7 +77,7 @@ def test_budget_not_judged_without_a_loaded_family_or_when_set_later(tmp_path) -
     assert greedy.evidence == {"setting": "do_sample=False"} and greedy.location.line == 4
 
 
-def test_end_of_speech_added_to_the_stop_ids_and_nested_eos_lifted() -> None:
+def test_end_of_speech_added_to_the_stop_ids_and_nested_eos_lifted(tmp_path) -> None:
     folder = os.path.join(FIXTURES, "SRV002/bad/orpheus-eos-eot-only")
     with open(os.path.join(folder, "tokenizer.json"), encoding="utf-8") as fh:
         added = {t["content"]: t["id"] for t in json.load(fh)["added_tokens"]}
@@ -91,6 +91,19 @@ def test_end_of_speech_added_to_the_stop_ids_and_nested_eos_lifted() -> None:
     assert nested.location.pointer == "/llm/eos_token_id" and nested.evidence["eos_token_id"] == 6562
     (lift,) = nested.fix.edits
     assert (lift.pointer, lift.value) == ("/eos_token_id", 6562)
+
+    # a model whose own code (auto_map) builds its language model from the sub-config generates with that eos
+    # (InfiMM/infimm-zephyr: Flamingo over a MistralForCausalLM made from config.json's `language`)
+    custom = tmp_path / "infimm-zephyr"
+    custom.mkdir()
+    language = {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "bos_token_id": 1, "eos_token_id": 2}
+    config = {"architectures": ["InfiMMZephyrModel"], "model_type": "infimm-zephyr", "language": language}
+    (custom / "config.json").write_text(json.dumps(config))
+    (custom / "generation_config.json").write_text('{"do_sample": true, "max_new_tokens": 512}')
+    assert [f.location.pointer for f in _findings(str(custom), "SRV002")] == ["/language/eos_token_id"]
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_infimm_zephyr.InfiMMZephyrModel"}
+    (custom / "config.json").write_text(json.dumps(config))
+    assert _findings(str(custom), "SRV002") == []
 
     (gguf,) = _findings(os.path.join(FIXTURES, "SRV002/bad/orpheus-gguf-eos-eot"), "SRV002")
     assert gguf.evidence == {"end_of_speech": speech_end, "stop_ids": [eot]}

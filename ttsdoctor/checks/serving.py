@@ -471,9 +471,13 @@ def _stop_ids(model: ModelDir) -> _Stops:
 
 
 def _nested_eos(model: ModelDir) -> tuple[str, int] | None:
-    """An eos_token_id kept only in a sub-config generate() does not read (CosyVoice3's `llm`)."""
+    """An eos_token_id kept only in a sub-config generate() does not read (CosyVoice3's `llm`). Not for a model whose
+    own code builds it (auto_map): InfiMM-Zephyr builds its language model from `language` and generates with it,
+    so that sub-config's eos is the one read."""
     config = model.config
     if config is None or not isinstance(config.data, dict) or config.data.get("is_encoder_decoder") is True:
+        return None
+    if "auto_map" in config.data:
         return None
     for d in model.special_decls:
         nested = d.scope and "." not in d.scope and d.scope not in DECODER_CONFIGS and not d.scope.endswith("_config")
