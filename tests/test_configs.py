@@ -8,6 +8,7 @@ import shutil
 from conftest import FIXTURES, ROOT, run_main
 
 from ttsdoctor import engine
+from ttsdoctor.artifacts.training_config import load_training_config
 from ttsdoctor.discover import discover
 from ttsdoctor.registry import ALL_RULES
 
@@ -237,3 +238,24 @@ def test_pad_is_eos_in_an_input_encoder_subconfig_is_not_reported(tmp_path) -> N
     assert code == 1 and len(reported) == 1 and "(text_config)" in reported[0], (
         reported
     )  # the decoder's pad == eos still is
+
+
+def test_home_paths_are_absolute_and_urls_are_not_files(tmp_path, monkeypatch) -> None:
+    # verl's configs (in a Llasa GRPO repository): `path: ~/models/...` and Hydra's `searchpath: file://...`
+    home = tmp_path / "home"
+    (home / "models" / "Qwen2-7B-Instruct").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "ppo.yaml").write_text(
+        "model:\n  path: ~/models/Qwen2-7B-Instruct\n  tokenizer_path: ~/models/deepseek-llm-7b-chat\n"
+        "hydra:\n  searchpath: [file://verl/trainer/config, pkg://verl.trainer.config]\n"
+        "train_files: s3://bucket/gsm8k/train.parquet\nnum_epochs: 3\n"
+    )
+    config = load_training_config(str(repo / "ppo.yaml"), checked_root=str(repo))
+    named = {n.entry.value: n for n in config.named_files}
+    assert set(named) == {"~/models/Qwen2-7B-Instruct", "~/models/deepseek-llm-7b-chat"}
+    assert named["~/models/Qwen2-7B-Instruct"].resolved == str(home / "models" / "Qwen2-7B-Instruct")
+    (found,) = [f for f in engine.run(ALL_RULES, discover([str(repo)])).findings if f.rule_id == "ART003"]
+    assert found.evidence["tried"] == [str(home / "models" / "deepseek-llm-7b-chat")]
+    assert "an absolute path of another machine?" in found.message

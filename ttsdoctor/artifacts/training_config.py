@@ -315,8 +315,8 @@ def _role(entry: Entry) -> str | None:
     value = entry.value
     if not isinstance(value, str) or not value or "\n" in value or len(value) > 4096:
         return None
-    if value.startswith(("http://", "https://", "hf://")) or "{" in value or value.startswith("lambda"):
-        return None
+    if _URL.match(value) or "{" in value or value.startswith("lambda"):
+        return None  # a URL (https, hf, s3, or Hydra's `file://` / `pkg://` search paths), a template, code
     bare_word = re.fullmatch(r"[\w.-]+", value) is not None  # `tokenizer: model`: a folder only if it exists
     looks_like_file = "/" in value or "\\" in value or value.lower().endswith(FILE_SUFFIXES) or bare_word
     if not looks_like_file or not any(h in key for h in FILE_KEY_HINTS):
@@ -346,12 +346,13 @@ def _switched_off(entries: list[Entry]) -> set[str]:
 
 
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+_URL = re.compile(r"^[A-Za-z][\w+.-]*://")
 
 
 def is_absolute_path(value: str) -> bool:
-    """Absolute here, or on Windows (`E:/JetBrains/...`, `C:\\Users\\...`, `\\\\server\\share`): a path of the
-    machine the config was written on, never relative to the config's folder."""
-    return os.path.isabs(value) or bool(_WINDOWS_ABSOLUTE.match(value))
+    """Absolute here, in a home folder (`~/models/...`), or on Windows (`E:/JetBrains/...`, `C:\\Users\\...`,
+    `\\\\server\\share`): a path of the machine the config was written on, never relative to the config's folder."""
+    return os.path.isabs(value) or value.startswith("~") or bool(_WINDOWS_ABSOLUTE.match(value))
 
 
 def _candidates(config_path: str, value: str, roots: list[str]) -> list[str]:
@@ -359,6 +360,8 @@ def _candidates(config_path: str, value: str, roots: list[str]) -> list[str]:
     root, the path the user passed to `check`), in that order. A path that climbs out of a root is not tried
     against it (`../../speakers.json` from the repository's top names a file of the machine, not the project)."""
     display_dir = os.path.dirname(config_path)
+    if value.startswith("~"):
+        return [os.path.expanduser(value)]  # the home of whoever runs it: scripts call os.path.expanduser on it
     if is_absolute_path(value):
         return [value]
     out = [os.path.normpath(os.path.join(display_dir, value))]
