@@ -108,3 +108,22 @@ def test_peft_trainable_token_indices_and_json_configs(tmp_path) -> None:
     assert (
         len(frz) == 1 and "2600" in frz[0]["message"] and frz[0]["pointer"] == "/trainable_token_indices/embed_tokens/1"
     )
+
+
+def test_a_vocab_txt_of_another_field_and_a_json_named_tokenizer_are_not_judged(tmp_path) -> None:
+    # SoSongzhi/fuzzy2solid_t5: mass-spectrometry token lists saved as vocab.txt (no space line, repeated
+    # masses), a JSON vocabulary saved as vocab.txt, and an empty `{}` fuzzy_tokenizer.json beside a BERT
+    # tokenizer_config.json: none is F5-TTS's symbol list or a tokenizers-library file
+    species = tmp_path / "datasets" / "raw" / "H.-sapiens"
+    species.mkdir(parents=True)
+    (species / "vocab.txt").write_text("[171.06439]\n[114.04293]\n[171.06439]\n")
+    (species / "gt_seqs.txt").write_text("PEPTIDE\n")
+    (tmp_path / "datasets" / "tokenizer").mkdir()
+    (tmp_path / "datasets" / "tokenizer" / "vocab.txt").write_text('{\n  "[UNK]": 0,\n  "PAD": 1\n}\n')
+    (tmp_path / "fuzzy_tokenizer.json").write_text("{}")
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizerFast", "pad_token": "[PAD]"}')
+    assert [(f["code"], f["path"]) for f in _findings(str(tmp_path)) if f["severity"] != "info"] == []
+    # the same list in a prepared F5-TTS dataset (prepare_csv_wavs.py writes raw.arrow and duration.json) is one
+    (species / "duration.json").write_text('{"duration": [1.0]}')
+    found = [f["message"] for f in _findings(str(tmp_path)) if f["code"] == "VOC007"]
+    assert len(found) == 2 and "has no space symbol" in found[0] and "repeats 1 symbol(s)" in found[1]

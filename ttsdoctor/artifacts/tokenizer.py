@@ -505,7 +505,16 @@ def _other_tokenizer_json(directory: str) -> str | None:
     except OSError:
         return None
     found = [n for n in names if n.endswith(".json") and "tokenizer" in n.lower() and n not in TOKENIZER_FILES]
-    return os.path.join(directory, found[0]) if len(found) == 1 else None
+    if len(found) != 1:
+        return None
+    path = os.path.join(directory, found[0])
+    try:
+        data = json.loads(read_bytes(path, "tokenizer_bytes"))
+    except (ArtifactError, ValueError):
+        return path  # damaged or too large: the tokenizer loader says how
+    # a tokenizers-library file has a model; anything else so named is another program's JSON (an empty `{}`
+    # fuzzy_tokenizer.json beside a BERT tokenizer_config.json), which nothing loads as a tokenizer
+    return path if isinstance(data, dict) and "model" in data else None
 
 
 WORDPIECE_SPECIALS = frozenset({"[UNK]", "[CLS]", "[SEP]"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from functools import singledispatch
 
@@ -46,6 +47,26 @@ def _config_f5_inputs(target: TrainingConfig) -> tuple[SymbolList | None, Weight
     return symbols, weights
 
 
+# What F5-TTS's prepare_csv_wavs.py writes beside the vocab.txt of a prepared dataset
+F5_DATASET_FILES = ("raw.arrow", "duration.json")
+
+
+def _f5_list(target: ModelDir | TrainingConfig, symbols: SymbolList, weights: Weights) -> bool:
+    """Whether a vocab.txt is F5-TTS's symbol list: its first line is the space F5-TTS puts there, the folder or
+    config is F5-TTS's (a checkpoint with its text embedding, a training config of the family), or it sits in a
+    prepared F5-TTS dataset. Anything else named vocab.txt (a mass-spectrometry token list, a JSON vocabulary
+    saved under that name) is not judged by F5-TTS's rules."""
+    if symbols.path.startswith("<") or symbols.symbols[:1] == (" ",):
+        return True
+    if target.family is not None and target.family.name == "F5-TTS":
+        return True
+    embedding = text_embedding(weights.tensors)
+    if embedding is not None and "text_embed" in embedding.name:
+        return True
+    folder = os.path.dirname(symbols.path)
+    return any(os.path.lexists(os.path.join(folder, name)) for name in F5_DATASET_FILES)
+
+
 class F5Vocab(ModelOrConfigRule):
     id = "VOC007"
     name = "f5-vocab"
@@ -54,7 +75,7 @@ class F5Vocab(ModelOrConfigRule):
 
     def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         symbols, weights = _f5_inputs(target)
-        if symbols is None:
+        if symbols is None or not _f5_list(target, symbols, weights):
             return
         path = symbols.path if not symbols.path.startswith("<") else target.path
         if symbols.symbols and symbols.symbols[0] != " " and not symbols.path.startswith("<"):
