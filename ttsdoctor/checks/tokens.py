@@ -224,7 +224,8 @@ def _pad_eos_by_design(target: ModelDir) -> str | None:
     if family is not None and family.pad_equals_eos_by_design:
         return f"intentional for {family.name} ({family.note})"
     tok = target.tokenizer.file if target.tokenizer is not None else None
-    if target.model_type == "whisper" or (tok is not None and tok.token_id("<|startoftranscript|>") is not None):
+    whisper_tokens = tok is not None and tok.token_id("<|startoftranscript|>") is not None
+    if target.model_type == "whisper" or (target.model_type is None and whisper_tokens):
         return WHISPER_PAD
     return None
 
