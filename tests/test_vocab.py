@@ -127,3 +127,17 @@ def test_a_vocab_txt_of_another_field_and_a_json_named_tokenizer_are_not_judged(
     (species / "duration.json").write_text('{"duration": [1.0]}')
     found = [f["message"] for f in _findings(str(tmp_path)) if f["code"] == "VOC007"]
     assert len(found) == 2 and "has no space symbol" in found[0] and "repeats 1 symbol(s)" in found[1]
+
+
+def test_a_ctc_model_is_judged_on_pad_and_unk_only(tmp_path) -> None:
+    # wav2vec2 fine-tunes (the HF CTC recipe): config.json keeps Wav2Vec2Config's bos 1 / eos 2 (ordinary letters
+    # here) and Wav2Vec2CTCTokenizer appends <s> 29 and </s> 30 past vocab_size 29; CTC never emits either
+    good = os.path.join(ROOT, "fixtures/TOK004/good/wav2vec2-ctc-unused-bos-eos")
+    assert [f for f in _findings(good) if f["severity"] != "info"] == []
+    model = tmp_path / "wav2vec2"
+    shutil.copytree(good, model)
+    config = json.loads((model / "config.json").read_text())
+    config["pad_token_id"] = 31  # the blank past the CTC head: a real fault
+    (model / "config.json").write_text(json.dumps(config, indent=2))
+    found = [(f["code"], f["pointer"]) for f in _findings(str(model)) if f["severity"] == "error"]
+    assert ("TOK003", "/pad_token_id") in found and all(p == "/pad_token_id" for _, p in found), found

@@ -73,6 +73,19 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
         return not (self.config is not None and self.config.data.get("is_encoder_decoder") is True)
 
     @cached_property
+    def ctc(self) -> bool:
+        """A CTC model (wav2vec2, HuBERT, WavLM, MMS: `*ForCTC`, or a `Wav2Vec2CTCTokenizer`): one label a frame,
+        no generation. Its config keeps Wav2Vec2Config's bos 1 / eos 2 defaults and its tokenizer appends <s> and
+        </s> after the vocabulary, but neither is ever a label or an output: only pad (the blank) and unk are."""
+        config = self.config.data if self.config is not None and isinstance(self.config.data, dict) else {}
+        architectures = config.get("architectures")
+        if isinstance(architectures, list) and any(isinstance(a, str) and a.endswith("ForCTC") for a in architectures):
+            return True
+        tok = self.tokenizer.config if self.tokenizer is not None else None
+        tokenizer_class = tok.data.get("tokenizer_class") if tok is not None and isinstance(tok.data, dict) else None
+        return isinstance(tokenizer_class, str) and tokenizer_class.endswith("CTCTokenizer")
+
+    @cached_property
     def special_decls(self) -> tuple[SpecialDecl, ...]:
         out: list[SpecialDecl] = []
         shared = self.shares_tokenizer_space
@@ -82,6 +95,8 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
             out += config_decls(self.generation_config, "generation_config.json", shared)
         if self.tokenizer is not None:
             out += tokenizer_decls(self.tokenizer)
+        if self.ctc:  # bos and eos of a CTC model are never used: the token rules judge pad and unk only
+            out = [d for d in out if d.role not in ("bos", "eos")]
         return (*out, *self.extra_decls)
 
     @cached_property
