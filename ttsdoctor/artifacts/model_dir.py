@@ -86,6 +86,19 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
         return isinstance(tokenizer_class, str) and tokenizer_class.endswith("CTCTokenizer")
 
     @cached_property
+    def unk_unused(self) -> bool:
+        """A VITS / MMS-TTS tokenizer that drops every character outside its vocabulary (`normalize` true and
+        `phonemize` false, as facebook/mms-tts-* ship) never produces unk: the `<unk>` transformers appends after the
+        vocabulary when a fine-tune saves the tokenizer is never an input (VitsTokenizer.prepare_for_tokenization)."""
+        tok = self.tokenizer.config if self.tokenizer is not None else None
+        data = tok.data if tok is not None and isinstance(tok.data, dict) else {}
+        return (
+            data.get("tokenizer_class") == "VitsTokenizer"
+            and data.get("normalize", True) is True
+            and (data.get("phonemize", True) is False)
+        )
+
+    @cached_property
     def special_decls(self) -> tuple[SpecialDecl, ...]:
         out: list[SpecialDecl] = []
         shared = self.shares_tokenizer_space
@@ -97,6 +110,8 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
             out += tokenizer_decls(self.tokenizer)
         if self.ctc:  # bos and eos of a CTC model are never used: the token rules judge pad and unk only
             out = [d for d in out if d.role not in ("bos", "eos")]
+        if self.unk_unused:
+            out = [d for d in out if d.role != "unk"]
         return (*out, *self.extra_decls)
 
     @cached_property
