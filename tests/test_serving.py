@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from conftest import FIXTURES
 
@@ -123,7 +124,34 @@ def test_gguf_token_types_and_chat_template() -> None:
 def test_csm_heads_beyond_mimi() -> None:
     (finding,) = _findings(os.path.join(FIXTURES, "COD005/bad/csm-2051-way-heads"), "COD005")
     # 2051-way heads, 2048 Mimi codes, pad 2050 declared: 2048 and 2049 are left
-    assert finding.evidence == {"audio_vocab_size": 2051, "codebook_size": 2048, "undeclared": [2048, 2049]}
+    assert finding.evidence == {"vocab_size": 2051, "codebook_size": 2048, "undeclared": [2048, 2049]}
+
+
+def test_csm_is_read_with_its_own_vocabulary_names(tmp_path) -> None:
+    # transformers' CsmForConditionalGeneration: text ids (bos 128000, pad 128002) index embed_text_tokens
+    # (text_vocab_size rows); vocab_size 2051 and lm_head are the first audio codebook's, the depth decoder's
+    # embed_tokens holds every codebook (32 x 2051 rows). None of it is a text vocabulary mismatch.
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    model = tmp_path / "csm-1b"
+    shutil.copytree(os.path.join(FIXTURES, "COD005/bad/csm-2051-way-heads"), model)
+    config = json.loads((model / "config.json").read_text())
+    config["audio_vocab_size"] = 2051  # the original Sesame checkpoint's name for it, kept in its hub config
+    (model / "config.json").write_text(json.dumps(config))
+    tensors = {
+        "embed_text_tokens.weight": np.zeros((128256, 2), "float16"),
+        "depth_decoder.model.embed_tokens.weight": np.zeros((32 * 2051, 2), "float16"),
+        "lm_head.weight": np.zeros((2051, 2), "float16"),
+    }
+    save_file(tensors, str(model / "model.safetensors"))
+    found = [(f.rule_id, f.evidence) for f in engine.run(ALL_RULES, discover([str(model)])).findings]
+    assert found == [("COD005", {"audio_vocab_size": 2051, "codebook_size": 2048, "undeclared": [2048, 2049]})]
+    config["text_vocab_size"] = 128000  # now the text ids do reach past the text table
+    (model / "config.json").write_text(json.dumps(config))
+    os.remove(model / "model.safetensors")
+    rules = {f.rule_id for f in engine.run(ALL_RULES, discover([str(model)])).findings}
+    assert "TOK003" in rules
 
 
 def test_family_sampling_fix_raises_the_literal_in_place(tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ttsdoctor.artifacts.tensors import TensorInfo
 
 EMBEDDING_SUFFIXES = (
+    "embed_text_tokens.weight",  # CSM (transformers): the text table, apart from the audio codebook table
     "embed_tokens.weight",
     "wte.weight",
     "word_embeddings.weight",
@@ -33,6 +34,7 @@ NOT_TEXT_MARKERS = (
     "embed_positions",
     "perceiver",
     "resps",
+    "depth_decoder",  # CSM's and Moshi's depth decoders: audio codebooks
 )
 
 
@@ -59,7 +61,10 @@ def text_embedding(tensors: dict[str, TensorInfo]) -> TensorInfo | None:
 
 
 def text_head(tensors: dict[str, TensorInfo]) -> TensorInfo | None:
-    """The output head over the same vocabulary, found by name."""
+    """The output head over the same vocabulary, found by name. None for a model that keeps its text table apart
+    (CSM's `embed_text_tokens`): its `lm_head` predicts the first audio codebook, and no head predicts text."""
+    if any(name == "embed_text_tokens.weight" or name.endswith(".embed_text_tokens.weight") for name in tensors):
+        return None
     return _pick(tensors, HEAD_SUFFIXES)
 
 

@@ -72,6 +72,12 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
             return False
         return not (self.config is not None and self.config.data.get("is_encoder_decoder") is True)
 
+    @property
+    def text_vocab_key(self) -> str:
+        """The config.json key that sizes the text vocabulary: `text_vocab_size` for CSM (CsmConfig's `vocab_size`,
+        2051, is the audio codebook vocabulary; its text table `embed_text_tokens` has text_vocab_size rows)."""
+        return "text_vocab_size" if self.model_type == "csm" else "vocab_size"
+
     @cached_property
     def ctc(self) -> bool:
         """A CTC model (wav2vec2, HuBERT, WavLM, MMS: `*ForCTC`, or a `Wav2Vec2CTCTokenizer`): one label a frame,

@@ -297,7 +297,10 @@ class IdsBeyondCodec(Rule):
             return
         size = (audio.get_int("codebook_size") if audio is not None else None) or codec.codebook_size
         for scope in target.config_scopes:
-            width = scope.get_int("audio_vocab_size")
+            key = "audio_vocab_size"
+            if scope.get_int(key) is None and not scope.name and target.model_type == "csm":
+                key = "vocab_size"  # CsmConfig's own name for it (transformers 5 saves no audio_vocab_size)
+            width = scope.get_int(key)
             if width is None or width <= size or width - size >= 64:
                 continue
             declared = {
@@ -307,17 +310,17 @@ class IdsBeyondCodec(Rule):
             undeclared = [i for i in range(size, width) if i not in declared]
             if not undeclared:
                 continue
-            line, column = scope.doc.position(scope.pointer("audio_vocab_size"))
+            line, column = scope.doc.position(scope.pointer(key))
             yield self.finding(
-                f"audio_vocab_size {width} in {scope.doc.path} makes every codebook head {width}-way, but "
+                f"{key} {width} in {scope.doc.path} makes every codebook head {width}-way, but "
                 f"{codec.name} decodes {size} codes per codebook: ids {undeclared[0]}..{undeclared[-1]} are neither "
                 f"codes nor declared specials (declared: {sorted(declared) or 'none'}); a sampled one reaches the "
                 "codec's embedding and fails (IndexError on CPU, device-side assert on CUDA)",
                 scope.doc.path,
-                scope.pointer("audio_vocab_size"),
+                scope.pointer(key),
                 line,
                 column,
-                {"audio_vocab_size": width, "codebook_size": size, "undeclared": undeclared},
+                {key: width, "codebook_size": size, "undeclared": undeclared},
                 Fix(
                     f"Mask ids {undeclared[0]}..{undeclared[-1]} out of the logits before sampling (or declare "
                     "them as special ids the generation loop removes)",

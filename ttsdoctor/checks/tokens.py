@@ -393,9 +393,9 @@ class SpecialIdOutOfRange(Rule):
         if embedding is not None and embedding.rows is not None:
             limit, source = embedding.rows, f"the embedding {embedding.name} has {embedding.rows} rows"
         elif target.config is not None and target.shares_tokenizer_space:
-            vocab = target.config_scopes[0].get_int("vocab_size")
+            vocab = target.config_scopes[0].get_int(target.text_vocab_key)
             if vocab is not None:
-                limit, source = vocab, f"config.json vocab_size is {vocab}"
+                limit, source = vocab, f"config.json {target.text_vocab_key} is {vocab}"
         # "not in the tokenizer" needs the vocabulary itself: a tokenizer.json that is a Git LFS pointer, absent, or
         # a SentencePiece tokenizer.model ttsdoctor does not read leaves the question open (DocWobble's Orpheus)
         vocabulary_read = target.tokenizer is not None and target.tokenizer.file is not None

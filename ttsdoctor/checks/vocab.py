@@ -97,7 +97,11 @@ def _model_vocab_view(target: ModelDir) -> VocabView:
         args = target.config.data.get("model_args")
         xtts = args.get("gpt_number_text_tokens") if isinstance(args, dict) else None
         candidates = (
-            ("vocab_size", "/vocab_size", target.config_scopes[0].get_int("vocab_size")),
+            (
+                target.text_vocab_key,
+                f"/{target.text_vocab_key}",
+                target.config_scopes[0].get_int(target.text_vocab_key),
+            ),
             (
                 "gpt_number_text_tokens",
                 "/model_args/gpt_number_text_tokens",
