@@ -79,6 +79,12 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
         return "text_vocab_size" if self.model_type == "csm" else "vocab_size"
 
     @cached_property
+    def _tokenizer_settings(self) -> dict[str, Any]:
+        """tokenizer_config.json's top-level object, {} without one."""
+        tok = self.tokenizer.config if self.tokenizer is not None else None
+        return tok.data if tok is not None and isinstance(tok.data, dict) else {}
+
+    @cached_property
     def ctc(self) -> bool:
         """A CTC model (wav2vec2, HuBERT, WavLM, MMS: `*ForCTC`, or a `Wav2Vec2CTCTokenizer`): one label a frame,
         no generation. Its config keeps Wav2Vec2Config's bos 1 / eos 2 defaults and its tokenizer appends <s> and
@@ -87,8 +93,7 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
         architectures = config.get("architectures")
         if isinstance(architectures, list) and any(isinstance(a, str) and a.endswith("ForCTC") for a in architectures):
             return True
-        tok = self.tokenizer.config if self.tokenizer is not None else None
-        tokenizer_class = tok.data.get("tokenizer_class") if tok is not None and isinstance(tok.data, dict) else None
+        tokenizer_class = self._tokenizer_settings.get("tokenizer_class")
         return isinstance(tokenizer_class, str) and tokenizer_class.endswith("CTCTokenizer")
 
     @cached_property
@@ -96,8 +101,7 @@ class ModelDir(msgspec.Struct, dict=True):  # dict: room for the cached properti
         """A VITS / MMS-TTS tokenizer that drops every character outside its vocabulary (`normalize` true and
         `phonemize` false, as facebook/mms-tts-* ship) never produces unk: the `<unk>` transformers appends after the
         vocabulary when a fine-tune saves the tokenizer is never an input (VitsTokenizer.prepare_for_tokenization)."""
-        tok = self.tokenizer.config if self.tokenizer is not None else None
-        data = tok.data if tok is not None and isinstance(tok.data, dict) else {}
+        data = self._tokenizer_settings
         return (
             data.get("tokenizer_class") == "VitsTokenizer"
             and data.get("normalize", True) is True

@@ -8,7 +8,7 @@ from functools import singledispatch
 
 from ttsdoctor.artifacts.embeddings import text_embedding
 from ttsdoctor.artifacts.model_dir import ModelDir
-from ttsdoctor.artifacts.tensors import Weights
+from ttsdoctor.artifacts.tensors import TensorInfo, Weights
 from ttsdoctor.artifacts.tokenizer import SymbolList
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.finding import Applicability, Finding, Fix, ResizeTensor, Severity
@@ -51,7 +51,7 @@ def _config_f5_inputs(target: TrainingConfig) -> tuple[SymbolList | None, Weight
 F5_DATASET_FILES = ("raw.arrow", "duration.json")
 
 
-def _f5_list(target: ModelDir | TrainingConfig, symbols: SymbolList, weights: Weights) -> bool:
+def _f5_list(target: ModelDir | TrainingConfig, symbols: SymbolList, embedding: TensorInfo | None) -> bool:
     """Whether a vocab.txt is F5-TTS's symbol list: its first line is the space F5-TTS puts there, the folder or
     config is F5-TTS's (a checkpoint with its text embedding, a training config of the family), or it sits in a
     prepared F5-TTS dataset. Anything else named vocab.txt (a mass-spectrometry token list, a JSON vocabulary
@@ -60,7 +60,6 @@ def _f5_list(target: ModelDir | TrainingConfig, symbols: SymbolList, weights: We
         return True
     if target.family is not None and target.family.name == "F5-TTS":
         return True
-    embedding = text_embedding(weights.tensors)
     if embedding is not None and "text_embed" in embedding.name:
         return True
     folder = os.path.dirname(symbols.path)
@@ -75,7 +74,10 @@ class F5Vocab(ModelOrConfigRule):
 
     def check_either(self, target: ModelDir | TrainingConfig) -> Iterator[Finding]:
         symbols, weights = _f5_inputs(target)
-        if symbols is None or not _f5_list(target, symbols, weights):
+        if symbols is None:
+            return
+        embedding = text_embedding(weights.tensors)
+        if not _f5_list(target, symbols, embedding):
             return
         path = symbols.path if not symbols.path.startswith("<") else target.path
         if symbols.symbols and symbols.symbols[0] != " " and not symbols.path.startswith("<"):
@@ -104,7 +106,6 @@ class F5Vocab(ModelOrConfigRule):
                 line=again + 1,
                 evidence={"lines": len(symbols.symbols), "unique": symbols.unique},
             )
-        embedding = text_embedding(weights.tensors)
         if embedding is None or embedding.rows is None or "text_embed" not in embedding.name:
             return
         rows = embedding.rows
