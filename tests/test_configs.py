@@ -259,3 +259,30 @@ def test_home_paths_are_absolute_and_urls_are_not_files(tmp_path, monkeypatch) -
     (found,) = [f for f in engine.run(ALL_RULES, discover([str(repo)])).findings if f.rule_id == "ART003"]
     assert found.evidence["tried"] == [str(home / "models" / "deepseek-llm-7b-chat")]
     assert "an absolute path of another machine?" in found.message
+
+
+def test_translation_tables_sentences_and_run_folders_are_not_named_files(tmp_path) -> None:
+    """GPT-SoVITS: tools/i18n/locale/*.json map "batch_size" to "batch_size" among sentences naming folders, and
+    configs/s1mq.yaml / s2.json name the folders the run writes (`saving_path: ckpt/`, `s2_ckpt_dir: logs/...`)."""
+    locale = tmp_path / "tools" / "i18n" / "locale"
+    locale.mkdir(parents=True)
+    (locale / "en_US.json").write_text(
+        '{"batch_size": "batch_size", "GPT 训练: 模型权重文件在 GPT_weights/": "GPT Training: weights in GPT_weights/"}'
+    )
+    (tmp_path / "s1.yaml").write_text(
+        "train:\n  batch_size: 8\n  saving_path: ckpt/\n  sampledir: logs/\n  s2_ckpt_dir: logs/s2/big2k1\n"
+        "  help_path: 'Weights: see GPT_weights/'\n  pretrained_s1: pretrained/s1.ckpt\n"
+    )
+    (tmp_path / "outputs" / "tok").mkdir(parents=True)
+    (tmp_path / "outputs" / "tok" / "tokenizer.json").write_text("{}")
+    (tmp_path / "sft.yaml").write_text(
+        "tokenizer_path: outputs/tok\nlearning_rate: 1.0e-4\nckpt: FunAudioLLM/CosyVoice-300M\n"
+    )
+    targets = discover([str(tmp_path)])
+    assert sorted(os.path.basename(t.path) for t in targets if t.kind == "training_config") == ["s1.yaml", "sft.yaml"]
+    found = [f for f in engine.run(ALL_RULES, targets).findings if f.rule_id == "ART003"]
+    assert [f.evidence["value"] for f in found] == ["pretrained/s1.ckpt"]  # an input, still reported
+    sft = load_training_config(str(tmp_path / "sft.yaml"), checked_root=str(tmp_path))
+    named = {n.entry.value: n for n in sft.named_files}
+    assert named["outputs/tok"].resolved is not None  # an earlier run's output that is here is still read
+    assert named["FunAudioLLM/CosyVoice-300M"].remote  # a Hub id under `ckpt:`

@@ -98,6 +98,23 @@ GENERATE_CASES = {
         "warning",
     ),
     "parameter-receiver": ("def run(model, ids):\n    return model.generate(ids)\n", "info"),
+    "whisper-audio-features": (  # duncan-G/CogniVault: log-mel features carry no pad token to infer a mask from
+        "from transformers import WhisperForConditionalGeneration\n"
+        "model = WhisperForConditionalGeneration.from_pretrained('openai/whisper-small')\n"
+        "def transcribe(processor, audio):\n"
+        "    input_features = processor(audio, sampling_rate=16000, return_tensors='pt').input_features\n"
+        "    return model.generate(inputs=input_features)\n",
+        None,
+    ),
+    "token-ids-named-features": (
+        HF_HEAD + "features = tokenizer(texts, padding=True, return_tensors='pt').input_ids\n"
+        "out = model.generate(features)\n",
+        "warning",
+    ),
+    "audio-features-from-a-batch": (
+        "def run(model, loader):\n    for batch in loader:\n        yield model.generate(batch['input_features'])\n",
+        None,
+    ),
     "module-global-set-at-startup": (  # Kani-TTS's server: `generator = None`, then `global generator` in a hook
         "generator = None\n"
         "def startup():\n    global generator\n    generator = make()\n"

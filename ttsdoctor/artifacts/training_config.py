@@ -30,7 +30,7 @@ from ttsdoctor.limits import limit, over
 PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "requirements-dev.txt")
 # A Hugging Face Hub repository id (org/name): a remote reference, not a missing file
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-HUB_KEY_HINTS = ("model", "tokenizer", "pretrained", "base", "checkpoint", "processor", "codec", "repo", "hub")
+HUB_KEY_HINTS = ("model", "tokenizer", "pretrained", "base", "checkpoint", "ckpt", "processor", "codec", "repo", "hub")
 FILE_KEY_HINTS = (
     "path",
     "file",
@@ -47,7 +47,19 @@ FILE_KEY_HINTS = (
     "init_from",
     "load",
 )
-OUTPUT_KEY_HINTS = ("output", "save", "out_dir", "log", "cache", "export", "result", "wandb", "tensorboard", "dump")
+OUTPUT_KEY_HINTS = (
+    "output",
+    "save",
+    "saving",
+    "out_dir",
+    "log",
+    "cache",
+    "export",
+    "result",
+    "wandb",
+    "tensorboard",
+    "dump",
+)
 FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".yaml", ".yml", ".txt", ".model", ".gguf")
 
 
@@ -317,6 +329,8 @@ def _role(entry: Entry) -> str | None:
         return None
     if _URL.match(value) or "{" in value or value.startswith("lambda"):
         return None  # a URL (https, hf, s3, or Hydra's `file://` / `pkg://` search paths), a template, code
+    if re.search(r"\s", entry.key) or ": " in value:
+        return None  # a sentence: a key with spaces or a value with "word: word" is prose, not a setting
     bare_word = re.fullmatch(r"[\w.-]+", value) is not None  # `tokenizer: model`: a folder only if it exists
     looks_like_file = "/" in value or "\\" in value or value.lower().endswith(FILE_SUFFIXES) or bare_word
     if not looks_like_file or not any(h in key for h in FILE_KEY_HINTS):
@@ -345,6 +359,8 @@ def _switched_off(entries: list[Entry]) -> set[str]:
     return off
 
 
+# A relative path into the folders a run writes (GPT-SoVITS's `s2_ckpt_dir: logs/s2/big2k1`, `sampledir: logs/`)
+_RUN_FOLDER = re.compile(r"^(\./)?(logs?|runs|outputs?|wandb|tensorboard|lightning_logs)(/|$)")
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 _URL = re.compile(r"^[A-Za-z][\w+.-]*://")
 
@@ -444,6 +460,8 @@ def load_training_config(
         resolved = next((c for c in tried if os.path.exists(c)), None)
         if resolved is None and "/" not in entry.value and not entry.value.lower().endswith(FILE_SUFFIXES):
             continue  # a bare word that names nothing here is a setting ("bpe", "char"), not a path
+        if resolved is None and _RUN_FOLDER.match(entry.value):
+            continue  # a folder the run writes (read back only when resuming), absent before the first run
         named = NamedFile(entry, role, resolved, tuple(tried))
         config.named_files.append(named)
         if resolved is None:
@@ -499,9 +517,14 @@ def looks_like_training_config(path: str) -> bool:
             head = fh.read(65536).decode("utf-8", errors="replace")
     except OSError:
         return False
-    if is_own_output(head):
+    if is_own_output(head) or _TRANSLATIONS.search(path.replace(os.sep, "/")):
         return False
     return _TRAINING_KEY.search(head) is not None
+
+
+# A UI's translation tables (GPT-SoVITS's tools/i18n/locale/en_US.json maps "batch_size" to "batch_size" among its
+# sentences): words of a training form, never a config
+_TRANSLATIONS = re.compile(r"(^|/)(i18n|locales?|translations?)/[^/]+\.json$", re.IGNORECASE)
 
 
 # a training key as a key: YAML `key:` at the start of a line (indented, or in a list), JSON `"key":` anywhere;

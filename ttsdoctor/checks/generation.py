@@ -310,7 +310,10 @@ class GenerateWithoutAttentionMask(Rule):
             receiver = pyflow.model_origin(call.func.value, ctx)
             if receiver.kind == pyflow.OTHER or (receiver.kind == pyflow.UNKNOWN and pyflow.text_api_call(call, ctx)):
                 continue  # vLLM, llama.cpp, a TTS library's own generate(text, ...)
-            yield self._judge(target, call, receiver, pyflow.prompt_shape(prompt, ctx), stars)
+            shape = pyflow.prompt_shape(prompt, ctx)
+            if shape.kind == pyflow.AUDIO:
+                continue  # Whisper's log-mel input_features: no pad token to infer a mask from
+            yield self._judge(target, call, receiver, shape, stars)
 
     def _judge(
         self,

@@ -49,6 +49,8 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 HF, OTHER, UNKNOWN = "hf", "other", "unknown"
 MASK, NO_MASK = "mask", "no_mask"
 BATCH, SINGLE = "batch", "single"
+AUDIO = "audio"  # a speech model's audio features: no pad token, so no mask to infer from one
+AUDIO_FEATURES = re.compile(r"(^|_)(input_features|input_values|features|feats|mel|mels|spectrogram|waveform)$")
 
 
 class Origin(msgspec.Struct, frozen=True):
@@ -434,6 +436,11 @@ def mask_carrier(expr: ast.expr, ctx: Context) -> Origin:
 def prompt_shape(expr: ast.expr, ctx: Context) -> Origin:
     """Whether the prompt passed to generate is a padded batch, a single prompt, or unknown."""
     value, inner, found = _resolve(expr, ctx)
+    if _audio_features(value) or (
+        _audio_features(_strip(expr))
+        and not any(isinstance(n, ast.Call) and _is_tokenizer_call(n, inner) for n in ast.walk(value))
+    ):
+        return Origin(AUDIO, f"{_text(ctx, expr)} are audio features")
     if found is not None and found.kind == "for":
         return _batch_from_loop(found, inner, _text(ctx, expr))
     if isinstance(value, ast.Attribute) and value.attr == "input_ids":
@@ -443,6 +450,12 @@ def prompt_shape(expr: ast.expr, ctx: Context) -> Origin:
     if isinstance(value, ast.Call):
         return _call_shape(value, inner)
     return Origin(UNKNOWN, f"where {_text(ctx, expr)} comes from is not shown in this module")
+
+
+def _audio_features(node: ast.expr) -> bool:
+    """`input_features`, `batch["input_values"]`, `mel`: named as a speech model's audio input."""
+    name = _subscript_key(node) if isinstance(node, ast.Subscript) else _tail(node)
+    return isinstance(name, str) and AUDIO_FEATURES.search(name) is not None
 
 
 def _subscript_key(node: ast.Subscript) -> object:
