@@ -76,14 +76,28 @@ def _decl_from_scope(
 
 
 def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
+    """The special tokens the tokenizer files declare. Without `added_tokens_decoder` in tokenizer_config.json (a
+    legacy or hand-written config), transformers (4.34+ and 5.x, `PreTrainedTokenizerBase._from_pretrained`) lets a
+    role special_tokens_map.json declares replace tokenizer_config.json's: that declaration of tokenizer_config.json
+    is never used and is left out (SGT-Cho/Dia1.6bFineTuning's tokenizer_config.json names `<pad>`, `<s>`, `</s>`,
+    `<unk>`; its special_tokens_map.json names Whisper's `<|endoftext|>` for all four, and that is what loads). With
+    `added_tokens_decoder` transformers skips special_tokens_map.json; other tools still read it, so both stay."""
     out = []
+    config_data = bundle.config.data if bundle.config is not None else None
+    map_data = bundle.special_map.data if bundle.special_map is not None else None
+    legacy = isinstance(config_data, dict) and not isinstance(config_data.get("added_tokens_decoder"), dict)
+    overridden = (
+        {role for role in ROLES if _token_content(map_data.get(f"{role}_token")) is not None}
+        if legacy and isinstance(map_data, dict)
+        else set()
+    )
     for doc, level in ((bundle.config, "tokenizer_config.json"), (bundle.special_map, "special_tokens_map.json")):
-        if doc is None:
+        if doc is None or not isinstance(doc.data, dict):
             continue
         for role in ROLES:
             key = f"{role}_token"
             content = _token_content(doc.data.get(key))
-            if content is None:
+            if content is None or (level == "tokenizer_config.json" and role in overridden):
                 continue
             resolved = bundle.resolve(content)
             pointer = "/" + escape_pointer_part(key)

@@ -223,8 +223,8 @@ def _pad_eos_by_design(target: ModelDir) -> str | None:
     family = target.family
     if family is not None and family.pad_equals_eos_by_design:
         return f"intentional for {family.name} ({family.note})"
-    tok = target.tokenizer.file if target.tokenizer is not None else None
-    whisper_tokens = tok is not None and tok.token_id("<|startoftranscript|>") is not None
+    # in tokenizer.json, or (a slow tokenizer's vocab.json + merges.txt) in added_tokens.json
+    whisper_tokens = target.tokenizer is not None and target.tokenizer.resolve("<|startoftranscript|>") is not None
     if target.model_type == "whisper" or (target.model_type is None and whisper_tokens):
         return WHISPER_PAD
     return None
@@ -528,7 +528,8 @@ class MissingPad(Rule):
             if eos is not None
             else "batches cannot be padded"
         )
-        anchor = next((d.path for d in decls if d.level == "tokenizer_config.json"), None)
+        tokenizer_config = target.tokenizer.config
+        anchor = tokenizer_config.path if tokenizer_config is not None else None
         path = anchor or (target.config.path if target.config is not None else target.path)
         # a tokenizer's files, with or without the base model's config.json, and no weights: vendored (GPT-2's by
         # Whisper, Llama 3.2's as the text tokenizer of a CSM-style model): no model here is trained or run
