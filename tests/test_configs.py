@@ -286,3 +286,16 @@ def test_translation_tables_sentences_and_run_folders_are_not_named_files(tmp_pa
     named = {n.entry.value: n for n in sft.named_files}
     assert named["outputs/tok"].resolved is not None  # an earlier run's output that is here is still read
     assert named["FunAudioLLM/CosyVoice-300M"].remote  # a Hub id under `ckpt:`
+
+
+def test_a_dangling_link_is_named_as_one(tmp_path) -> None:
+    """925180034/text2Mol commits `models/MolT5-Large-Caption2SMILES -> /root/autodl-tmp/...`: the folder "holds" the
+    name the config gives, so a near-miss warning listing it would contradict itself."""
+    (tmp_path / "models").mkdir()
+    os.symlink("/nonexistent-ttsdoctor/MolT5-Large", tmp_path / "models" / "MolT5-Large")
+    (tmp_path / "other.bin").write_bytes(b"")
+    (tmp_path / "train.yaml").write_text("molt5_checkpoint: models/MolT5-Large\nlearning_rate: 1.0e-4\n")
+    (found,) = [f for f in engine.run(ALL_RULES, discover([str(tmp_path)])).findings if f.rule_id == "ART003"]
+    assert found.severity.value == "info"
+    assert found.evidence["points_to"] == "/nonexistent-ttsdoctor/MolT5-Large"
+    assert "is a link to /nonexistent-ttsdoctor/MolT5-Large, which is not on this machine" in found.message

@@ -219,6 +219,20 @@ class MissingNamedFile(Rule):
             entry = named.entry
             tried = ", ".join(named.tried)
             evidence = {"value": entry.value, "tried": list(named.tried)}
+            link = next((found for found in map(_dangling_link, named.tried) if found is not None), None)
+            if link is not None:
+                where, points_to = link
+                yield self.finding(
+                    f"{entry.key} names {entry.value!r}, but {where} is a link to {points_to}, which is not on this "
+                    "machine (a link made on its author's machine); the rules that would read it did not run",
+                    target.path,
+                    entry.pointer,
+                    entry.line,
+                    entry.column,
+                    {**evidence, "link": where, "points_to": points_to},
+                    severity=Severity.INFO,
+                )
+                continue
             near = _near_miss(named)
             if near is not None:
                 folder, present = near
@@ -261,6 +275,20 @@ PRODUCED_KEY_HINTS = (
     "data", "dataset", "manifest", "corpus", "wav", "audio", "cache", "log", "output", "proto",
     "dynamic", "state", "history", "backup", "save", "export", "result", "report",
 )  # fmt: skip
+
+
+def _dangling_link(path: str) -> tuple[str, str] | None:
+    """The first component of `path` that is a symbolic link leading nowhere here, and where it points (text2Mol's
+    `models/MolT5-Large-Caption2SMILES -> /root/autodl-tmp/...`, committed from the machine it was made on)."""
+    parts = os.path.normpath(path).split(os.sep)
+    for end in range(1, len(parts) + 1):
+        prefix = os.sep.join(parts[:end]) or os.sep
+        if os.path.islink(prefix) and not os.path.exists(prefix):
+            try:
+                return prefix, os.readlink(prefix)
+            except OSError:
+                return prefix, "?"
+    return None
 
 
 def _near_miss(named: NamedFile) -> tuple[str, list[str]] | None:
