@@ -119,6 +119,18 @@ def family_of_omni_arch(model_arch: str) -> ServingFacts | None:
     return None
 
 
+def family_of_omni_pipeline(pipeline: str) -> tuple[ServingFacts, int] | None:
+    """The serving facts of the family a vLLM-Omni deploy YAML's `pipeline:` names ("cosyvoice3"), and the stage_id of
+    its speech-token LM."""
+    for name, entry in _data().get("serving", {}).items():
+        stages = entry.get("vllm_omni_pipelines") if isinstance(entry, dict) else None
+        if isinstance(stages, dict) and isinstance(stages.get(pipeline), int):
+            facts = serving_facts(name)
+            if facts is not None:
+                return facts, stages[pipeline]
+    return None
+
+
 def end_of_speech_tokens() -> frozenset[str]:
     """Every family's end-of-speech token ('<|SPEECH_GENERATION_END|>', '<custom_token_2>')."""
     entries = _data().get("serving", {}).values()

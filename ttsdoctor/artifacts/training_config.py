@@ -502,6 +502,7 @@ TRAINING_KEYS = frozenset(
         "output_attentions",
         "attn_implementation",
         "stage_args",  # vLLM-Omni stage configs (serving rules read their default_sampling_params)
+        "default_sampling_params",  # and vLLM-Omni's later deploy YAMLs (`pipeline:` and `stages:`)
     }
 )
 

@@ -23,7 +23,7 @@ from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_json
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks import pysource
-from ttsdoctor.codecs import ServingFacts, family_of_omni_arch, serving_facts
+from ttsdoctor.codecs import ServingFacts, family_of_omni_arch, family_of_omni_pipeline, serving_facts
 from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
@@ -205,14 +205,16 @@ def _family_calls(source: SourceFile) -> tuple[ServingFacts | None, list[pysourc
 
 
 class OmniStage(msgspec.Struct, frozen=True):
-    """A stage of a vLLM-Omni stage config (`stage_args[i]`) that runs a known family's speech-token LM
-    autoregressively; vLLM-Omni builds that stage's SamplingParams from its `default_sampling_params`."""
+    """A stage of a vLLM-Omni stage config (`stage_args[i]`, or `stages[i]` of a deploy YAML naming a `pipeline:`)
+    that runs a known family's speech-token LM autoregressively; vLLM-Omni builds that stage's SamplingParams from
+    its `default_sampling_params`."""
 
-    pointer: str  # /stage_args/0
+    pointer: str  # /stage_args/0, /stages/0
     stage_id: Any
-    arch: str
+    arch: str  # the model_arch, or `pipeline cosyvoice3`
     facts: ServingFacts
     params: dict[str, Any] | None  # default_sampling_params, None when the stage has none
+    anchor: str = ""  # where a finding about the stage points: its model_arch, or its stage_id
 
 
 _AR_CLASSES = ("GPUARWorker", "OmniARScheduler")
@@ -221,6 +223,8 @@ _AR_CLASSES = ("GPUARWorker", "OmniARScheduler")
 def omni_speech_stages(config: TrainingConfig) -> list[OmniStage]:
     """The autoregressive stages of a vLLM-Omni stage config whose model_arch is a family's speech-token LM."""
     data = config.data
+    if isinstance(data, dict) and isinstance(data.get("pipeline"), str) and isinstance(data.get("stages"), list):
+        return _deploy_speech_stages(data["pipeline"], data["stages"])
     stages = data.get("stage_args") if isinstance(data, dict) else None
     if not isinstance(stages, list):
         return []
@@ -243,6 +247,32 @@ def omni_speech_stages(config: TrainingConfig) -> list[OmniStage]:
                 engine["model_arch"],
                 facts,
                 dict(params) if isinstance(params, dict) else None,
+                f"/stage_args/{index}/engine_args/model_arch",
+            )
+        )
+    return out
+
+
+def _deploy_speech_stages(pipeline: str, stages: list[Any]) -> list[OmniStage]:
+    """vLLM-Omni's later deploy YAMLs (`pipeline: cosyvoice3` and `stages:`): the pipeline, defined in vLLM-Omni's
+    code, says which stage is the speech-token LM; the YAML gives that stage's default_sampling_params."""
+    known = family_of_omni_pipeline(pipeline)
+    if known is None:
+        return []
+    facts, lm_stage = known
+    out = []
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, dict) or stage.get("stage_id", index) != lm_stage:
+            continue
+        params = stage.get("default_sampling_params")
+        out.append(
+            OmniStage(
+                f"/stages/{index}",
+                lm_stage,
+                f"pipeline {pipeline}",
+                facts,
+                dict(params) if isinstance(params, dict) else None,
+                f"/stages/{index}/stage_id" if "stage_id" in stage else f"/stages/{index}",
             )
         )
     return out
@@ -357,7 +387,7 @@ class AudioLengthBudget(Rule):
             what = f"stage {stage.stage_id} ({stage.arch}, the {facts.family} speech-token LM)"
             if stage.params is None or "max_tokens" not in stage.params:
                 budget = VLLM_DEFAULT_MAX_TOKENS
-                pointer = f"{stage.pointer}/engine_args/model_arch"
+                pointer = stage.anchor
                 yield self.finding(
                     f"{what} sets no max_tokens in default_sampling_params: vLLM-Omni builds the stage's "
                     f"SamplingParams from them, and vLLM's default of {budget} tokens is "
