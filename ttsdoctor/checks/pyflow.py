@@ -246,30 +246,26 @@ def _self_origin(ctx: Context) -> Origin:
     local = _local_class(cls, ctx)
     if local.kind == HF:
         return local
-    for other in ctx.facts.classes.values():
-        if any(isinstance(b, ast.Name) and b.id == cls.name for b in other.bases):
-            user = _local_class(other, ctx)
-            if user.kind == HF:
-                return Origin(HF, f"self is a {cls.name}, mixed into {other.name}: {user.why}")
+    users = [
+        c for c in ctx.facts.classes.values() if any(isinstance(b, ast.Name) and b.id == cls.name for b in c.bases)
+    ]
+    for other in users:
+        user = _local_class(other, ctx)
+        if user.kind == HF:
+            return Origin(HF, f"self is a {cls.name}, mixed into {other.name}: {user.why}")
     if cls.name.endswith("Config"):
         return Origin(OTHER, f"self is a {cls.name}, a configuration class of this project")
-    if _plain_class(cls, ctx):
+    if not users and _plain_class(cls):
         return Origin(OTHER, f"self is a {cls.name}, a plain class of this module (no base class)")
     return Origin(UNKNOWN, f"self is a {cls.name}, whose base is not known here", certain=False)
 
 
-def _plain_class(cls: ast.ClassDef, ctx: Context) -> bool:
-    """A class without bases (or only `object`) that no class of the module mixes in: it cannot be a transformers
-    model (vllm-omni's MoGStepGraph keeps a dict named generation_config for its own step function)."""
-    if any(not (isinstance(b, ast.Name) and b.id == "object") for b in cls.bases) or cls.keywords:
-        return False
-    if cls.name.endswith("Mixin"):
-        return False
-    return not any(
-        isinstance(base, ast.Name) and base.id == cls.name
-        for other in ctx.facts.classes.values()
-        for base in other.bases
-    )
+def _plain_class(cls: ast.ClassDef) -> bool:
+    """A class without bases (or only `object`), not named as a mixin: it cannot be a transformers model (vllm-omni's
+    MoGStepGraph keeps a dict named generation_config for its own step function). The caller checks that no class of
+    the module mixes it in."""
+    bases_ok = all(isinstance(b, ast.Name) and b.id == "object" for b in cls.bases) and not cls.keywords
+    return bases_ok and not cls.name.endswith("Mixin")
 
 
 def model_origin(expr: ast.expr, ctx: Context, depth: int = 0) -> Origin:
