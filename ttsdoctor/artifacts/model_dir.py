@@ -199,6 +199,6 @@ def load_model_dir(path: str, header_only: frozenset[str] = frozenset()) -> Mode
         architectures = tuple(a for a in model.config.data["architectures"] if isinstance(a, str))
     tokens: Container[str] | None = None
     if model.tokenizer is not None:  # without tokenizer.json, the added tokens its config declares
-        tokens = model.tokenizer.file if model.tokenizer.file is not None else model.tokenizer.declared_ids()
+        tokens = model.tokenizer.file if model.tokenizer.file is not None else model.tokenizer.declared_ids
     model.family, model.family_detection = detect_family(model.model_type, architectures, tokens, tuple(model.tensors))
     return model

@@ -147,7 +147,7 @@ def _pre_tokenizer_types(state: Any) -> tuple[str, ...]:
     return tuple(str(m.get("type")) for m in members if isinstance(m, dict)) if isinstance(members, list) else ()
 
 
-class TokenizerBundle(msgspec.Struct):
+class TokenizerBundle(msgspec.Struct, dict=True):  # dict: room for the cached declared_ids
     """All tokenizer files of one directory (or one named tokenizer file)."""
 
     directory: str
@@ -168,20 +168,11 @@ class TokenizerBundle(msgspec.Struct):
             found = self.file.token_id(content)
             if found is not None:
                 return found
-        if self.added_tokens is not None and isinstance(self.added_tokens.data, dict):
-            value = self.added_tokens.data.get(content)
-            if isinstance(value, int):
-                return value
-        if self.config is not None:
-            decoder = self.config.data.get("added_tokens_decoder")
-            if isinstance(decoder, dict):
-                for key, entry in decoder.items():
-                    if isinstance(entry, dict) and entry.get("content") == content and str(key).isdigit():
-                        return int(key)
-        return None
+        return self.declared_ids.get(content)
 
+    @functools.cached_property
     def declared_ids(self) -> dict[str, int]:
-        """Token -> id as the files beside tokenizer.json declare them (added_tokens.json, tokenizer_config.json's
+        """Token -> id as the files beside tokenizer.json declare them (added_tokens.json over tokenizer_config.json's
         added_tokens_decoder): what a folder without tokenizer.json still tells about its added tokens."""
         out: dict[str, int] = {}
         decoder = self.config.data.get("added_tokens_decoder") if self.config is not None else None
