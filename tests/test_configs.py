@@ -299,3 +299,30 @@ def test_a_dangling_link_is_named_as_one(tmp_path) -> None:
     assert found.severity.value == "info"
     assert found.evidence["points_to"] == "/nonexistent-ttsdoctor/MolT5-Large"
     assert "is a link to /nonexistent-ttsdoctor/MolT5-Large, which is not on this machine" in found.message
+
+
+def test_pad_inside_an_eos_list_is_judged_by_the_tokenizer_eos(tmp_path) -> None:
+    # Qwen2 instruct's generation_config.json (VITA-Audio ships it): pad <|endoftext|> inside the eos list
+    # [<|im_end|>, <|endoftext|>]. With the tokenizer ending turns on <|im_end|> nothing learned is masked: info.
+    # Without a tokenizer file it is a warning; with the tokenizer's eos being the pad, an error.
+    import json
+
+    gen = {"pad_token_id": 151643, "eos_token_id": [151645, 151643]}
+    (tmp_path / "generation_config.json").write_text(json.dumps(gen))
+
+    def tok001() -> list[dict]:
+        _code, out = run_main("check", str(tmp_path), "--select", "TOK001", "--format", "json")
+        return json.loads(out)["findings"]
+
+    assert [f["severity"] for f in tok001()] == ["warning"]
+    added = {
+        "151643": {"content": "<|endoftext|>", "special": True},
+        "151645": {"content": "<|im_end|>", "special": True},
+    }
+    tokenizer = {"added_tokens_decoder": added, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    (found,) = tok001()
+    assert found["severity"] == "info" and "the tokenizer's eos is 151645" in found["message"], found
+    tokenizer["eos_token"] = "<|endoftext|>"  # the tokenizer ends sequences with the pad: masked by a collator
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    assert {f["severity"] for f in tok001()} == {"error"}

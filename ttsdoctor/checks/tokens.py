@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -202,6 +203,40 @@ class PadIsEos(Rule):
                     severity=Severity.INFO,
                 )
                 continue
+            others = [i for i in eos.ids if i not in pad.ids]
+            if others:  # a list with stop ids besides pad: generation still stops on those
+                tokenizer_eos = _tokenizer_eos(target)
+                learned = [i for i in others if i in tokenizer_eos]
+                if tokenizer_eos and learned:
+                    yield self.finding(
+                        f"{key} {shown} {equals} in {pad.level}, but the tokenizer's eos is "
+                        f"{describe(target, learned[0])}, another id of that list: generation stops on it, and a "
+                        "collator masking pad labels does not mask it. "
+                        "Only generate() without an attention_mask is affected: transformers cannot infer the "
+                        "mask when pad is in the eos set",
+                        path,
+                        pad.pointer,
+                        pad.line,
+                        pad.column,
+                        {**evidence, "tokenizer_eos": learned[0]},
+                        severity=Severity.INFO,
+                    )
+                    continue
+                if not tokenizer_eos:  # which id training ends sequences with is not shown
+                    yield self.finding(
+                        f"{key} {shown} {equals} in {pad.level}: transformers cannot infer an attention mask "
+                        f"when pad is in the eos set; generation still stops on {others}, and whether training "
+                        "ends sequences with the pad token (which a collator masking pad labels would hide) is "
+                        "not shown, as no tokenizer file here declares an eos token",
+                        path,
+                        pad.pointer,
+                        pad.line,
+                        pad.column,
+                        evidence,
+                        fix,
+                        severity=Severity.WARNING,
+                    )
+                    continue
             yield self.finding(
                 f"{key} {shown} {equals} in {pad.level}: {PAD_EOS_CONSEQUENCE}",
                 path,
@@ -211,6 +246,19 @@ class PadIsEos(Rule):
                 evidence,
                 fix,
             )
+
+
+_TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+
+
+def _tokenizer_eos(target: ModelDir) -> set[int]:
+    """The eos ids the folder's tokenizer files declare: the token collators and chat templates end with."""
+    return {
+        i
+        for d in target.special_decls
+        if d.role == "eos" and not d.scope and os.path.basename(d.path) in _TOKENIZER_FILES
+        for i in d.ids
+    }
 
 
 WHISPER_PAD = "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask"
