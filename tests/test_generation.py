@@ -126,6 +126,15 @@ def test_att001_loop_and_suppression(tmp_path) -> None:
     assert [f["evidence"]["in_loop"] for f in findings] == [False]
 
 
+def test_att001_remote_code_loading_is_info_as_its_own_code_picks_the_kernel(tmp_path) -> None:
+    # navchetna/AIComps loads IndicTrans2 (remote code, eager only) with output_attentions=True: no kernel changes.
+    call = "AutoModelForSeq2SeqLM.from_pretrained(path{}, output_attentions=True)\n"
+    for remote, severity in ((", trust_remote_code=True", "info"), ("", "warning")):
+        (tmp_path / "a.py").write_text("from transformers import AutoModelForSeq2SeqLM\n" + call.format(remote))
+        (found,) = [f for f in _findings(str(tmp_path / "a.py")) if f["code"] == "ATT001"]
+        assert found["severity"] == severity, found
+
+
 def test_pos001_learned_table_is_error_rope_is_warning() -> None:
     t3 = [f for f in _findings("fixtures/POS001/bad/t3-text-beyond-position-table") if f["code"] == "POS001"]
     assert [f["severity"] for f in t3] == ["error"] and "2050 rows" in t3[0]["message"]

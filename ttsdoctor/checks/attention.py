@@ -110,6 +110,19 @@ class ForcedOutputAttentions(Rule):
             if kw is None or not pysource.is_true(kw.value):
                 continue
             call = pysource.segment(source, site.node.func) or site.name
+            if pysource.is_true(getattr(pysource.keyword(site.node, "trust_remote_code"), "value", None)):
+                yield self.finding(
+                    f"{call}(output_attentions=True) with trust_remote_code=True: the custom model code decides the "
+                    "attention implementation; where it runs sdpa, transformers 5 returns empty attentions, where it "
+                    "implements eager only, every forward also returns each layer's attention matrices: drop it unless "
+                    "they are read",
+                    source.path,
+                    line=kw.lineno,
+                    column=kw.col_offset + 1,
+                    evidence={"in_loop": site.in_loop, "remote_code": True},
+                    severity=Severity.INFO,
+                )
+                continue
             yield self.finding(
                 f"{call}(output_attentions=True){pysource.loop_note(site)}: {output_attentions_effect(False)}",
                 source.path,
