@@ -135,6 +135,34 @@ def test_att001_remote_code_loading_is_info_as_its_own_code_picks_the_kernel(tmp
         assert found["severity"] == severity, found
 
 
+def test_gen003_defaults_table_is_the_installed_transformers_defaults() -> None:
+    from transformers import GenerationConfig
+
+    from ttsdoctor.checks.generation import GENERATE_DEFAULTS, GENERATION_KEYS
+
+    installed = getattr(GenerationConfig, "_get_default_generation_params", None)  # transformers 5
+    defaults = installed() if installed is not None else GenerationConfig().to_dict()
+    assert {k: defaults[k] for k in GENERATE_DEFAULTS} == GENERATE_DEFAULTS
+    assert set(GENERATE_DEFAULTS) <= set(GENERATION_KEYS)
+    unlisted = [k for k in GENERATION_KEYS if k not in GENERATE_DEFAULTS and defaults.get(k) is not None]
+    assert not unlisted, unlisted  # every key with a default other than None is in the table
+
+
+def test_gen003_default_values_in_config_change_nothing(tmp_path) -> None:
+    import json
+
+    config = {"model_type": "llama", "max_length": 20, "num_beams": 1, "do_sample": 0, "temperature": 0.4}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"max_new_tokens": 256}))
+    found = [f for f in _findings(str(tmp_path)) if f["code"] == "GEN003"]
+    assert [(f["severity"], f["pointer"]) for f in found] == [
+        ("info", "/max_length"),  # max_length and num_beams: one finding
+        ("warning", "/do_sample"),  # 0 is not false: not the default
+        ("warning", "/temperature"),
+    ], found
+    assert found[0]["evidence"]["keys"] == ["max_length", "num_beams"]
+
+
 def test_pos001_learned_table_is_error_rope_is_warning() -> None:
     t3 = [f for f in _findings("fixtures/POS001/bad/t3-text-beyond-position-table") if f["code"] == "POS001"]
     assert [f["severity"] for f in t3] == ["error"] and "2050 rows" in t3[0]["message"]

@@ -88,6 +88,42 @@ GENERATION_KEYS = (
     "epsilon_cutoff",
     "eta_cutoff",
 )
+# What generate() uses for a key nobody sets: transformers 5's GenerationConfig._get_default_generation_params()
+# (5.23), the same values transformers 4's GenerationConfig() held. Keys without a default there (max_new_tokens,
+# min_p, guidance_scale, ...) default to None, which GEN003 never reports. tests/test_generation.py compares this
+# table with the installed transformers.
+GENERATE_DEFAULTS: dict[str, object] = {
+    "max_length": 20,
+    "min_length": 0,
+    "do_sample": False,
+    "early_stopping": False,
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "num_return_sequences": 1,
+    "remove_invalid_values": False,
+    "return_dict_in_generate": False,
+    "output_scores": False,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+}
+
+
+def is_generate_default(key: str, value: object) -> bool:
+    """The value generate() would use anyway (a bool only matches a bool: `0` is not `false`)."""
+    if key not in GENERATE_DEFAULTS:
+        return False
+    default = GENERATE_DEFAULTS[key]
+    return isinstance(value, bool) == isinstance(default, bool) and value == default
+
+
 FORWARDING_KEYS = ("model_config", "model_kwargs", "from_pretrained", "load_kwargs", "additional", "init_kwargs")
 
 
@@ -396,7 +432,29 @@ class GenerationKeysInConfig(Rule):
             return
         gen = target.generation_config
         gen_path = gen.path if gen is not None else os.path.join(target.path, "generation_config.json")
+        # transformers 4 saved every default of a composite config (GLM-ASR's max_length 20, num_beams 1): whether
+        # config.json is read or ignored, generation runs with those values. One finding for all of them.
+        defaults = [k for k in keys if (gen is None or k not in gen.data) and is_generate_default(k, config.data[k])]
+        if defaults:
+            shown = ", ".join(f"{k}={config.data[k]!r}" for k in defaults)
+            yield self.finding(
+                f"config.json sets {len(defaults)} generation key{'s' if len(defaults) > 1 else ''} to transformers' "
+                f"defaults ({shown}), which generation uses whether or not it reads config.json: nothing changes, "
+                "it is only untidy",
+                config.path,
+                f"/{defaults[0]}",
+                *config.position(f"/{defaults[0]}"),
+                {"keys": defaults},
+                fix=Fix(
+                    "Remove the default generation keys from config.json",
+                    Applicability.SAFE,
+                    tuple(RemoveJsonKey(config.path, f"/{k}") for k in defaults),
+                ),
+                severity=Severity.INFO,
+            )
         for key in keys:
+            if key in defaults:
+                continue
             value = config.data[key]
             line, column = config.position(f"/{key}")
             severity = None
