@@ -86,7 +86,10 @@ class PositionOverflow(ModelOrConfigRule):
         for length in lengths:
             if length.value > value and not length.topic:
                 if rope:
-                    effect = "positions beyond it were never trained: rotary embeddings do not fail, the audio degrades"
+                    effect = (
+                        "positions beyond it were never trained: rotary embeddings do not fail, the output degrades "
+                        "(garbled audio from a TTS model)"
+                    )
                     severity = Severity.WARNING
                 else:
                     effect = "position ids beyond it index past the position table"
