@@ -496,15 +496,19 @@ class GenerationKeysInConfig(Rule):
                     Applicability.SAFE,
                     (SetJsonValue(gen_path, f"/{key}", value), RemoveJsonKey(config.path, f"/{key}")),
                 )
+                # transformers builds the generation config from config.json while no generation_config.json
+                # exists, and save_pretrained writes it there (verified on 5.23; 4.41+ moves it with a warning)
                 yield self.finding(
-                    f"{key}={value!r} belongs in generation_config.json: transformers reads it from "
-                    "config.json only while no generation_config.json exists, and the first saved one "
-                    "drops it",
+                    f"{key}={value!r} belongs in generation_config.json: transformers uses it from config.json while "
+                    "no generation_config.json exists (save_pretrained moves it there), but a generation_config.json "
+                    "written any other way (copied from the base model, GenerationConfig.save_pretrained) leaves "
+                    "it ignored without a word",
                     config.path,
                     f"/{key}",
                     line,
                     column,
                     fix=fix,
+                    severity=Severity.INFO,
                 )
 
 
