@@ -78,6 +78,25 @@ def test_gen003_dead_keys_are_really_ignored(tmp_path) -> None:
     assert model.generation_config.temperature == 0.7
 
 
+@pytest.mark.slow
+def test_gen003_keys_without_generation_config_are_really_used_and_saved(tmp_path) -> None:
+    # why they are info: transformers builds the generation config from config.json, and saving keeps them
+    from transformers import AutoModelForCausalLM
+
+    _tiny_model(str(tmp_path / "m"))
+    os.remove(tmp_path / "m" / "generation_config.json")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "temperature": 0.3, "max_length": 33}))
+    found = [f for f in _findings(str(tmp_path / "m")) if f["code"] == "GEN003"]
+    assert sorted(f["pointer"] for f in found) == ["/max_length", "/temperature"]
+    assert all(f["severity"] == "info" and "save_pretrained moves it there" in f["message"] for f in found)
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "m"))
+    assert (model.generation_config.temperature, model.generation_config.max_length) == (0.3, 33)
+    model.save_pretrained(str(tmp_path / "saved"))
+    saved = json.loads((tmp_path / "saved" / "generation_config.json").read_text())
+    assert (saved["temperature"], saved["max_length"]) == (0.3, 33)
+
+
 def test_gen001_dict_really_fails_at_load(tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 
