@@ -326,3 +326,22 @@ def test_pad_inside_an_eos_list_is_judged_by_the_tokenizer_eos(tmp_path) -> None
     tokenizer["eos_token"] = "<|endoftext|>"  # the tokenizer ends sequences with the pad: masked by a collator
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer))
     assert {f["severity"] for f in tok001()} == {"error"}
+
+
+def test_an_out_of_range_bos_id_is_a_warning_for_a_decoder_only_model(tmp_path) -> None:
+    # generate() feeds a decoder-only model's config bos only when given no prompt; an encoder-decoder may start
+    # every decoding from it, and a tokenizer's bos token is in every input: those stay errors.
+    import json
+
+    config = {"model_type": "gpt2", "vocab_size": 53, "bos_token_id": 50256, "eos_token_id": 51}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+
+    def tok003() -> list[tuple[str, str]]:
+        _code, out = run_main("check", str(tmp_path), "--select", "TOK003", "--format", "json")
+        return [(f["severity"], f["pointer"]) for f in json.loads(out)["findings"]]
+
+    assert tok003() == [("warning", "/bos_token_id")]
+    (tmp_path / "config.json").write_text(json.dumps({**config, "eos_token_id": 50256}))
+    assert tok003() == [("warning", "/bos_token_id"), ("error", "/eos_token_id")]
+    (tmp_path / "config.json").write_text(json.dumps({**config, "is_encoder_decoder": True, "d_model": 8}))
+    assert tok003() == []  # its ids live in the decoder's vocabulary: not judged against vocab_size at all

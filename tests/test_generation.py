@@ -97,6 +97,21 @@ def test_gen003_keys_without_generation_config_are_really_used_and_saved(tmp_pat
     assert (saved["temperature"], saved["max_length"]) == (0.3, 33)
 
 
+@pytest.mark.slow
+def test_tok003_a_decoder_only_bos_past_the_table_breaks_only_promptless_generate() -> None:
+    # why TOK003 makes it a warning: with a prompt generate() never embeds the config's bos
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=53, n_embd=16, n_layer=1, n_head=2, n_positions=32, eos_token_id=51, pad_token_id=52)
+    assert config.bos_token_id == 50256  # GPT2Config's default, kept by a from-scratch model
+    model = GPT2LMHeadModel(config).eval()
+    out = model.generate(torch.tensor([[1, 2, 3]]), attention_mask=torch.ones(1, 3, dtype=torch.long), max_new_tokens=2)
+    assert out.shape == (1, 5)
+    with pytest.raises(IndexError):
+        model.generate(max_new_tokens=2)
+
+
 def test_gen001_dict_really_fails_at_load(tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 

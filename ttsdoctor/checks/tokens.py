@@ -467,15 +467,41 @@ class SpecialIdOutOfRange(Rule):
             for token_id in decl.ids:
                 if token_id >= limit:
                     key = f"{decl.role}_token" if decl.token is not None else f"{decl.role}_token_id"
+                    effect, severity = _out_of_range_effect(target, decl)
                     yield self.finding(
-                        f"{key} {describe(target, token_id)} in {decl.level} is outside the embedding: {source} "
-                        "(IndexError on CPU, device-side assert on CUDA)",
+                        f"{key} {describe(target, token_id)} in {decl.level} is outside the embedding: {source}"
+                        f"{effect}",
                         decl.path,
                         decl.pointer,
                         decl.line,
                         decl.column,
                         {"id": token_id, "rows": limit, "rows_from": source},
+                        severity=severity,
                     )
+
+
+_CRASH = "IndexError on CPU, device-side assert on CUDA"
+
+
+def _out_of_range_effect(target: ModelDir, decl: SpecialDecl) -> tuple[str, Severity | None]:
+    """What an id past the embedding breaks, by where it is declared. A tokenizer's token is in every encoded input
+    it adds; a config's ids are read by generate(): its eos is never produced (so never stopped on), and a
+    decoder-only model's bos is fed only to a generate() given no prompt (a leftover GPT2Config default 50256 in a
+    53-token model, as HelgeS/capp-gpt-serve has it): a prompt brings its own tokens."""
+    if decl.token is not None:
+        return f" ({_CRASH})", None
+    if decl.role == "eos":
+        return (
+            f": the model can never produce it, so generate() never stops on it, and a sequence that carries it "
+            f"fails ({_CRASH})",
+            None,
+        )
+    if decl.role == "bos" and target.shares_tokenizer_space:
+        return (
+            f": generate() feeds it only when given no prompt ({_CRASH} then); a prompt brings its own tokens",
+            Severity.WARNING,
+        )
+    return f" ({_CRASH})", None
 
 
 class SpecialIdOrdinaryToken(Rule):
