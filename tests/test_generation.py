@@ -197,6 +197,25 @@ def test_gen003_default_values_in_config_change_nothing(tmp_path) -> None:
     assert found[0]["evidence"]["keys"] == ["max_length", "num_beams"]
 
 
+def test_att001_att002_an_eager_model_that_returns_its_attentions_is_info(tmp_path) -> None:
+    fixture = os.path.join(ROOT, "fixtures/ATT002/good/eager-model-returns-attentions/model_service.py")
+    text = open(fixture, encoding="utf-8").read()
+
+    def severities(text: str) -> dict[str, str]:
+        (tmp_path / "a.py").write_text(text)
+        return {f["code"]: f["severity"] for f in _findings(str(tmp_path / "a.py")) if f["code"].startswith("ATT")}
+
+    assert severities(text) == {"ATT001": "info", "ATT002": "info"}
+    # without return_dict_in_generate the weights are computed and dropped: both warn again
+    assert severities(text.replace("return_dict_in_generate=True", "use_cache=True")) == {
+        "ATT001": "warning",
+        "ATT002": "warning",
+    }
+    # another model than the eager one asks for them: the sdpa model returns empty attentions
+    other = text.replace("return self.pytorch_model.generate(", "return self.onnx_model.generate(")
+    assert severities(other) == {"ATT001": "warning", "ATT002": "warning"}
+
+
 def test_pos001_learned_table_is_error_rope_is_warning() -> None:
     t3 = [f for f in _findings("fixtures/POS001/bad/t3-text-beyond-position-table") if f["code"] == "POS001"]
     assert [f["severity"] for f in t3] == ["error"] and "2050 rows" in t3[0]["message"]

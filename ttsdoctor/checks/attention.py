@@ -110,6 +110,21 @@ class ForcedOutputAttentions(Rule):
             if kw is None or not pysource.is_true(kw.value):
                 continue
             call = pysource.segment(source, site.node.func) or site.name
+            receiver = ast.unparse(site.node.func.value) if isinstance(site.node.func, ast.Attribute) else ""
+            eager_line = _eager_models(source).get(receiver)
+            if eager_line is not None and site.node.lineno in _returned_attentions(source).get(receiver, ()):
+                yield self.finding(
+                    f"{call}(output_attentions=True, return_dict_in_generate=True) returns attention weights from a "
+                    f"model loaded with eager attention ({source.line_name(eager_line)}), the implementation that "
+                    "computes them: asked for on purpose; every forward of that model pays for the full attention "
+                    "matrix",
+                    source.path,
+                    line=kw.lineno,
+                    column=kw.col_offset + 1,
+                    evidence={"in_loop": site.in_loop, "eager": source.line_name(eager_line)},
+                    severity=Severity.INFO,
+                )
+                continue
             if pysource.is_true(getattr(pysource.keyword(site.node, "trust_remote_code"), "value", None)):
                 yield self.finding(
                     f"{call}(output_attentions=True) with trust_remote_code=True: the custom model code decides the "
@@ -249,6 +264,51 @@ def _attentions_asked_at(scope: ast.AST) -> int | None:
         if isinstance(node, ast.Assign) and pysource.is_true(_attribute_value(node, ("output_attentions",))):
             return node.lineno
     return None
+
+
+def _returned_attentions(source: SourceFile) -> dict[str, list[int]]:
+    """Models whose generate() returns attention weights to its caller: `X.generate(..., output_attentions=True,
+    return_dict_in_generate=True)`, by the text of X, with the lines of those calls."""
+    cached = source.cache.get("returned_attentions")
+    if cached is not None:
+        return cached
+    out: dict[str, list[int]] = {}
+    for site in pysource.calls(source, _FORCED_TEXT, "generate"):
+        call = site.node
+        if not isinstance(call.func, ast.Attribute):
+            continue
+        asked = pysource.keyword(call, "output_attentions")
+        returned = pysource.keyword(call, "return_dict_in_generate")
+        if (
+            asked is not None
+            and returned is not None
+            and pysource.is_true(asked.value)
+            and pysource.is_true(returned.value)
+        ):
+            out.setdefault(ast.unparse(call.func.value), []).append(call.lineno)
+    source.cache["returned_attentions"] = out
+    return out
+
+
+def _eager_models(source: SourceFile) -> dict[str, int]:
+    """Models loaded with eager attention: `X = ...from_pretrained(..., attn_implementation="eager")`, by the text
+    of X, with the line of the pin."""
+    cached = source.cache.get("eager_models")
+    if cached is not None:
+        return cached
+    out: dict[str, int] = {}
+    for node in ast.walk(source.tree):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            continue
+        value: ast.expr = node.value
+        while isinstance(value, ast.Call):  # from_pretrained(...).to(device).eval()
+            for kw in value.keywords:
+                pin = _sets_implementation(kw)
+                if isinstance(pin, ast.Constant) and pin.value == "eager":
+                    out.setdefault(ast.unparse(node.targets[0]), pin.lineno)
+            value = value.func.value if isinstance(value.func, ast.Attribute) else value.func
+    source.cache["eager_models"] = out
+    return out
 
 
 def _called_model(call: ast.Call, scope: ast.AST) -> str | None:
@@ -415,6 +475,23 @@ class EagerAttentionPinned(Rule):
                     Applicability.SAFE,
                     (ReplaceSource(source.path, where[0], where[1], segment[0] + "sdpa" + segment[0]),),
                 )
+            returned = _returned_attentions(source)
+            serves = [
+                returned[model][0]
+                for model, line in _eager_models(source).items()
+                if line == value.lineno and model in returned
+            ]
+            if serves:  # a model loaded to return attention weights: only eager computes them
+                yield self.finding(
+                    f'attention pinned to "eager" for a model whose generate() returns attention weights '
+                    f"({source.line_name(serves[0])}): only eager computes them; every forward of this model pays "
+                    "for the full attention matrix",
+                    source.path,
+                    line=value.lineno,
+                    column=value.col_offset + 1,
+                    severity=Severity.INFO,
+                )
+                continue
             asked_at = _attentions_asked_at(scope)
             if asked_at is not None:  # the fix would leave it without attention weights: sdpa returns none
                 yield self.finding(
