@@ -115,6 +115,17 @@ GENERATE_CASES = {
         "def run(model, loader):\n    for batch in loader:\n        yield model.generate(batch['input_features'])\n",
         None,
     ),
+    "one-text-padded-to-its-longest": (  # Eric-is-good/pretrain-LLM-from-scratch: padding=True on one prompt
+        HF_HEAD + "prompt = '<|im_start|>user\\n{q}<|im_end|>\\n'\n"
+        "enc = tokenizer(prompt.format(q='hi'), padding=True, return_tensors='pt')\n"
+        "out = model.generate(enc.input_ids)\n",
+        "info",
+    ),
+    "one-text-padded-to-max-length": (  # max_length pads even one text
+        HF_HEAD + "enc = tokenizer('hi', padding='max_length', max_length=32, return_tensors='pt')\n"
+        "out = model.generate(enc.input_ids)\n",
+        "warning",
+    ),
     "module-global-set-at-startup": (  # Kani-TTS's server: `generator = None`, then `global generator` in a hook
         "generator = None\n"
         "def startup():\n    global generator\n    generator = make()\n"

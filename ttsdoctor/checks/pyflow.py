@@ -512,9 +512,14 @@ def _call_shape(call: ast.Call, ctx: Context) -> Origin:
         return Origin(SINGLE, "a single prompt from encode()")
     if _is_tokenizer_call(call, ctx) or name in ("batch_encode_plus", "encode_plus"):
         padding = next((kw.value for kw in call.keywords if kw.arg == "padding"), None)
-        if padding is not None and not (isinstance(padding, ast.Constant) and padding.value in (False, None)):
-            return Origin(BATCH, f"padded by {_text(ctx, call.func)}(padding={_text(ctx, padding)})")
         first = call.args[0] if call.args else next((kw.value for kw in call.keywords if kw.arg == "text"), None)
+        if padding is not None and not (isinstance(padding, ast.Constant) and padding.value in (False, None)):
+            pads_to_longest = isinstance(padding, ast.Constant) and padding.value in (True, "longest")
+            if pads_to_longest and first is not None and _is_text(first, ctx):
+                # padding to the longest of one text adds nothing ("max_length" would pad it)
+                return Origin(SINGLE, f"a single text ({_text(ctx, call.func)}(padding={_text(ctx, padding)}) pads "
+                              "nothing)")  # fmt: skip
+            return Origin(BATCH, f"padded by {_text(ctx, call.func)}(padding={_text(ctx, padding)})")
         if isinstance(first, (ast.List, ast.ListComp)) and not (isinstance(first, ast.List) and len(first.elts) < 2):
             return Origin(BATCH, "a list of texts")
         if first is not None:
@@ -523,6 +528,24 @@ def _call_shape(call: ast.Call, ctx: Context) -> Origin:
                 return Origin(SINGLE, "a single text")
         return Origin(UNKNOWN, f"{_text(ctx, call)} may encode one text or several")
     return Origin(UNKNOWN, f"{_text(ctx, call)} is not a tokenizer call ttsdoctor knows")
+
+
+_STR_METHODS = frozenset({"format", "strip", "lstrip", "rstrip", "replace", "lower", "upper", "join"})
+
+
+def _is_text(expr: ast.expr, ctx: Context, depth: int = 0) -> bool:
+    """Whether an expression is one string: a literal, an f-string, `"...".format(...)` or a str method of one,
+    `+` or `%` on one, or a name assigned one of those in this module."""
+    if depth > 4:
+        return False
+    value, inner, _ = _resolve(expr, ctx)
+    if isinstance(value, ast.JoinedStr) or (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+        return True
+    if isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Add, ast.Mod)):
+        return _is_text(value.left, inner, depth + 1)
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in _STR_METHODS:
+        return _is_text(value.func.value, inner, depth + 1)
+    return False
 
 
 def text_api_call(call: ast.Call, ctx: Context) -> bool:
