@@ -643,3 +643,22 @@ def test_notebook_cell_with_doctest_prompts_is_info(tmp_path) -> None:
     rows = [(f.rule_id, f.severity.value, f.location.cell) for f in result.findings]
     assert rows == [("ART006", "info", 1), ("ART006", "warning", 2)], rows
     assert "written with >>> prompts" in result.findings[0].message
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("from transformers import LlamaConfig\ncfg = LlamaConfig(pad_token_id=0, eos_token_id=0)\n", "error"),
+        ("model = AutoModel.from_pretrained('m', pad_token_id=0, eos_token_id=0)\n", "error"),
+        # yynil/RWKVTTS: the project's own batching function, nothing in the module masks by the pad id
+        ("batch = process_batch(texts, tok, eos_token_id=0, pad_token_id=0)\n", "info"),
+        (
+            "batch = process_batch(texts, tok, eos_token_id=0, pad_token_id=0)\n"
+            "labels[batch['input_ids'] == tok.pad_token_id] = -100\n",
+            "error",
+        ),
+    ],
+)
+def test_pad_equal_to_eos_in_a_call_is_judged_by_what_the_call_is(tmp_path, code: str, expected: str) -> None:
+    found = _check(tmp_path, "train.py", code, "TOK002")
+    assert [f.severity.value for f in found] == [expected], [f.message for f in found]

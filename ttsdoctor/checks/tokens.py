@@ -332,15 +332,32 @@ class PadIsEosInSource(Rule):
             if pad is not None and pad == eos and anchor is not None:
                 called = (pysource.called_name(node) or "") if isinstance(node, ast.Call) else ""
                 design = _by_design(called)
+                message = f"pad_token_id {pad} equals eos_token_id {eos}: {PAD_EOS_CONSEQUENCE}"
+                severity = Severity.INFO if design else Severity.ERROR
+                if design:
+                    message = f"pad_token_id {pad} equals eos_token_id {eos} in {called}(...): {design}"
+                elif isinstance(node, ast.Call) and not _sets_config(called) and not facts.masks_pad:
+                    # a function of the project (RWKVTTS's process_batch pads labels with -100 by length): what it
+                    # does with the two ids is its own, and nothing in this module masks by the pad id
+                    message = (
+                        f"pad_token_id {pad} equals eos_token_id {eos} in {called}(...), which is not a config: "
+                        f"what it does with them is up to {called}, and nothing in this module masks labels or "
+                        "attention by the pad id"
+                    )
+                    severity = Severity.INFO
                 yield self.finding(
-                    f"pad_token_id {pad} equals eos_token_id {eos} in {called}(...): {design}"
-                    if design
-                    else f"pad_token_id {pad} equals eos_token_id {eos}: {PAD_EOS_CONSEQUENCE}",
+                    message,
                     target.path,
                     line=getattr(anchor, "lineno", None),
                     column=getattr(anchor, "col_offset", -1) + 1,
-                    severity=Severity.INFO if design else Severity.ERROR,
+                    severity=severity,
                 )
+
+
+def _sets_config(called: str) -> bool:
+    """A call whose pad and eos become a model's or tokenizer's: a config class (LlamaConfig, GenerationConfig),
+    from_pretrained overrides, or a dict / update of settings."""
+    return called.endswith("Config") or called in ("from_pretrained", "dict", "update", "GenerationConfig")
 
 
 def _by_design(called: str) -> str | None:
