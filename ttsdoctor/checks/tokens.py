@@ -357,7 +357,7 @@ class PadIsEosInSource(Rule):
 def _sets_config(called: str) -> bool:
     """A call whose pad and eos become a model's or tokenizer's: a config class (LlamaConfig, GenerationConfig),
     from_pretrained overrides, or a dict / update of settings."""
-    return called.endswith("Config") or called in ("from_pretrained", "dict", "update", "GenerationConfig")
+    return called.endswith("Config") or called in ("from_pretrained", "dict", "update")
 
 
 def _by_design(called: str) -> str | None:
