@@ -6,7 +6,7 @@ import ast
 import os
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ttsdoctor.artifacts.embeddings import head_bias
 from ttsdoctor.artifacts.hf_config import is_input_encoder
@@ -157,7 +157,6 @@ class PadIsEos(Rule):
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         intentional = _pad_eos_by_design(target)
         fix = None if intentional else pad_fix(target)
-        speech_end = _speech_end(target)
         for (path, scope), roles in _levels(target.special_decls).items():
             pad, eos = roles.get("pad"), roles.get("eos")
             if pad is None or eos is None or not pad.ids or not set(pad.ids) & set(eos.ids):
@@ -176,76 +175,69 @@ class PadIsEos(Rule):
                 "pad": {"id": pad_id, "from": f"{path}#{pad.pointer}"},
                 "eos": {"ids": list(eos.ids), "from": f"{path}#{eos.pointer}"},
             }
-            if intentional:
-                yield self.finding(
-                    f"{key} {shown} {equals} in {pad.level}: {intentional}",
-                    path,
-                    pad.pointer,
-                    pad.line,
-                    pad.column,
-                    evidence,
-                    severity=Severity.INFO,
-                )
-                continue
-            if speech_end is not None and speech_end[1] not in pad.ids:
-                name, end_id, family_name = speech_end
-                yield self.finding(
-                    f"{key} {shown} {equals} in {pad.level}, but {family_name} stops on {name} (id {end_id}), a "
-                    "different token: a collator masking pad labels does not hide the end of speech. Only "
-                    "generate() without an attention_mask is affected where this eos is its stop id: worth a pad "
-                    "token of its own",
-                    path,
-                    pad.pointer,
-                    pad.line,
-                    pad.column,
-                    {**evidence, "end_of_speech": end_id},
-                    fix,
-                    severity=Severity.INFO,
-                )
-                continue
-            others = [i for i in eos.ids if i not in pad.ids]
-            if others:  # a list with stop ids besides pad: generation still stops on those
-                tokenizer_eos = _tokenizer_eos(target)
-                learned = [i for i in others if i in tokenizer_eos]
-                if tokenizer_eos and learned:
-                    yield self.finding(
-                        f"{key} {shown} {equals} in {pad.level}, but the tokenizer's eos is "
-                        f"{describe(target, learned[0])}, another id of that list: generation stops on it, and a "
-                        "collator masking pad labels does not mask it. "
-                        "Only generate() without an attention_mask is affected: transformers cannot infer the "
-                        "mask when pad is in the eos set",
-                        path,
-                        pad.pointer,
-                        pad.line,
-                        pad.column,
-                        {**evidence, "tokenizer_eos": learned[0]},
-                        severity=Severity.INFO,
-                    )
-                    continue
-                if not tokenizer_eos:  # which id training ends sequences with is not shown
-                    yield self.finding(
-                        f"{key} {shown} {equals} in {pad.level}: transformers cannot infer an attention mask "
-                        f"when pad is in the eos set; generation still stops on {others}, and whether training "
-                        "ends sequences with the pad token (which a collator masking pad labels would hide) is "
-                        "not shown, as no tokenizer file here declares an eos token",
-                        path,
-                        pad.pointer,
-                        pad.line,
-                        pad.column,
-                        evidence,
-                        fix,
-                        severity=Severity.WARNING,
-                    )
-                    continue
+            verdict = _pad_eos_verdict(target, f"{key} {shown} {equals} in {pad.level}", pad, eos, intentional)
             yield self.finding(
-                f"{key} {shown} {equals} in {pad.level}: {PAD_EOS_CONSEQUENCE}",
+                verdict.message,
                 path,
                 pad.pointer,
                 pad.line,
                 pad.column,
-                evidence,
-                fix,
+                {**evidence, **verdict.evidence},
+                fix if verdict.fixable else None,
+                severity=verdict.severity,
             )
+
+
+class _Verdict(NamedTuple):
+    message: str
+    severity: Severity | None  # None: the rule's (an error)
+    fixable: bool  # whether a pad token of its own is worth the fix
+    evidence: dict[str, int]
+
+
+def _pad_eos_verdict(
+    target: ModelDir, what: str, pad: SpecialDecl, eos: SpecialDecl, intentional: str | None
+) -> _Verdict:
+    """What pad in the eos set means at one level: by design (info), a family stopping on its own end-of-speech
+    token (info), an eos list whose other ids include the tokenizer's eos (info) or whose learned stop is not
+    shown (warning), or the seed failure (error)."""
+    if intentional:
+        return _Verdict(f"{what}: {intentional}", Severity.INFO, False, {})
+    speech_end = _speech_end(target)
+    if speech_end is not None and speech_end[1] not in pad.ids:
+        name, end_id, family_name = speech_end
+        return _Verdict(
+            f"{what}, but {family_name} stops on {name} (id {end_id}), a different token: a collator masking pad "
+            "labels does not hide the end of speech. Only generate() without an attention_mask is affected where "
+            "this eos is its stop id: worth a pad token of its own",
+            Severity.INFO,
+            True,
+            {"end_of_speech": end_id},
+        )
+    others = [i for i in eos.ids if i not in pad.ids]
+    if others:  # a list with stop ids besides pad: generation still stops on those
+        tokenizer_eos = _tokenizer_eos(target)
+        learned = [i for i in others if i in tokenizer_eos]
+        if learned:
+            return _Verdict(
+                f"{what}, but the tokenizer's eos is {describe(target, learned[0])}, another id of that list: "
+                "generation stops on it, and a collator masking pad labels does not mask it. Only generate() "
+                "without an attention_mask is affected: transformers cannot infer the mask when pad is in the eos "
+                "set",
+                Severity.INFO,
+                False,
+                {"tokenizer_eos": learned[0]},
+            )
+        if not tokenizer_eos:  # which id training ends sequences with is not shown
+            return _Verdict(
+                f"{what}: transformers cannot infer an attention mask when pad is in the eos set; generation still "
+                f"stops on {others}, and whether training ends sequences with the pad token (which a collator "
+                "masking pad labels would hide) is not shown, as no tokenizer file here declares an eos token",
+                Severity.WARNING,
+                True,
+                {},
+            )
+    return _Verdict(f"{what}: {PAD_EOS_CONSEQUENCE}", None, True, {})
 
 
 _TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json")
