@@ -497,7 +497,7 @@ class GenerationKeysInConfig(Rule):
                     (SetJsonValue(gen_path, f"/{key}", value), RemoveJsonKey(config.path, f"/{key}")),
                 )
                 # transformers builds the generation config from config.json while no generation_config.json
-                # exists, and save_pretrained writes it there (verified on 5.23; 4.41+ moves it with a warning)
+                # exists, and save_pretrained writes it there (transformers 5.23: tests/test_generation.py)
                 yield self.finding(
                     f"{key}={value!r} belongs in generation_config.json: transformers uses it from config.json while "
                     "no generation_config.json exists (save_pretrained moves it there), but a generation_config.json "
