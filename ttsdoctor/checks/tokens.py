@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -157,6 +156,7 @@ class PadIsEos(Rule):
     def check_model(self, target: ModelDir) -> Iterator[Finding]:
         intentional = _pad_eos_by_design(target)
         fix = None if intentional else pad_fix(target)
+        speech_end = _speech_end(target)
         for (path, scope), roles in _levels(target.special_decls).items():
             pad, eos = roles.get("pad"), roles.get("eos")
             if pad is None or eos is None or not pad.ids or not set(pad.ids) & set(eos.ids):
@@ -175,7 +175,8 @@ class PadIsEos(Rule):
                 "pad": {"id": pad_id, "from": f"{path}#{pad.pointer}"},
                 "eos": {"ids": list(eos.ids), "from": f"{path}#{eos.pointer}"},
             }
-            verdict = _pad_eos_verdict(target, f"{key} {shown} {equals} in {pad.level}", pad, eos, intentional)
+            what = f"{key} {shown} {equals} in {pad.level}"
+            verdict = _pad_eos_verdict(target, what, pad, eos, intentional, speech_end)
             yield self.finding(
                 verdict.message,
                 path,
@@ -196,14 +197,18 @@ class _Verdict(NamedTuple):
 
 
 def _pad_eos_verdict(
-    target: ModelDir, what: str, pad: SpecialDecl, eos: SpecialDecl, intentional: str | None
+    target: ModelDir,
+    what: str,
+    pad: SpecialDecl,
+    eos: SpecialDecl,
+    intentional: str | None,
+    speech_end: tuple[str, int, str] | None,
 ) -> _Verdict:
     """What pad in the eos set means at one level: by design (info), a family stopping on its own end-of-speech
     token (info), an eos list whose other ids include the tokenizer's eos (info) or whose learned stop is not
     shown (warning), or the seed failure (error)."""
     if intentional:
         return _Verdict(f"{what}: {intentional}", Severity.INFO, False, {})
-    speech_end = _speech_end(target)
     if speech_end is not None and speech_end[1] not in pad.ids:
         name, end_id, family_name = speech_end
         return _Verdict(
@@ -248,7 +253,7 @@ def _tokenizer_eos(target: ModelDir) -> set[int]:
     return {
         i
         for d in target.special_decls
-        if d.role == "eos" and not d.scope and os.path.basename(d.path) in _TOKENIZER_FILES
+        if d.role == "eos" and not d.scope and d.level in _TOKENIZER_FILES
         for i in d.ids
     }
 
