@@ -662,3 +662,15 @@ def test_notebook_cell_with_doctest_prompts_is_info(tmp_path) -> None:
 def test_pad_equal_to_eos_in_a_call_is_judged_by_what_the_call_is(tmp_path, code: str, expected: str) -> None:
     found = _check(tmp_path, "train.py", code, "TOK002")
     assert [f.severity.value for f in found] == [expected], [f.message for f in found]
+
+
+def test_one_formatted_text_is_a_single_prompt_with_or_without_padding(tmp_path) -> None:
+    # one helper, _is_text, decides "one string" for both tokenizer calls (padding=True pads nothing on one text)
+    for padding in ("", ", padding=True"):
+        code = (
+            HF_HEAD + "prompt = '<|im_start|>user\\n{q}<|im_end|>\\n'\n"
+            f"enc = tokenizer(prompt.format(q='hi'){padding}, return_tensors='pt')\n"
+            "out = model.generate(enc.input_ids)\n"
+        )
+        (found,) = _check(tmp_path, "infer.py", code, "GEN002")
+        assert found.severity.value == "info" and "a single text" in found.message, found.message

@@ -522,10 +522,8 @@ def _call_shape(call: ast.Call, ctx: Context) -> Origin:
             return Origin(BATCH, f"padded by {_text(ctx, call.func)}(padding={_text(ctx, padding)})")
         if isinstance(first, (ast.List, ast.ListComp)) and not (isinstance(first, ast.List) and len(first.elts) < 2):
             return Origin(BATCH, "a list of texts")
-        if first is not None:
-            resolved, _, _ = _resolve(first, ctx)
-            if isinstance(resolved, (ast.Constant, ast.JoinedStr)):
-                return Origin(SINGLE, "a single text")
+        if first is not None and _is_text(first, ctx):
+            return Origin(SINGLE, "a single text")
         return Origin(UNKNOWN, f"{_text(ctx, call)} may encode one text or several")
     return Origin(UNKNOWN, f"{_text(ctx, call)} is not a tokenizer call ttsdoctor knows")
 
