@@ -3,6 +3,7 @@ source-side precision cases found on real code (a notebook listing TTS models bu
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import shutil
 from conftest import FIXTURES
 
 from ttsdoctor import engine
+from ttsdoctor.checks.pysource import parameter_default
 from ttsdoctor.codecs import codecs, serving_facts
 from ttsdoctor.discover import discover
 from ttsdoctor.finding import Applicability, SetJsonValue, SetYamlValue
@@ -110,6 +112,59 @@ def test_end_of_speech_added_to_the_stop_ids_and_nested_eos_lifted(tmp_path) -> 
     assert gguf.evidence == {"end_of_speech": speech_end, "stop_ids": [eot]}
     assert gguf.fix.applicability is Applicability.DISPLAY_ONLY
     assert f"tokenizer.ggml.eos_token_id=int:{speech_end}" in gguf.fix.title
+
+
+def test_stop_ids_in_code_judged_by_the_published_layout_the_file_hard_codes(tmp_path) -> None:
+    # orpheus-speech 0.1.0 (canopyai/Orpheus-TTS#76): the prompt uses Orpheus's published ids, the stop id defaults to
+    # 49158, an id of the small models' layout; the default serves only this call, so adding 128258 to it is safe
+    engine_dir = os.path.join(FIXTURES, "SRV002/bad/orpheus-vllm-stop-default-49158")
+    (default,) = _findings(engine_dir, "SRV002")
+    assert default.evidence == {"stop_ids": [49158], "end_of_speech": 128258, "witness": 128259}
+    assert (default.location.line, default.location.column) == (25, 28)  # the call's argument, where vLLM gets it
+    assert "the default of tokens()'s parameter at line 20" in default.message
+    assert "49158 is a text token of its base" in default.message
+    (edit,) = default.fix.edits
+    assert default.fix.applicability is Applicability.SAFE and edit.text == "[49158, 128258]"
+    with open(os.path.join(engine_dir, "engine.py"), encoding="utf-8") as fh:
+        assert fh.read()[edit.start : edit.end] == "[49158]"  # the default's literal, not the call's name
+
+    # a name the prompt also uses (END_OF_TEXT = 128009): changing it would change the prompt, so display only
+    (named,) = _findings(os.path.join(FIXTURES, "SRV002/bad/orpheus-generate-eos-eot"), "SRV002")
+    assert named.evidence["stop_ids"] == [128009] and "'<|eot_id|>' there" in named.message
+    assert named.fix.applicability is Applicability.DISPLAY_ONLY and "generate() stops only" in named.message
+    for good in ("orpheus-vllm-stop-end-of-speech", "orpheus-vllm-stop-end-of-ai", "orpheus-small-model-own-stop",
+                 "text-llm-stop-ids"):  # fmt: skip
+        assert _findings(os.path.join(FIXTURES, "SRV002/good", good), "SRV002") == [], good
+
+    head = 'from vllm import LLM, SamplingParams\nllm = LLM(model="canopylabs/orpheus-3b-0.1-ft")\n'
+    cases = {
+        # a parameter the function uses twice: its default is not only this call's
+        "def speak(p, stop_ids=[128009]):\n    print(stop_ids)\n    x = [128259]\n"
+        "    return SamplingParams(max_tokens=1200, stop_token_ids=stop_ids)\n": Applicability.DISPLAY_ONLY,
+        # written in the call: an int becomes a list
+        "x = [128259]\nparams = SamplingParams(max_tokens=1200, stop_token_ids=128009)\n": Applicability.SAFE,
+    }
+    for body, applicability in cases.items():
+        (tmp_path / "serve.py").write_text(head + body)
+        (finding,) = _findings(tmp_path / "serve.py", "SRV002")
+        assert finding.fix.applicability is applicability and finding.evidence["stop_ids"] == [128009]
+    for body in (
+        # no id of the published layout in the file: the model may be of another layout
+        "params = SamplingParams(max_tokens=1200, stop_token_ids=[128009])\n",
+        # ids looked up in the tokenizer, or not all literal: not judged
+        "x = [128259]\nparams = SamplingParams(max_tokens=1200, stop_token_ids=[tok.eos_token_id, 128009])\n",
+        "x = [128259]\nparams = SamplingParams(max_tokens=1200, stop_token_ids=ids)\n",
+    ):
+        (tmp_path / "serve.py").write_text(head + body)
+        assert _findings(tmp_path / "serve.py", "SRV002") == [], body
+
+
+def test_parameter_default() -> None:
+    fn = ast.parse("def f(a, /, b=1, *args, c, d=[2], **kw): pass").body[0]
+    got = {name: parameter_default(fn, name) for name in ("a", "b", "c", "d", "kw")}
+    assert ast.unparse(got["b"]) == "1" and ast.unparse(got["d"]) == "[2]"
+    assert got["a"] is None and got["c"] is None and got["kw"] is None
+    assert parameter_default(ast.parse("x = 1"), "x") is None
 
 
 def test_gguf_token_types_and_chat_template() -> None:

@@ -153,10 +153,16 @@ class PublishedIds(msgspec.Struct, frozen=True):
     family: str
     ids: dict[int, str]
     source: str
+    first_added: int  # the first id the family added to its base tokenizer: below it are the base's text tokens
+
+    def end_of_speech(self, token: str | None) -> int | None:
+        """The id of a token (the family's end of speech) in the published tokenizer."""
+        return next((i for i, t in self.ids.items() if t == token), None) if token else None
 
 
 def published_ids(family_name: str | None) -> PublishedIds | None:
     entry = _data().get("published_ids", {}).get(family_name or "")
     if not isinstance(entry, dict):
         return None
-    return PublishedIds(family_name or "", {int(k): v for k, v in entry["ids"].items()}, entry.get("source", ""))
+    ids = {int(k): v for k, v in entry["ids"].items()}
+    return PublishedIds(family_name or "", ids, entry.get("source", ""), int(entry["first_added_id"]))

@@ -136,6 +136,18 @@ def resolve(expr: ast.expr, scope: ast.AST, line: int) -> ast.expr:
     return expr
 
 
+def parameter_default(scope: ast.AST, name: str) -> ast.expr | None:
+    """The default of parameter `name` of the function `scope` (`def f(stop_token_ids=[49158])`): the value a call
+    that does not pass it runs with."""
+    if not isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    args = scope.args
+    positional = [*args.posonlyargs, *args.args]
+    pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    return next((default for arg, default in pairs if arg.arg == name), None)
+
+
 def env_default(expr: ast.expr) -> str | None:
     """The string default of an environment lookup, `os.environ.get("MODEL_ID", "openai/gpt-oss-20b")` or
     `os.getenv("MODEL", "x")`: what runs when the variable is not set."""

@@ -23,7 +23,14 @@ from ttsdoctor.artifacts.source import SourceFile
 from ttsdoctor.artifacts.tokenizer import load_tokenizer_json
 from ttsdoctor.artifacts.training_config import TrainingConfig
 from ttsdoctor.checks import pysource
-from ttsdoctor.codecs import ServingFacts, family_of_omni_arch, family_of_omni_pipeline, serving_facts
+from ttsdoctor.codecs import (
+    PublishedIds,
+    ServingFacts,
+    family_of_omni_arch,
+    family_of_omni_pipeline,
+    published_ids,
+    serving_facts,
+)
 from ttsdoctor.finding import Applicability, Finding, Fix, ReplaceSource, SetJsonValue, SetYamlValue, Severity
 from ttsdoctor.rule import Rule
 
@@ -516,6 +523,81 @@ def _nested_eos(model: ModelDir) -> tuple[str, int] | None:
     return None
 
 
+# Where code passes the ids generation stops on: vLLM's SamplingParams(stop_token_ids=...) (vLLM also stops on the
+# model's own eos unless ignore_eos) and transformers' generate(eos_token_id=...) (replaces the generation config's)
+_STOP_KEYS = {"SamplingParams": "stop_token_ids", "generate": "eos_token_id"}
+_STOP_TEXT = re.compile(r"stop_token_ids|eos_token_id")
+
+
+class _Layout(msgspec.Struct, frozen=True):
+    """The published token layout a file's hard-coded ids follow, and one of those ids as evidence."""
+
+    facts: ServingFacts
+    table: PublishedIds
+    speech_end: int
+    witness: int  # an id the family added to its base tokenizer, hard-coded in the file
+    witness_line: int
+
+
+def _published_layout(source: SourceFile) -> _Layout | None:
+    """The family whose published ids the file hard-codes: the family of the model it loads (else the one family its
+    text names: orpheus-speech's engine loads `self.model_name`), when the file writes at least one id that family
+    added to its base tokenizer (Orpheus 128259 `<custom_token_3>`). Without such an id the file may run a model of
+    another layout (Orpheus's 135M models end speech at 49158), and nothing is said."""
+    facts = source_family(source)
+    if facts is None:
+        named = {family for pattern, family in _FAMILY_IN_SOURCE if pattern.search(source.text)}
+        facts = serving_facts(named.pop()) if len(named) == 1 else None
+    table = published_ids(facts.family) if facts is not None else None
+    if facts is None or table is None:
+        return None
+    speech_end = table.end_of_speech(facts.end_of_speech)
+    if speech_end is None:
+        return None
+    for node in ast.walk(source.tree):
+        value = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= table.first_added and value in table.ids:
+            return _Layout(facts, table, speech_end, value, getattr(node, "lineno", 0))
+    return None
+
+
+class _StopList(msgspec.Struct, frozen=True):
+    kw: ast.keyword  # the call's argument
+    node: ast.expr  # the literal holding the ids: in the call, an assignment, or a parameter's default
+    ids: tuple[int, ...]
+    how: str  # "" when written in the call, else where the value comes from
+    editable: bool  # the literal serves this call only: adding an id to it changes nothing else
+
+
+def _stop_list(source: SourceFile, site: pysource.CallSite, key: str) -> _StopList | None:
+    """The literal ids a call passes as `key`: written in the call, through a name assigned them, or the default of
+    the enclosing function's parameter the call passes on. None when any id is not a literal."""
+    kw = pysource.keyword(site.node, key)
+    if kw is None:
+        return None
+    line = site.node.lineno
+    value, how, editable = pysource.resolve(kw.value, site.scope, line), "", True
+    if isinstance(kw.value, ast.Name):
+        name = kw.value.id
+        default = pysource.parameter_default(site.scope, name) if value is kw.value else None
+        if default is not None:
+            value = default
+            how = (
+                f"the default of {getattr(site.scope, 'name', '')}()'s parameter at {source.line_name(default.lineno)}"
+            )
+            uses = sum(isinstance(n, ast.Name) and n.id == name for n in ast.walk(site.scope))
+            editable = uses == 1  # the call's argument is the one use (the parameter itself is an ast.arg)
+        else:
+            value = value if value is not kw.value else pysource.resolve(kw.value, source.tree, line)
+            how, editable = f"assigned at {source.line_name(value.lineno)}", False  # the name may serve elsewhere
+    elements = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
+    ids = [pysource.int_value(source, e, site.scope, line) for e in elements]
+    if (value is kw.value and isinstance(value, ast.Name)) or not ids or any(i is None for i in ids):
+        return None
+    editable = editable and isinstance(value, (ast.List, ast.Tuple, ast.Constant))
+    return _StopList(kw, value, tuple(i for i in ids if i is not None), how, editable)
+
+
 class EndOfSpeechNotAStop(Rule):
     id = "SRV002"
     name = "end-of-speech-not-a-stop"
@@ -581,6 +663,61 @@ class EndOfSpeechNotAStop(Rule):
             line,
             column,
             evidence={"end_of_speech": speech_end, "stop_ids": list(stops.ids)},
+            fix=fix,
+        )
+
+    def check_source(self, source: SourceFile) -> Iterator[Finding]:
+        if not _STOP_TEXT.search(source.text) or not pysource.mentions(
+            source.text, ("generate", "SamplingParams"), _CALLS_TEXT
+        ):
+            return
+        layout: _Layout | None = None
+        for site in pysource.calls(source, _CALLS_TEXT, *_STOP_KEYS):
+            key = _STOP_KEYS[site.name]
+            stops = _stop_list(source, site, key)
+            if stops is None:
+                continue
+            layout = layout or _published_layout(source)
+            if layout is None:
+                return
+            if layout.speech_end in stops.ids or any(i >= layout.table.first_added for i in stops.ids):
+                continue  # the end of speech, or a marker the family added (128262 follows 128258): chosen on purpose
+            yield self._source_finding(source, site, key, stops, layout)
+
+    def _source_finding(
+        self, source: SourceFile, site: pysource.CallSite, key: str, stops: _StopList, layout: _Layout
+    ) -> Finding:
+        facts, speech_end, table = layout.facts, layout.speech_end, layout.table
+        ids = list(stops.ids)
+        merged = [*ids, speech_end]
+        literal = ast.unparse(stops.node)
+        written = ast.unparse(stops.kw.value)
+        where = f"{key}={written}" + (f" ({literal}, {stops.how})" if stops.how else "")
+        named = "; ".join(
+            f"{i} is {table.ids[i]!r} there" if i in table.ids else f"{i} is a text token of its base" for i in ids
+        )
+        stop_on = (
+            "vLLM stops only on these ids and the model's own eos"
+            if site.name == "SamplingParams"
+            else "generate() stops only on these ids"
+        )
+        span = pysource.span(source, stops.node)
+        change = f"Add {speech_end} ({facts.end_of_speech}) to {key}: {merged}"
+        fix = (
+            Fix(change, Applicability.SAFE, (ReplaceSource(source.path, span[0], span[1], str(merged)),))
+            if stops.editable and span is not None
+            else Fix(f"{change} (written where only this call uses it)", Applicability.DISPLAY_ONLY)
+        )
+        value = stops.kw.value
+        return self.finding(
+            f"{where} at {source.line_name(value.lineno)} does not hold {facts.family}'s end of speech "
+            f"{facts.end_of_speech}, id {speech_end} in the published {facts.family} tokenizer whose ids this file "
+            f"hard-codes ({layout.witness} at {source.line_name(layout.witness_line)}; {named}): {stop_on}, "
+            f"so generation runs on after the speech ends, until the length budget ({facts.end_of_speech_source})",
+            source.path,
+            line=value.lineno,
+            column=value.col_offset + 1,
+            evidence={"stop_ids": ids, "end_of_speech": speech_end, "witness": layout.witness},
             fix=fix,
         )
 

@@ -354,10 +354,9 @@ def _is_zero_or_none(expr: ast.expr | None) -> bool:
 
 def _end_of_speech_ids(facts: ServingFacts | None) -> set[int]:
     """The family's end-of-speech id in its published tokenizer (Orpheus 128258), when the file's family is known."""
-    if facts is None or facts.end_of_speech is None:
-        return set()
-    table = published_ids(facts.family)
-    return {i for i, token in (table.ids.items() if table else ()) if token == facts.end_of_speech}
+    table = published_ids(facts.family) if facts is not None else None
+    speech_end = table.end_of_speech(facts.end_of_speech) if table is not None and facts is not None else None
+    return {speech_end} if speech_end is not None else set()
 
 
 def _seconds(tokens: int, facts: ServingFacts | None) -> str:
