@@ -345,3 +345,49 @@ def test_an_out_of_range_bos_id_is_a_warning_for_a_decoder_only_model(tmp_path) 
     assert tok003() == [("warning", "/bos_token_id"), ("error", "/eos_token_id")]
     (tmp_path / "config.json").write_text(json.dumps({**config, "is_encoder_decoder": True, "d_model": 8}))
     assert tok003() == []  # its ids live in the decoder's vocabulary: not judged against vocab_size at all
+
+
+def test_a_bos_the_tokenizer_never_adds_differs_only_as_info(tmp_path) -> None:
+    # OpenBMB's MiniCPM-o 4.5: tokenizer_config.json names <|im_start|> as bos with add_bos_token false, the
+    # generation config keeps Qwen's <|endoftext|>. No encoding carries a bos and generate() feeds the generation bos
+    # only without a prompt: info. A tokenizer.json template adds its tokens whatever add_bos_token says (checked on
+    # transformers 5.23): then the mismatch is in every sequence, a warning.
+    import json
+
+    folder = tmp_path / "minicpm"
+    shutil.copytree(os.path.join(FIXTURES, "TOK005/good/bos-named-but-never-added"), folder)
+
+    def tok005() -> list[str]:
+        _code, out = run_main("check", str(folder), "--select", "TOK005", "--format", "json")
+        return [f["severity"] for f in json.loads(out)["findings"]]
+
+    assert tok005() == ["info", "info"]
+    tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
+    bos_id = next(t["id"] for t in tokenizer_json["added_tokens"] if t["content"] == "<|im_start|>")
+    tokenizer_json["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<|im_start|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<|im_start|>": {"id": "<|im_start|>", "ids": [bos_id], "tokens": ["<|im_start|>"]}},
+    }
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    assert tok005() == ["warning", "warning"]
+    tokenizer_json["post_processor"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False}
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    assert tok005() == ["info", "info"]
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    del config["add_bos_token"]  # not said: older Llama tokenizers add it by default
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert tok005() == ["warning", "warning"]
+
+
+def test_post_processor_specials() -> None:
+    from ttsdoctor.artifacts.tokenizer import _post_specials
+
+    bert = {"type": "BertProcessing", "sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}
+    template = {"type": "TemplateProcessing", "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}
+    assert _post_specials(None) == frozenset() and _post_specials({"type": "ByteLevel"}) == frozenset()
+    assert _post_specials(bert) == {"[CLS]", "[SEP]"} and _post_specials(template) == {"<s>"}
+    assert _post_specials({"type": "Sequence", "processors": [{"type": "ByteLevel"}, template]}) == {"<s>"}
+    assert _post_specials({"type": "Sequence", "processors": [{"type": "Future"}]}) is None
+    assert _post_specials({"type": "Future"}) is None

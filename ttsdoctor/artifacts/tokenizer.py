@@ -100,6 +100,8 @@ class TokenizerFile(msgspec.Struct):
     added: dict[int, str]  # effective id -> content of every added token
     declared_added: tuple[DeclaredAddedToken, ...] = ()
     pre_tokenizers: tuple[str, ...] = ()  # the pre-tokenizer's types, a Sequence's members in order
+    # the special tokens the post-processor adds to every encoding (a template's, BERT's [CLS]/[SEP]); None: unknown
+    post_specials: frozenset[str] | None = frozenset()
     _lookup: _Library | _Tables = msgspec.field(default_factory=lambda: _Tables({}))
     _vocab: dict[str, int] | None = None
 
@@ -306,6 +308,11 @@ def _load_with_library(path: str, raw: bytes) -> TokenizerFile:
         pre_state = json.loads(pre.__getstate__()) if pre is not None else None
     except (TypeError, ValueError):
         pre_state = {"type": type(pre).__name__}
+    post = tok.post_processor
+    try:
+        post_state = json.loads(post.__getstate__()) if post is not None else None
+    except (TypeError, ValueError):
+        post_state = {"type": type(post).__name__}
     return TokenizerFile(
         path=path,
         kind=type(tok.model).__name__,
@@ -314,6 +321,7 @@ def _load_with_library(path: str, raw: bytes) -> TokenizerFile:
         added=added,
         declared_added=_declared_from_head(raw),
         pre_tokenizers=_pre_tokenizer_types(pre_state),
+        post_specials=_post_specials(post_state),
         _lookup=_Library(tok),
         _vocab=vocab,
     )
@@ -380,8 +388,30 @@ def _read_bpe(path: str, raw: bytes) -> TokenizerFile | None:
         added={i: a.content for i, a in by_id.items()},
         declared_added=tuple(DeclaredAddedToken(i, a.id, a.content, a.special) for i, a in enumerate(declared)),
         pre_tokenizers=_pre_tokenizer_types(pre_tokenizer),
+        post_specials=_post_specials(_json_or_none(doc.post_processor)),
         _lookup=_Tables(vocab, added, shown),
     )
+
+
+def _post_specials(state: Any) -> frozenset[str] | None:
+    """The special tokens a tokenizer.json post-processor adds: a template's `special_tokens`, BERT's and RoBERTa's
+    cls and sep, the members' of a Sequence; none for ByteLevel or no post-processor; None for another kind."""
+    if state is None:
+        return frozenset()
+    if not isinstance(state, dict):
+        return None
+    kind = state.get("type")
+    if kind == "ByteLevel":
+        return frozenset()
+    if kind == "TemplateProcessing" and isinstance(state.get("special_tokens"), dict):
+        return frozenset(state["special_tokens"])
+    if kind in ("BertProcessing", "RobertaProcessing"):
+        pairs = [state.get("cls"), state.get("sep")]
+        return frozenset(p[0] for p in pairs if isinstance(p, list) and p and isinstance(p[0], str))
+    if kind == "Sequence" and isinstance(state.get("processors"), list):
+        parts = [_post_specials(member) for member in state["processors"]]
+        return None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
+    return None
 
 
 # The parts of tokenizer.json the library reads (it ignores other keys, at the top and in a BPE model)

@@ -583,15 +583,40 @@ class SpecialIdInconsistent(Rule):
                         Applicability.SAFE,
                         (SetJsonValue(decl.path, decl.pointer, value),),
                     )
+                unused = role == "bos" and _never_adds_bos(target, reference)
                 yield self.finding(
-                    f"{role} is {ids} in {decl.level} but {ref_ids} in {reference.level}",
+                    f"{role} is {ids} in {decl.level} but {ref_ids} in {reference.level}"
+                    + (
+                        ": the tokenizer never adds its bos (add_bos_token false, and no post-processor adds it), "
+                        "and generate() feeds the generation bos only when it gets no prompt, so no sequence "
+                        "carries either; align them if you generate without a prompt"
+                        if unused
+                        else ""
+                    ),
                     decl.path,
                     decl.pointer,
                     decl.line,
                     decl.column,
                     {decl.level: list(decl.ids), reference.level: list(reference.ids)},
                     fix,
+                    severity=Severity.INFO if unused else None,
                 )
+
+
+def _never_adds_bos(target: ModelDir, reference: SpecialDecl) -> bool:
+    """Whether the tokenizer never puts its bos into an encoding: tokenizer_config.json says add_bos_token false (as
+    Qwen-based chat models write it, MiniCPM-o naming <|im_start|> as bos) and tokenizer.json's post-processor, when
+    there is one, adds no such token (a template naming the bos adds it whatever add_bos_token says)."""
+    tokenizer = target.tokenizer
+    config = tokenizer.config if tokenizer is not None else None
+    if tokenizer is None or config is None or not isinstance(config.data, dict):
+        return False
+    if config.data.get("add_bos_token") is not False or not reference.level.startswith("tokenizer"):
+        return False
+    file = tokenizer.file
+    if file is None or file.kind == "vocab.json":
+        return True
+    return file.post_specials is not None and reference.token not in file.post_specials
 
 
 class MissingPad(Rule):
