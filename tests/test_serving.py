@@ -148,6 +148,15 @@ def test_stop_ids_in_code_judged_by_the_published_layout_the_file_hard_codes(tmp
         (tmp_path / "serve.py").write_text(head + body)
         (finding,) = _findings(tmp_path / "serve.py", "SRV002")
         assert finding.fix.applicability is applicability and finding.evidence["stop_ids"] == [128009]
+    # a voice assistant: a chat LLM's call stops on <|eot_id|>, rightly; only the call whose prompt is built from
+    # Orpheus ids (in its own function, or in one it calls) is judged
+    (tmp_path / "serve.py").write_text(
+        head + "def chat(p):\n    return SamplingParams(max_tokens=512, stop_token_ids=[128009])\n\n\n"
+        "def prompt(t):\n    return [128259, *t, 128009, 128260, 128261, 128257]\n\n\n"
+        "def speak(t):\n    p = prompt(t)\n    return SamplingParams(max_tokens=1200, stop_token_ids=[128009])\n"
+    )
+    (speak,) = _findings(tmp_path / "serve.py", "SRV002")
+    assert speak.location.line == 13 and speak.evidence["witness"] == 128259
     for body in (
         # no id of the published layout in the file: the model may be of another layout
         "params = SamplingParams(max_tokens=1200, stop_token_ids=[128009])\n",

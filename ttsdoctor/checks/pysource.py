@@ -16,7 +16,7 @@ import msgspec
 
 from ttsdoctor.artifacts.source import SourceFile
 
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module, ast.Lambda)
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module, ast.Lambda)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 
@@ -70,7 +70,7 @@ def index(source: SourceFile, pattern: re.Pattern[str]) -> SourceIndex:
                 name = called_name(child)
                 if name is not None:
                     by_name.setdefault(name, []).append(CallSite(child, name, scope, in_loop))
-            if isinstance(child, _SCOPES):
+            if isinstance(child, SCOPES):
                 stack.append((child, child, False))
             else:
                 stack.append((child, scope, in_loop or isinstance(child, _LOOPS)))
@@ -113,7 +113,7 @@ def assigned_value(scope: ast.AST, name: str, before_line: int) -> ast.expr | No
     stack = list(ast.iter_child_nodes(scope))
     while stack:
         node = stack.pop()
-        if isinstance(node, _SCOPES):
+        if isinstance(node, SCOPES):
             continue
         if isinstance(node, ast.Assign) and node.lineno < before_line:
             for target in node.targets:
@@ -244,7 +244,7 @@ def last_assignments(scope: ast.AST) -> dict[str, ast.expr]:
     stack = list(ast.iter_child_nodes(scope))
     while stack:
         node = stack.pop()
-        if isinstance(node, _SCOPES):
+        if isinstance(node, SCOPES):
             continue
         if isinstance(node, ast.Assign):
             for target in node.targets:

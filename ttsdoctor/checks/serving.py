@@ -530,35 +530,72 @@ _STOP_TEXT = re.compile(r"stop_token_ids|eos_token_id")
 
 
 class _Layout(msgspec.Struct, frozen=True):
-    """The published token layout a file's hard-coded ids follow, and one of those ids as evidence."""
+    """The published token layout a generation call's prompt follows, and one of its ids as evidence."""
 
     facts: ServingFacts
     table: PublishedIds
     speech_end: int
-    witness: int  # an id the family added to its base tokenizer, hard-coded in the file
+    witness: int  # an id the family added to its base tokenizer, in the code that builds the call's prompt
     witness_line: int
 
 
-def _published_layout(source: SourceFile) -> _Layout | None:
-    """The family whose published ids the file hard-codes: the family of the model it loads (else the one family its
-    text names: orpheus-speech's engine loads `self.model_name`), when the file writes at least one id that family
-    added to its base tokenizer (Orpheus 128259 `<custom_token_3>`). Without such an id the file may run a model of
-    another layout (Orpheus's 135M models end speech at 49158), and nothing is said."""
+def _file_family(source: SourceFile) -> tuple[ServingFacts, PublishedIds, int] | None:
+    """The family whose published ids a file may hard-code: the family of the model it loads, else the one family its
+    text names (orpheus-speech's engine loads `self.model_name`); with its table and end-of-speech id."""
     facts = source_family(source)
     if facts is None:
         named = {family for pattern, family in _FAMILY_IN_SOURCE if pattern.search(source.text)}
         facts = serving_facts(named.pop()) if len(named) == 1 else None
     table = published_ids(facts.family) if facts is not None else None
-    if facts is None or table is None:
+    speech_end = table.end_of_speech(facts.end_of_speech) if facts is not None and table is not None else None
+    if facts is None or table is None or speech_end is None:
         return None
-    speech_end = table.end_of_speech(facts.end_of_speech)
-    if speech_end is None:
+    return facts, table, speech_end
+
+
+def _own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a function or module body, without the functions and classes defined in it."""
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (*pysource.SCOPES, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def _call_layout(source: SourceFile, site: pysource.CallSite) -> _Layout | None:
+    """The family layout of the prompt a generation call runs: an id the family added to its base tokenizer (Orpheus
+    128259 `<custom_token_3>`) written in the call's own function, in a module constant it reads, or in a function of
+    the file it calls (`self._format_prompt(...)`). Without one the call may generate with another model (a chat LLM
+    next to the TTS model) or another layout (Orpheus's 135M models end speech at 49158), and nothing is said."""
+    family = _file_family(source)
+    if family is None:
         return None
-    for node in ast.walk(source.tree):
+    facts, table, speech_end = family
+
+    def added_id(node: ast.AST) -> tuple[int, int, int] | None:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            node = pysource.assigned_value(source.tree, node.id, 1 << 30) or node
         value = node.value if isinstance(node, ast.Constant) else None
         if isinstance(value, int) and not isinstance(value, bool) and value >= table.first_added and value in table.ids:
-            return _Layout(facts, table, speech_end, value, getattr(node, "lineno", 0))
-    return None
+            return value, getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
+        return None
+
+    def first_added(scope: ast.AST) -> tuple[int, int] | None:
+        found = [f for node in _own_nodes(scope) if (f := added_id(node)) is not None]
+        first = min(found, key=lambda f: (f[1], f[2])) if found else None
+        return (first[0], first[1]) if first is not None else None
+
+    found = first_added(site.scope)
+    if found is None:
+        called = {pysource.called_name(n) for n in _own_nodes(site.scope) if isinstance(n, ast.Call)}
+        functions = (
+            n
+            for n in ast.walk(source.tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name in called and n is not site.scope
+        )
+        found = next((f for fn in functions if (f := first_added(fn)) is not None), None)
+    return _Layout(facts, table, speech_end, *found) if found is not None else None
 
 
 class _StopList(msgspec.Struct, frozen=True):
@@ -671,15 +708,14 @@ class EndOfSpeechNotAStop(Rule):
             source.text, ("generate", "SamplingParams"), _CALLS_TEXT
         ):
             return
-        layout: _Layout | None = None
         for site in pysource.calls(source, _CALLS_TEXT, *_STOP_KEYS):
             key = _STOP_KEYS[site.name]
             stops = _stop_list(source, site, key)
             if stops is None:
                 continue
-            layout = layout or _published_layout(source)
+            layout = _call_layout(source, site)
             if layout is None:
-                return
+                continue
             if layout.speech_end in stops.ids or any(i >= layout.table.first_added for i in stops.ids):
                 continue  # the end of speech, or a marker the family added (128262 follows 128258): chosen on purpose
             yield self._source_finding(source, site, key, stops, layout)
