@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
 from conftest import FIXTURES, ROOT, run_main
 
 from ttsdoctor import engine
@@ -391,3 +392,30 @@ def test_post_processor_specials() -> None:
     assert _post_specials({"type": "Sequence", "processors": [{"type": "ByteLevel"}, template]}) == {"<s>"}
     assert _post_specials({"type": "Sequence", "processors": [{"type": "Future"}]}) is None
     assert _post_specials({"type": "Future"}) is None
+
+
+def test_special_tokens_map_beside_added_tokens_decoder_is_not_what_loads() -> None:
+    # NuExtract's folder: tokenizer_config.json (with added_tokens_decoder) pads with <|endoftext|> and ends with
+    # another token; its special_tokens_map.json says <|endoftext|> for both. transformers does not read the map
+    # beside added_tokens_decoder, so pad == eos there is info; without added_tokens_decoder the map is what loads.
+    import json
+
+    def severities(name: str) -> dict[str, list[str]]:
+        _code, out = run_main("check", os.path.join(FIXTURES, name), "--select", "TOK001,TOK005", "--format", "json")
+        found: dict[str, list[str]] = {}
+        for f in json.loads(out)["findings"]:
+            found.setdefault(f["code"], []).append(f["severity"])
+        return found
+
+    assert severities("TOK001/good/special-map-unread-pad-eos") == {"TOK001": ["info"], "TOK005": ["info"]}
+    assert severities("TOK001/bad/special-map-read-pad-eos") == {"TOK001": ["error"], "TOK005": ["warning"] * 2}
+
+
+@pytest.mark.slow
+def test_transformers_loads_the_special_tokens_the_fixtures_say() -> None:
+    from transformers import AutoTokenizer
+
+    unread = AutoTokenizer.from_pretrained(os.path.join(FIXTURES, "TOK001/good/special-map-unread-pad-eos"))
+    assert (unread.eos_token, unread.pad_token) == ("<|im_end|>", "<|endoftext|>")
+    read = AutoTokenizer.from_pretrained(os.path.join(FIXTURES, "TOK001/bad/special-map-read-pad-eos"))
+    assert read.eos_token == read.pad_token == "<|endoftext|>"

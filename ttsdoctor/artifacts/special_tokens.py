@@ -28,9 +28,21 @@ class SpecialDecl(msgspec.Struct, frozen=True):
     doc: JsonDoc | None  # where the position is found, on demand; not compared
     text_space: bool = True  # the ids index the tokenizer's vocabulary (not a codebook sub-vocabulary)
     scope: str = ""  # sub-config name, "" at the top level
+    # transformers never reads it: special_tokens_map.json beside a tokenizer_config.json with added_tokens_decoder
+    unread: bool = False
 
     def _identity(self) -> tuple[Any, ...]:
-        return (self.role, self.ids, self.token, self.level, self.path, self.pointer, self.text_space, self.scope)
+        return (
+            self.role,
+            self.ids,
+            self.token,
+            self.level,
+            self.path,
+            self.pointer,
+            self.text_space,
+            self.scope,
+            self.unread,
+        )
 
     def __eq__(self, other: object) -> bool:
         return self._identity() == other._identity() if isinstance(other, SpecialDecl) else NotImplemented
@@ -81,7 +93,9 @@ def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
     role special_tokens_map.json declares replace tokenizer_config.json's: that declaration of tokenizer_config.json
     is never used and is left out (SGT-Cho/Dia1.6bFineTuning's tokenizer_config.json names `<pad>`, `<s>`, `</s>`,
     `<unk>`; its special_tokens_map.json names Whisper's `<|endoftext|>` for all four, and that is what loads). With
-    `added_tokens_decoder` transformers skips special_tokens_map.json; other tools still read it, so both stay."""
+    `added_tokens_decoder` transformers skips special_tokens_map.json (checked on 5.23: NuExtract's map says eos
+    `<|endoftext|>`, its tokenizer_config.json `<|end-output|>`, and the latter loads); other tools may still read it,
+    so its declarations stay, marked `unread`."""
     out = []
     config_data = bundle.config.data if bundle.config is not None else None
     map_data = bundle.special_map.data if bundle.special_map is not None else None
@@ -102,5 +116,6 @@ def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
             resolved = bundle.resolve(content)
             pointer = "/" + escape_pointer_part(key)
             ids = () if resolved is None else (resolved,)
-            out.append(SpecialDecl(role, ids, content, level, doc.path, pointer, doc, True))
+            unread = level == "special_tokens_map.json" and isinstance(config_data, dict) and not legacy
+            out.append(SpecialDecl(role, ids, content, level, doc.path, pointer, doc, True, unread=unread))
     return out

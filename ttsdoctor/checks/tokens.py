@@ -163,6 +163,8 @@ class PadIsEos(Rule):
                 continue
             if is_input_encoder(scope):  # Whisper's pad == eos in a speech LLM's audio encoder: never generated
                 continue
+            if pad.unread and _same_as_loaded(target, pad, eos):
+                continue  # an unread special_tokens_map.json agreeing with tokenizer_config.json: reported there
             pad_id = pad.ids[0]
             shown = describe(target, pad_id) if pad.text_space else str(pad_id)
             key = "pad_token" if pad.token is not None else "pad_token_id"
@@ -189,6 +191,12 @@ class PadIsEos(Rule):
             )
 
 
+def _same_as_loaded(target: ModelDir, *decls: SpecialDecl) -> bool:
+    """Whether tokenizer_config.json declares the same ids for these roles (what the tokenizer loads)."""
+    loaded = {d.role: d.ids for d in target.special_decls if d.level == "tokenizer_config.json"}
+    return all(loaded.get(d.role) == d.ids for d in decls)
+
+
 class _Verdict(NamedTuple):
     message: str
     severity: Severity | None  # None: the rule's (an error)
@@ -209,6 +217,20 @@ def _pad_eos_verdict(
     shown (warning), or the seed failure (error)."""
     if intentional:
         return _Verdict(f"{what}: {intentional}", Severity.INFO, False, {})
+    if pad.unread:
+        loaded = {d.role: d for d in target.special_decls if d.level == "tokenizer_config.json" and d.ids}
+        shown = ", ".join(
+            f"{role} {describe(target, loaded[role].ids[0])}" for role in ("pad", "eos") if role in loaded
+        )
+        return _Verdict(
+            f"{what}, a file transformers does not read next to a tokenizer_config.json with added_tokens_decoder "
+            f"(checked on transformers 5.23): the tokenizer loads {shown or 'no pad or eos'} from "
+            "tokenizer_config.json. A tool that reads special_tokens_map.json still gets pad == eos: make the two "
+            "files agree",
+            Severity.INFO,
+            False,
+            {},
+        )
     if speech_end is not None and speech_end[1] not in pad.ids:
         name, end_id, family_name = speech_end
         return _Verdict(
@@ -253,7 +275,7 @@ def _tokenizer_eos(target: ModelDir) -> set[int]:
     return {
         i
         for d in target.special_decls
-        if d.role == "eos" and not d.scope and d.level in _TOKENIZER_FILES
+        if d.role == "eos" and not d.scope and d.level in _TOKENIZER_FILES and not d.unread
         for i in d.ids
     }
 
@@ -566,7 +588,8 @@ class SpecialIdInconsistent(Rule):
             of_role = [d for d in decls if d.role == role]
             if len(of_role) < 2:
                 continue
-            reference = next((d for d in of_role if d.token is not None), of_role[0])
+            read = [d for d in of_role if not d.unread]
+            reference = next((d for d in read if d.token is not None), read[0] if read else of_role[0])
             for decl in of_role:
                 if decl is reference:
                     continue
@@ -584,6 +607,7 @@ class SpecialIdInconsistent(Rule):
                         (SetJsonValue(decl.path, decl.pointer, value),),
                     )
                 unused = role == "bos" and _never_adds_bos(target, reference)
+                unread = decl.unread or reference.unread
                 yield self.finding(
                     f"{role} is {ids} in {decl.level} but {ref_ids} in {reference.level}"
                     + (
@@ -591,6 +615,10 @@ class SpecialIdInconsistent(Rule):
                         "and generate() feeds the generation bos only when it gets no prompt, so no sequence "
                         "carries either; align them if you generate without a prompt"
                         if unused
+                        else ": transformers does not read special_tokens_map.json next to a tokenizer_config.json "
+                        "with added_tokens_decoder (checked on transformers 5.23), so the tokenizer loads "
+                        "tokenizer_config.json's; a tool that reads the map gets the other"
+                        if unread
                         else ""
                     ),
                     decl.path,
@@ -599,7 +627,7 @@ class SpecialIdInconsistent(Rule):
                     decl.column,
                     {decl.level: list(decl.ids), reference.level: list(reference.ids)},
                     fix,
-                    severity=Severity.INFO if unused else None,
+                    severity=Severity.INFO if unused or unread else None,
                 )
 
 
@@ -629,7 +657,7 @@ class MissingPad(Rule):
         if target.tokenizer is None:
             return
         decls = target.special_decls
-        if any(d.role == "pad" for d in decls):
+        if any(d.role == "pad" and not d.unread for d in decls):
             return
         if not decls:
             return  # no Hugging Face special tokens at all (coqui XTTS, F5-TTS): pad is not this layout's notion
