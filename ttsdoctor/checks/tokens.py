@@ -657,8 +657,8 @@ class MissingPad(Rule):
         if target.tokenizer is None:
             return
         decls = target.special_decls
-        if any(d.role == "pad" and not d.unread for d in decls):
-            return
+        if any(d.role == "pad" for d in decls):
+            return  # an unread special_tokens_map.json's pad too: the tokenizer class may default to the same token
         if not decls:
             return  # no Hugging Face special tokens at all (coqui XTTS, F5-TTS): pad is not this layout's notion
         eos = next((d for d in decls if d.role == "eos" and d.ids and d.text_space), None)
