@@ -392,6 +392,25 @@ def test_lfs_pointer_is_one_clear_finding(tmp_path, name: str) -> None:
     assert not result.unreadable  # a clone without LFS is not exit 2
 
 
+def test_lfs_pointer_shards_of_one_checkpoint_are_one_finding(tmp_path) -> None:
+    # a 70B model cloned without git lfs pull (Reflection-Llama-3.1-70B on GitHub: 162 shards) is one warning,
+    # not one per shard; other pointers in the folder keep their own
+    sizes = (4967255940, 1459617920, 3900000000)
+    for i, size in enumerate(sizes, 1):
+        (tmp_path / f"model-0000{i}-of-00003.safetensors").write_text(
+            LFS.format("ab" * 32).replace("4967255940", str(size))
+        )
+    (tmp_path / "tokenizer.json").write_text(LFS.format("cd" * 32))
+    findings = engine.run(ALL_RULES, discover([str(tmp_path)])).findings
+    by_file = {os.path.basename(f.location.path): f for f in findings if f.rule_id == "ART004"}
+    assert sorted(by_file) == ["model-00001-of-00003.safetensors", "tokenizer.json"]
+    shards = by_file["model-00001-of-00003.safetensors"]
+    assert shards.evidence == {"shards": 3, "object_size": sum(sizes)}
+    assert "3 weight shards (model-00001-of-00003.safetensors, model-00002-of-00003.safetensors and 1 more)" in (
+        shards.message
+    )
+
+
 # --- vocabulary rules and their fix on a torch.save(model.state_dict()) checkpoint ---------------------------
 
 

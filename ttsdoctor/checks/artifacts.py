@@ -13,6 +13,7 @@ from ttsdoctor.artifacts.errors import (
     EmptyWeights,
     LfsPointer,
     MissingContent,
+    human_bytes,
 )
 from ttsdoctor.artifacts.model_dir import ModelDir
 from ttsdoctor.artifacts.source import SourceFile
@@ -72,6 +73,9 @@ class UnreadableArtifact(_LoadErrors):
                 yield self.finding(f"{os.path.basename(wf.path)}: {problem}", wf.path)
 
 
+# A shard of a sharded checkpoint: model-00001-of-00162.safetensors, pytorch_model-00002-of-00003.bin
+_SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}\.[A-Za-z]+$")
+
 # What could not be checked when a file of this kind is missing its content, for the ART004 message.
 _RULES_THAT_READ = (
     (
@@ -108,8 +112,14 @@ class MissingContentFile(_LoadErrors):
         return self.check_errors([error for error in model.errors if error not in described])
 
     def check_errors(self, errors: list[ArtifactError]) -> Iterator[Finding]:
-        for error in errors:
-            if not isinstance(error, MissingContent):
+        missing = [error for error in errors if isinstance(error, MissingContent)]
+        shards = sorted(
+            (e for e in missing if isinstance(e, LfsPointer) and _SHARD_NAME.search(os.path.basename(e.path))),
+            key=lambda e: e.path,
+        )
+        grouped = shards if len(shards) > 1 else []
+        for error in missing:
+            if error in grouped:
                 continue
             skipped = next(
                 (what for ends, what in _RULES_THAT_READ if error.path.endswith(ends)), "the rules that read it"
@@ -119,6 +129,22 @@ class MissingContentFile(_LoadErrors):
                 error.path,
                 evidence=_missing_evidence(error),
             )
+        if grouped:
+            yield self._lfs_shards(grouped)
+
+    def _lfs_shards(self, shards: list[LfsPointer]) -> Finding:
+        """One finding for a sharded checkpoint cloned without `git lfs pull` (Reflection-Llama-3.1-70B: 162 shards),
+        not one per shard."""
+        total = sum(e.object_size or 0 for e in shards)
+        names = [os.path.basename(e.path) for e in shards]
+        shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+        return self.finding(
+            f"{len(shards)} weight shards ({shown}) are Git LFS pointers (to objects of {human_bytes(total)} in "
+            "total), not the files themselves: run `git lfs pull`; the embedding, head and security rules (VOC, "
+            "COD002, POS001, SEC001) could not run on them",
+            shards[0].path,
+            evidence={"shards": len(shards), "object_size": total},
+        )
 
 
 def _missing_evidence(error: MissingContent) -> dict[str, object]:
