@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -98,7 +99,6 @@ def test_reports_and_baselines_are_never_read_as_configs(tmp_path) -> None:
 
 
 def test_baseline_survives_line_shifts_and_other_message_wording(tmp_path, monkeypatch) -> None:
-    import json
 
     from ttsdoctor.checks import attention
 
@@ -228,7 +228,6 @@ def test_json_training_configs_report_repeated_keys_by_what_json_load_reads(tmp_
 def test_pad_is_eos_in_an_input_encoder_subconfig_is_not_reported(tmp_path) -> None:
     # Ultravox (bhzhao19/ultravox-v0_6-llama-3_1-8b): a speech LLM whose audio_config is Whisper's full config,
     # pad == eos == 50257 as Whisper has it; only the encoder runs, so nothing ever pads or stops on those ids.
-    import json
 
     whisper = {"model_type": "whisper", "bos_token_id": 50257, "eos_token_id": 50257, "pad_token_id": 50257}
     llama = {"model_type": "llama", "eos_token_id": 128009, "pad_token_id": 128009, "vocab_size": 128256}
@@ -306,7 +305,6 @@ def test_pad_inside_an_eos_list_is_judged_by_the_tokenizer_eos(tmp_path) -> None
     # Qwen2 instruct's generation_config.json (VITA-Audio ships it): pad <|endoftext|> inside the eos list
     # [<|im_end|>, <|endoftext|>]. With the tokenizer ending turns on <|im_end|> nothing learned is masked: info.
     # Without a tokenizer file it is a warning; with the tokenizer's eos being the pad, an error.
-    import json
 
     gen = {"pad_token_id": 151643, "eos_token_id": [151645, 151643]}
     (tmp_path / "generation_config.json").write_text(json.dumps(gen))
@@ -332,7 +330,6 @@ def test_pad_inside_an_eos_list_is_judged_by_the_tokenizer_eos(tmp_path) -> None
 def test_an_out_of_range_bos_id_is_a_warning_for_a_decoder_only_model(tmp_path) -> None:
     # generate() feeds a decoder-only model's config bos only when given no prompt; an encoder-decoder may start
     # every decoding from it, and a tokenizer's bos token is in every input: those stay errors.
-    import json
 
     config = {"model_type": "gpt2", "vocab_size": 53, "bos_token_id": 50256, "eos_token_id": 51}
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -353,7 +350,6 @@ def test_a_bos_the_tokenizer_never_adds_differs_only_as_info(tmp_path) -> None:
     # generation config keeps Qwen's <|endoftext|>. No encoding carries a bos and generate() feeds the generation bos
     # only without a prompt: info. A tokenizer.json template adds its tokens whatever add_bos_token says (checked on
     # transformers 5.23): then the mismatch is in every sequence, a warning.
-    import json
 
     folder = tmp_path / "minicpm"
     shutil.copytree(os.path.join(FIXTURES, "TOK005/good/bos-named-but-never-added"), folder)
@@ -398,7 +394,6 @@ def test_special_tokens_map_beside_added_tokens_decoder_is_not_what_loads() -> N
     # NuExtract's folder: tokenizer_config.json (with added_tokens_decoder) pads with <|endoftext|> and ends with
     # another token; its special_tokens_map.json says <|endoftext|> for both. transformers does not read the map
     # beside added_tokens_decoder, so pad == eos there is info; without added_tokens_decoder the map is what loads.
-    import json
 
     def severities(name: str) -> dict[str, list[str]]:
         _code, out = run_main("check", os.path.join(FIXTURES, name), "--select", "TOK001,TOK005", "--format", "json")
@@ -419,3 +414,38 @@ def test_transformers_loads_the_special_tokens_the_fixtures_say() -> None:
     assert (unread.eos_token, unread.pad_token) == ("<|im_end|>", "<|endoftext|>")
     read = AutoTokenizer.from_pretrained(os.path.join(FIXTURES, "TOK001/bad/special-map-read-pad-eos"))
     assert read.eos_token == read.pad_token == "<|endoftext|>"
+
+
+def test_config_eos_that_generation_config_overrides_is_info(tmp_path) -> None:
+    # NuExtract: config.json's eos <|endoftext|>, generation_config.json's and the tokenizer's another token.
+    # generate() reads generation_config.json: info. Not for pad: config.json's pad_token_id is the embedding's
+    # padding_idx, a row training never updates.
+
+    folder = tmp_path / "nuextract"
+    shutil.copytree(os.path.join(FIXTURES, "TOK005/good/config-eos-stale-generation-config-agrees"), folder)
+
+    def tok005() -> list[tuple[str, str]]:
+        _code, out = run_main("check", str(folder), "--select", "TOK005", "--format", "json")
+        return [(f["severity"], f["pointer"]) for f in json.loads(out)["findings"]]
+
+    assert tok005() == [("info", "/eos_token_id")]
+    config = json.loads((folder / "config.json").read_text())
+    tokenizer_pad = config["pad_token_id"]
+    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": tokenizer_pad + 1}))
+    assert sorted(tok005()) == [("info", "/eos_token_id"), ("warning", "/pad_token_id")]
+    (folder / "generation_config.json").unlink()  # then generate() builds its config from config.json's eos
+    assert ("warning", "/eos_token_id") in tok005()
+
+
+@pytest.mark.slow
+def test_generate_reads_the_generation_config_eos_and_config_pad_is_padding_idx() -> None:
+    from transformers import AutoModelForCausalLM
+
+    folder = os.path.join(FIXTURES, "TOK005/good/config-eos-stale-generation-config-agrees")
+    with open(os.path.join(folder, "generation_config.json"), encoding="utf-8") as fh:
+        generation_eos = json.load(fh)["eos_token_id"]
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as fh:
+        config = json.load(fh)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert config["eos_token_id"] != generation_eos == model.generation_config.eos_token_id
+    assert model.model.embed_tokens.padding_idx == config["pad_token_id"]

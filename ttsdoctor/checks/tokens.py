@@ -593,8 +593,7 @@ class SpecialIdInconsistent(Rule):
             for decl in of_role:
                 if decl is reference:
                     continue
-                same = set(decl.ids) & set(reference.ids) if role == "eos" else decl.ids[0] == reference.ids[0]
-                if same:
+                if _agree(role, decl, reference):
                     continue
                 ref_ids = ", ".join(describe(target, i) for i in reference.ids)
                 ids = ", ".join(describe(target, i) for i in decl.ids)
@@ -606,29 +605,49 @@ class SpecialIdInconsistent(Rule):
                         Applicability.SAFE,
                         (SetJsonValue(decl.path, decl.pointer, value),),
                     )
-                unused = role == "bos" and _never_adds_bos(target, reference)
-                unread = decl.unread or reference.unread
+                harmless = _why_harmless(target, role, decl, reference, of_role)
                 yield self.finding(
                     f"{role} is {ids} in {decl.level} but {ref_ids} in {reference.level}"
-                    + (
-                        ": the tokenizer never adds its bos (add_bos_token false, and no post-processor adds it), "
-                        "and generate() feeds the generation bos only when it gets no prompt, so no sequence "
-                        "carries either; align them if you generate without a prompt"
-                        if unused
-                        else ": transformers does not read special_tokens_map.json next to a tokenizer_config.json "
-                        "with added_tokens_decoder (checked on transformers 5.23), so the tokenizer loads "
-                        "tokenizer_config.json's; a tool that reads the map gets the other"
-                        if unread
-                        else ""
-                    ),
+                    + (f": {harmless}" if harmless else ""),
                     decl.path,
                     decl.pointer,
                     decl.line,
                     decl.column,
                     {decl.level: list(decl.ids), reference.level: list(reference.ids)},
                     fix,
-                    severity=Severity.INFO if unused or unread else None,
+                    severity=Severity.INFO if harmless else None,
                 )
+
+
+def _agree(role: str, a: SpecialDecl, b: SpecialDecl) -> bool:
+    return bool(set(a.ids) & set(b.ids)) if role == "eos" else a.ids[0] == b.ids[0]
+
+
+def _why_harmless(
+    target: ModelDir, role: str, decl: SpecialDecl, reference: SpecialDecl, of_role: list[SpecialDecl]
+) -> str | None:
+    """Why a disagreement reaches no sequence and no generate() call (then it is info), or None."""
+    if role == "bos" and _never_adds_bos(target, reference):
+        return (
+            "the tokenizer never adds its bos (add_bos_token false, and no post-processor adds it), and generate() "
+            "feeds the generation bos only when it gets no prompt, so no sequence carries either; align them if you "
+            "generate without a prompt"
+        )
+    if decl.unread or reference.unread:
+        return (
+            "transformers does not read special_tokens_map.json next to a tokenizer_config.json with "
+            "added_tokens_decoder (checked on transformers 5.23), so the tokenizer loads tokenizer_config.json's; a "
+            "tool that reads the map gets the other"
+        )
+    # not pad: config.json's pad_token_id is also the embedding's padding_idx (LlamaModel, Qwen2Model on 5.23), a row
+    # training never updates
+    generation = next((d for d in of_role if d.level == "generation_config.json"), None)
+    if role != "pad" and decl.level == "config.json" and generation is not None and _agree(role, generation, reference):
+        return (
+            f"generation_config.json, which generate() reads instead of config.json (checked on transformers 5.23), "
+            f"agrees with the tokenizer; only code reading model.config.{role}_token_id gets the other"
+        )
+    return None
 
 
 def _never_adds_bos(target: ModelDir, reference: SpecialDecl) -> bool:
