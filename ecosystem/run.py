@@ -231,6 +231,10 @@ def compare(corpus_dir: str, update: bool) -> int:
             print(f"  debatable: {row['entry']}/{row['path']}:{row['line']} {row['code']}: {row['why']}")
     for row in new_rows:
         print(f"NEW {row['severity']}: {row['entry']}/{row['path']}:{row['line']} {row['code']} {row['message'][:160]}")
+    # rows an earlier --update added and nobody labelled yet: as much a failure as new ones
+    unlabelled = [row for row in labels["findings"] if row["label"] == "unlabelled" and key(row) in seen]
+    for row in unlabelled:
+        print(f"UNLABELLED {row['severity']}: {row['entry']}/{row['path']}:{row['line']} {row['code']}")
     for row, f in changed:
         print(
             f"CHANGED {row['severity']} -> {f['severity']} ({row['label']}): {row['entry']}/{row['path']}:"
@@ -255,7 +259,7 @@ def compare(corpus_dir: str, update: bool) -> int:
             fh.write("\n")
         print(f"wrote {LABELS}: label the new rows")
     false_errors = counts[("error", "false")]
-    return 1 if false_errors or new_rows or lost_true or (changed and not update) else 0
+    return 1 if false_errors or new_rows or unlabelled or lost_true or (changed and not update) else 0
 
 
 def main() -> int:
