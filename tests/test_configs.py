@@ -449,3 +449,26 @@ def test_generate_reads_the_generation_config_eos_and_config_pad_is_padding_idx(
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert config["eos_token_id"] != generation_eos == model.generation_config.eos_token_id
     assert model.model.embed_tokens.padding_idx == config["pad_token_id"]
+
+
+def test_generation_config_pad_is_eos_with_a_tokenizer_padding_otherwise_is_a_warning(tmp_path) -> None:
+    # Salesforce's xgen-mm (BLIP-3) folder: generation_config.json pads with its eos 32000, the tokenizer with <pad>
+    # 32011. Collators pad and mask with the tokenizer's pad, so no eos is masked: not the seed failure, an error,
+    # but generate() still cannot infer a mask from it, a warning. A config.json pad == eos stays an error.
+    added = {"32000": {"content": "<|endoftext|>", "special": True}, "32011": {"content": "<pad>", "special": True}}
+    tokenizer = {"added_tokens_decoder": added, "eos_token": "<|endoftext|>", "pad_token": "<pad>"}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"pad_token_id": 32000, "eos_token_id": 32000}))
+
+    def tok001() -> list[tuple[str, str]]:
+        _code, out = run_main("check", str(tmp_path), "--select", "TOK001", "--format", "json")
+        return sorted((os.path.basename(f["path"]), f["severity"]) for f in json.loads(out)["findings"])
+
+    assert tok001() == [("generation_config.json", "warning")]
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "phi3", "pad_token_id": 32000, "eos_token_id": 32000})
+    )
+    assert tok001() == [("config.json", "error"), ("generation_config.json", "warning")]
+    tokenizer["pad_token"] = "<|endoftext|>"  # the tokenizer pads with its eos: the seed failure
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    assert {severity for _path, severity in tok001()} == {"error"}

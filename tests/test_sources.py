@@ -657,6 +657,11 @@ def test_notebook_cell_with_doctest_prompts_is_info(tmp_path) -> None:
             "labels[batch['input_ids'] == tok.pad_token_id] = -100\n",
             "error",
         ),
+        # a config class's own defaults (Phi3Config: pad == eos == 32000), written out as xgen-mm's remote code does
+        ("cfg = Phi3Config(pad_token_id=32000, eos_token_id=32000)\n", "info"),
+        ("cfg = Phi3Config(pad_token_id=5, eos_token_id=5)\n", "error"),
+        ("text_config = {'model_type': 'phi3', 'pad_token_id': 32000, 'eos_token_id': 32000}\n", "info"),
+        ("text_config = {'model_type': 'llama', 'pad_token_id': 2, 'eos_token_id': 2}\n", "error"),
     ],
 )
 def test_pad_equal_to_eos_in_a_call_is_judged_by_what_the_call_is(tmp_path, code: str, expected: str) -> None:
@@ -674,3 +679,14 @@ def test_one_formatted_text_is_a_single_prompt_with_or_without_padding(tmp_path)
         )
         (found,) = _check(tmp_path, "infer.py", code, "GEN002")
         assert found.severity.value == "info" and "a single text" in found.message, found.message
+
+
+@pytest.mark.slow
+def test_config_default_pad_eos_table_matches_installed_transformers() -> None:
+    from transformers import CONFIG_MAPPING
+
+    from ttsdoctor.checks.tokens import CONFIG_DEFAULT_PAD_EOS
+
+    for model_type, (class_name, pad) in CONFIG_DEFAULT_PAD_EOS.items():
+        config = CONFIG_MAPPING[model_type]()
+        assert (type(config).__name__, config.pad_token_id, config.eos_token_id) == (class_name, pad, pad), model_type

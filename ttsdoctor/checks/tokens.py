@@ -241,6 +241,18 @@ def _pad_eos_verdict(
             True,
             {"end_of_speech": end_id},
         )
+    tokenizer_pad = {i for d in target.special_decls if d.role == "pad" and _read_tokenizer_level(d) for i in d.ids}
+    if pad.level == "generation_config.json" and tokenizer_pad and not tokenizer_pad & set(eos.ids):
+        shown = describe(target, min(tokenizer_pad))
+        return _Verdict(
+            f"{what}, but the tokenizer pads with {shown}: collators pad and mask labels with that token, so no eos "
+            "is masked in training. generate() reads this pad: it cannot infer an attention mask from it (the seed "
+            "OuteTTS report's warning), so a padded batch without attention_mask attends to its padding; set the "
+            "tokenizer's pad here",
+            Severity.WARNING,
+            True,  # the pad fix sets this level's pad to the tokenizer's
+            {"tokenizer_pad": min(tokenizer_pad)},
+        )
     others = [i for i in eos.ids if i not in pad.ids]
     if others:  # a list with stop ids besides pad: generation still stops on those
         tokenizer_eos = _tokenizer_eos(target)
@@ -270,14 +282,14 @@ def _pad_eos_verdict(
 _TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 
+def _read_tokenizer_level(decl: SpecialDecl) -> bool:
+    """A declaration of the tokenizer files that transformers reads (not a special_tokens_map.json it skips)."""
+    return not decl.scope and decl.level in _TOKENIZER_FILES and not decl.unread
+
+
 def _tokenizer_eos(target: ModelDir) -> set[int]:
     """The eos ids the folder's tokenizer files declare: the token collators and chat templates end with."""
-    return {
-        i
-        for d in target.special_decls
-        if d.role == "eos" and not d.scope and d.level in _TOKENIZER_FILES and not d.unread
-        for i in d.ids
-    }
+    return {i for d in target.special_decls if d.role == "eos" and _read_tokenizer_level(d) for i in d.ids}
 
 
 WHISPER_PAD = "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask"
@@ -317,6 +329,39 @@ def _const_int(node: ast.AST | None) -> int | None:
     return None
 
 
+# Config classes whose own defaults make pad == eos (transformers 5.23; a test checks this table against the installed
+# version): model_type -> (class, the id both default to). A config dict or call writing these values writes what the
+# class gives anyway (xgen-mm's remote code embeds Phi3Config's defaults as its fallback text config).
+CONFIG_DEFAULT_PAD_EOS = {
+    "aria_text": ("AriaTextConfig", 2),
+    "eurobert": ("EuroBertConfig", 128001),
+    "falcon_mamba": ("FalconMambaConfig", 0),
+    "internlm3": ("InternLM3Config", 2),
+    "mamba": ("MambaConfig", 0),
+    "nanochat": ("NanoChatConfig", 1),
+    "openai_privacy_filter": ("OpenAIPrivacyFilterConfig", 199999),
+    "phi3": ("Phi3Config", 32000),
+    "ultrabert": ("UltrabertConfig", 0),
+    "vibevoice": ("VibeVoiceConfig", 151643),
+    "whisper": ("WhisperConfig", 50256),
+}
+_DEFAULTS_BY_CLASS = {cls: (model_type, pad) for model_type, (cls, pad) in CONFIG_DEFAULT_PAD_EOS.items()}
+
+
+def _class_defaults(node: ast.AST, called: str, pad: int) -> str | None:
+    """The config class whose own defaults are this pad == eos: a call of that class, or a dict whose model_type
+    names it."""
+    if isinstance(node, ast.Call):
+        found = _DEFAULTS_BY_CLASS.get(called)
+        return called if found is not None and found[1] == pad else None
+    if isinstance(node, ast.Dict):
+        for k, v in zip(node.keys, node.values):
+            if isinstance(k, ast.Constant) and k.value == "model_type" and isinstance(v, ast.Constant):
+                entry = CONFIG_DEFAULT_PAD_EOS.get(str(v.value))
+                return entry[0] if entry is not None and entry[1] == pad else None
+    return None
+
+
 class PadIsEosInSource(Rule):
     """pad = eos in code. What makes it matter is read from the module's tree: label or attention masking by
     comparison with the pad id (or DataCollatorForLanguageModeling) makes it an error, a module that trains a
@@ -351,10 +396,17 @@ class PadIsEosInSource(Rule):
             if pad is not None and pad == eos and anchor is not None:
                 called = (pysource.called_name(node) or "") if isinstance(node, ast.Call) else ""
                 design = _by_design(called)
+                defaults = _class_defaults(node, called, pad)
                 message = f"pad_token_id {pad} equals eos_token_id {eos}: {PAD_EOS_CONSEQUENCE}"
-                severity = Severity.INFO if design else Severity.ERROR
+                severity = Severity.INFO if design or defaults else Severity.ERROR
                 if design:
                     message = f"pad_token_id {pad} equals eos_token_id {eos} in {called}(...): {design}"
+                elif defaults:
+                    message = (
+                        f"pad_token_id {pad} equals eos_token_id {eos}: {defaults}'s own defaults (transformers 5.23), "
+                        "what the model gets without writing them; whether training masks every eos depends on the "
+                        "tokenizer it pads with (TOK001 judges the model folder)"
+                    )
                 elif isinstance(node, ast.Call) and not _sets_config(called) and not facts.masks_pad:
                     # a function of the project (RWKVTTS's process_batch pads labels with -100 by length): what it
                     # does with the two ids is its own, and nothing in this module masks by the pad id
