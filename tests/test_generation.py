@@ -233,3 +233,27 @@ def test_a_dict_forwarded_to_a_class_of_another_library_is_not_reported_by_the_l
         'model = Model.from_pretrained("x", **{"generation_config": {"do_sample": False}})\n'
     )
     assert [f for f in engine.run(ALL_RULES, discover([str(script)])).findings if f.rule_id == "GEN001"] == []
+
+
+def test_a_dict_generation_config_for_a_receiver_not_traced_is_a_warning(tmp_path) -> None:
+    """VibeVoice forks call their own model's generate(generation_config={...}) through a handle ttsdoctor cannot
+    follow (`patcher.model.model`): that generate() may take a dict, so a warning with an unsafe fix, not an error.
+    Traced to transformers it stays an error."""
+    script = tmp_path / "node.py"
+
+    def gen001() -> list[tuple[str, str | None]]:
+        found = [f for f in engine.run(ALL_RULES, discover([str(script)])).findings if f.rule_id == "GEN001"]
+        return [(f.severity.value, f.fix.applicability.value if f.fix else None) for f in found]
+
+    script.write_text(
+        "def run(patcher, inputs):\n"
+        "    model = patcher.model.model\n"
+        "    return model.generate(**inputs, generation_config={'do_sample': False})\n"
+    )
+    assert gen001() == [("warning", "unsafe")]
+    script.write_text(
+        "from transformers import AutoModelForCausalLM\n"
+        "model = AutoModelForCausalLM.from_pretrained('m')\n"
+        "out = model.generate(input_ids=x, attention_mask=m, generation_config={'do_sample': False})\n"
+    )
+    assert [severity for severity, _fix in gen001()] == ["error"]

@@ -305,7 +305,7 @@ def test_generation_config_fix_keeps_meaning_and_runs_with_real_transformers(tmp
         "base = {'max_new_tokens': 10}\n\n\n"
         "def run(model, ids):\n    return model.generate(ids, generation_config=dict(base, do_sample=False))\n"
     )
-    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
+    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--unsafe-fixes", "--select", "GEN001")
     assert code == 0, out
     fixed = src.read_text()
     assert "GenerationConfig(**base, do_sample=False)" in fixed
@@ -329,7 +329,7 @@ def test_generation_config_fix_never_shadows_a_project_name(tmp_path) -> None:
         "def run(model, ids):\n    return model.generate(ids, generation_config={'max_new_tokens': 5})\n"
     )
     src.write_text(original)
-    _, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
+    _, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--unsafe-fixes", "--select", "GEN001")
     assert src.read_text() == original
     assert "already binds GenerationConfig (class GenerationConfig at line 1)" in out
 
@@ -464,7 +464,7 @@ def test_source_fix_on_a_file_with_a_byte_order_mark_keeps_its_offsets(tmp_path)
     body = "import torch\n\n\ndef run(model, ids):\n"
     body += "    return model.generate(ids, generation_config={'max_new_tokens': 5})\n"
     src.write_bytes("\ufeff".encode() + body.encode())
-    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--select", "GEN001")
+    code, out = run_main("fix", str(tmp_path), "--apply", "--no-backups", "--unsafe-fixes", "--select", "GEN001")
     assert code == 0, out
     fixed = src.read_bytes().decode("utf-8")
     assert fixed.startswith("\ufeffimport torch\nfrom transformers import GenerationConfig\n")
@@ -496,7 +496,7 @@ def test_a_deeply_chained_expression_does_not_crash_the_fix(tmp_path) -> None:
         "def run(model, ids):\n    return model.generate(ids, generation_config={'max_new_tokens': 5})\n\n\n"
         "x = " + " and ".join(["a"] * 8000) + "\n"
     )
-    code, out = run_main("fix", str(tmp_path), "--select", "GEN001")
+    code, out = run_main("fix", str(tmp_path), "--unsafe-fixes", "--select", "GEN001")
     assert code == 1 and "GenerationConfig(**{'max_new_tokens': 5})" in out
 
 

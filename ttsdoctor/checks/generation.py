@@ -227,8 +227,9 @@ class DictGenerationConfig(Rule):
             origin = _receiver_origin(source, site)
             if origin.kind == pyflow.OTHER:
                 continue  # vLLM, a project's own model class: its generate() / from_pretrained() is not transformers'
+            sure = origin.certain and origin.kind == pyflow.HF  # traced to transformers, not only unknown
             for value, anchor in candidates:
-                whose = "" if origin.certain else "transformers' "
+                whose = "" if sure else "transformers' "
                 if site.name == "from_pretrained":
                     effect = (
                         "from_pretrained fails at load with AttributeError: 'dict' object has no attribute 'to_dict'"
@@ -236,7 +237,7 @@ class DictGenerationConfig(Rule):
                 else:
                     effect = "generate() fails with AttributeError: 'dict' object has no attribute 'max_length'"
                 message = f"{site.name}(generation_config=...) gets a dict: {whose}{effect}"
-                if origin.certain:
+                if sure:
                     yield self._finding(source, value, anchor, message)
                     continue
                 # VibeVoice's own generate() builds GenerationConfig(**generation_config): wrapping would break it
@@ -259,7 +260,7 @@ class DictGenerationConfig(Rule):
                     "config.json and fails ('dict' object has no attribute 'save_pretrained'), leaving a half-saved "
                     "directory"
                 )
-                if origin.certain:
+                if origin.certain and origin.kind == pyflow.HF:
                     yield self._finding(source, value, node.value, message)
                 else:
                     message += f" ({origin.why}: its own class may keep a dict there)"
@@ -289,8 +290,8 @@ class DictGenerationConfig(Rule):
     ) -> Finding:
         """`written` is the expression at the use site; a fix rewrites the dict only where it is written inline."""
         fix = _generation_config_fix(source, value) if written is value else None
-        if fix is not None and applicability is not None:
-            fix = msgspec.structs.replace(fix, applicability=applicability)
+        if fix is not None and applicability is not None and fix.applicability is Applicability.SAFE:
+            fix = msgspec.structs.replace(fix, applicability=applicability)  # a display-only fix stays display-only
         return self.finding(
             message,
             source.path,
