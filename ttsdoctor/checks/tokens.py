@@ -191,9 +191,14 @@ class PadIsEos(Rule):
             )
 
 
+def _loaded_ids(target: ModelDir) -> dict[str, tuple[int, ...]]:
+    """The special ids tokenizer_config.json declares, by role: what the tokenizer loads beside added_tokens_decoder."""
+    return {d.role: d.ids for d in target.special_decls if d.level == "tokenizer_config.json"}
+
+
 def _same_as_loaded(target: ModelDir, *decls: SpecialDecl) -> bool:
-    """Whether tokenizer_config.json declares the same ids for these roles (what the tokenizer loads)."""
-    loaded = {d.role: d.ids for d in target.special_decls if d.level == "tokenizer_config.json"}
+    """Whether tokenizer_config.json declares the same ids for these roles."""
+    loaded = _loaded_ids(target)
     return all(loaded.get(d.role) == d.ids for d in decls)
 
 
@@ -218,10 +223,8 @@ def _pad_eos_verdict(
     if intentional:
         return _Verdict(f"{what}: {intentional}", Severity.INFO, False, {})
     if pad.unread:
-        loaded = {d.role: d for d in target.special_decls if d.level == "tokenizer_config.json" and d.ids}
-        shown = ", ".join(
-            f"{role} {describe(target, loaded[role].ids[0])}" for role in ("pad", "eos") if role in loaded
-        )
+        loaded = _loaded_ids(target)
+        shown = ", ".join(f"{role} {describe(target, loaded[role][0])}" for role in ("pad", "eos") if loaded.get(role))
         return _Verdict(
             f"{what}, a file transformers does not read next to a tokenizer_config.json with added_tokens_decoder "
             f"(checked on transformers 5.23): the tokenizer loads {shown or 'no pad or eos'} from "
@@ -345,15 +348,14 @@ CONFIG_DEFAULT_PAD_EOS = {
     "vibevoice": ("VibeVoiceConfig", 151643),
     "whisper": ("WhisperConfig", 50256),
 }
-_DEFAULTS_BY_CLASS = {cls: (model_type, pad) for model_type, (cls, pad) in CONFIG_DEFAULT_PAD_EOS.items()}
+_DEFAULT_PAD_EOS_OF_CLASS = dict(CONFIG_DEFAULT_PAD_EOS.values())  # class -> the id pad and eos default to
 
 
 def _class_defaults(node: ast.AST, called: str, pad: int) -> str | None:
     """The config class whose own defaults are this pad == eos: a call of that class, or a dict whose model_type
     names it."""
     if isinstance(node, ast.Call):
-        found = _DEFAULTS_BY_CLASS.get(called)
-        return called if found is not None and found[1] == pad else None
+        return called if _DEFAULT_PAD_EOS_OF_CLASS.get(called) == pad else None
     if isinstance(node, ast.Dict):
         for k, v in zip(node.keys, node.values):
             if isinstance(k, ast.Constant) and k.value == "model_type" and isinstance(v, ast.Constant):
