@@ -78,9 +78,9 @@ def test_groups_counts_family_and_detail(tmp_path) -> None:
         app = TTSDoctorApp([model])
         async with app.run_test(size=(160, 45)) as pilot:
             await _ready(pilot)
-            assert _text(app, "#summary") == "6 errors, 4 warnings, 0 info in 1 targets"
+            assert _text(app, "#summary") == "5 errors, 5 warnings, 0 info in 1 targets"
             group = app.query_one("#findings", Tree).root.children[0]
-            assert str(group.label).startswith(model) and "6E 4W" in str(group.label)
+            assert str(group.label).startswith(model) and "5E 5W" in str(group.label)
             assert "[OuteTTS 0.2/0.3]" in str(group.label)
             finding = await _select(pilot, lambda f: f.rule_id == "TOK001")
             title = _text(app, "#title")
@@ -109,7 +109,7 @@ def test_filter_by_text_and_severity(tmp_path) -> None:
             await pilot.press("slash", "ctrl+u", "enter")  # clear
             await pilot.press("f")  # errors only
             await pilot.pause()
-            assert {f.severity.value for f in _leaves(app)} == {"error"} and len(_leaves(app)) == 6
+            assert {f.severity.value for f in _leaves(app)} == {"error"} and len(_leaves(app)) == 5
             await pilot.press("f", "f", "f")  # warnings, info, all
             await pilot.pause()
             assert len(_leaves(app)) == 10
@@ -209,7 +209,7 @@ def test_first_screen_appears_before_the_check_finishes(tmp_path, monkeypatch) -
             await pilot.press("escape")
             release.set()
             await _ready(pilot)
-            assert _text(app, "#summary").startswith("6 errors")
+            assert _text(app, "#summary").startswith("5 errors")
 
     run(scenario())
 
