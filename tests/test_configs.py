@@ -472,3 +472,17 @@ def test_generation_config_pad_is_eos_with_a_tokenizer_padding_otherwise_is_a_wa
     tokenizer["pad_token"] = "<|endoftext|>"  # the tokenizer pads with its eos: the seed failure
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(tokenizer))
     assert {severity for _path, severity in tok001()} == {"error"}
+
+
+def test_infinity_in_a_toolkits_own_config_json_is_info(tmp_path) -> None:
+    # a Coqui run folder's config.json: json.dump writes max_text_len = float("inf") as Infinity, and Coqui's loader
+    # (Python's json) reads it back. In a transformers config.json, servers that parse it strictly refuse it.
+    (tmp_path / "config.json").write_text('{"model": "vits", "max_text_len": Infinity}')
+
+    def art002() -> list[str]:
+        _code, out = run_main("check", str(tmp_path), "--select", "ART002", "--format", "json")
+        return [f["severity"] for f in json.loads(out)["findings"]]
+
+    assert art002() == ["info"]
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "rope_scaling_factor": Infinity}')
+    assert art002() == ["warning"]

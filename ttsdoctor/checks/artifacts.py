@@ -211,10 +211,19 @@ class MalformedValue(Rule):
         for doc in (model.config, model.generation_config):
             if doc is None:
                 continue
+            data = doc.data if isinstance(doc.data, dict) else {}
+            transformers_file = doc is model.generation_config or "model_type" in data or "architectures" in data
             for pointer, problem in doc.problems:
                 line, column = doc.position(pointer) if pointer else (None, None)
                 if problem.startswith(("not standard JSON", "repeated key")):
                     severity = Severity.INFO  # comments a toolkit's loader strips; a key given twice the same
+                elif problem.startswith("non-standard") and not transformers_file:
+                    # a toolkit's own config.json (Coqui writes max_text_len = float("inf") as Infinity): its Python
+                    # loader reads it; only servers parsing a transformers config.json strictly meet it
+                    problem += (
+                        ": Python's json.load reads it, as this file's own toolkit does; strict parsers refuse it"
+                    )
+                    severity = Severity.INFO
                 elif problem.startswith(("duplicate key", "non-standard", "comments")):
                     severity = Severity.WARNING
                 else:
