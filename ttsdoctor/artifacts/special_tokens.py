@@ -99,7 +99,8 @@ def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
     out = []
     config_data = bundle.config.data if bundle.config is not None else None
     map_data = bundle.special_map.data if bundle.special_map is not None else None
-    legacy = isinstance(config_data, dict) and not isinstance(config_data.get("added_tokens_decoder"), dict)
+    skips_map = isinstance(config_data, dict) and isinstance(config_data.get("added_tokens_decoder"), dict)
+    legacy = isinstance(config_data, dict) and not skips_map
     overridden = (
         {role for role in ROLES if _token_content(map_data.get(f"{role}_token")) is not None}
         if legacy and isinstance(map_data, dict)
@@ -116,6 +117,6 @@ def tokenizer_decls(bundle: TokenizerBundle) -> list[SpecialDecl]:
             resolved = bundle.resolve(content)
             pointer = "/" + escape_pointer_part(key)
             ids = () if resolved is None else (resolved,)
-            unread = level == "special_tokens_map.json" and isinstance(config_data, dict) and not legacy
+            unread = skips_map and level == "special_tokens_map.json"
             out.append(SpecialDecl(role, ids, content, level, doc.path, pointer, doc, True, unread=unread))
     return out

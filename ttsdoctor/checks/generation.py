@@ -198,6 +198,11 @@ def _receiver_origin(source: SourceFile, site: pysource.CallSite) -> pyflow.Orig
     return pyflow.model_origin(func.value, ctx)
 
 
+def _traced_to_transformers(origin: pyflow.Origin) -> bool:
+    """A receiver shown to be a transformers model: not one only named like one, nor one the module does not show."""
+    return origin.certain and origin.kind == pyflow.HF
+
+
 class DictGenerationConfig(Rule):
     id = "GEN001"
     name = "dict-generation-config"
@@ -227,7 +232,7 @@ class DictGenerationConfig(Rule):
             origin = _receiver_origin(source, site)
             if origin.kind == pyflow.OTHER:
                 continue  # vLLM, a project's own model class: its generate() / from_pretrained() is not transformers'
-            sure = origin.certain and origin.kind == pyflow.HF  # traced to transformers, not only unknown
+            sure = _traced_to_transformers(origin)
             for value, anchor in candidates:
                 whose = "" if sure else "transformers' "
                 if site.name == "from_pretrained":
@@ -260,7 +265,7 @@ class DictGenerationConfig(Rule):
                     "config.json and fails ('dict' object has no attribute 'save_pretrained'), leaving a half-saved "
                     "directory"
                 )
-                if origin.certain and origin.kind == pyflow.HF:
+                if _traced_to_transformers(origin):
                     yield self._finding(source, value, node.value, message)
                 else:
                     message += f" ({origin.why}: its own class may keep a dict there)"

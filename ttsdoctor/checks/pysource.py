@@ -16,7 +16,7 @@ import msgspec
 
 from ttsdoctor.artifacts.source import SourceFile
 
-SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module, ast.Lambda)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module, ast.Lambda)
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 
@@ -70,7 +70,7 @@ def index(source: SourceFile, pattern: re.Pattern[str]) -> SourceIndex:
                 name = called_name(child)
                 if name is not None:
                     by_name.setdefault(name, []).append(CallSite(child, name, scope, in_loop))
-            if isinstance(child, SCOPES):
+            if isinstance(child, _SCOPES):
                 stack.append((child, child, False))
             else:
                 stack.append((child, scope, in_loop or isinstance(child, _LOOPS)))
@@ -113,7 +113,7 @@ def assigned_value(scope: ast.AST, name: str, before_line: int) -> ast.expr | No
     stack = list(ast.iter_child_nodes(scope))
     while stack:
         node = stack.pop()
-        if isinstance(node, SCOPES):
+        if isinstance(node, _SCOPES):
             continue
         if isinstance(node, ast.Assign) and node.lineno < before_line:
             for target in node.targets:
@@ -125,6 +125,16 @@ def assigned_value(scope: ast.AST, name: str, before_line: int) -> ast.expr | No
                     found = node.value
         stack.extend(ast.iter_child_nodes(node))
     return found
+
+
+def own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a function or module body, without the functions and classes defined in it."""
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (*_SCOPES, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
 
 
 def resolve(expr: ast.expr, scope: ast.AST, line: int) -> ast.expr:
@@ -244,7 +254,7 @@ def last_assignments(scope: ast.AST) -> dict[str, ast.expr]:
     stack = list(ast.iter_child_nodes(scope))
     while stack:
         node = stack.pop()
-        if isinstance(node, SCOPES):
+        if isinstance(node, _SCOPES):
             continue
         if isinstance(node, ast.Assign):
             for target in node.targets:

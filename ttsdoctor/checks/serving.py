@@ -553,24 +553,13 @@ def _file_family(source: SourceFile) -> tuple[ServingFacts, PublishedIds, int] |
     return facts, table, speech_end
 
 
-def _own_nodes(scope: ast.AST) -> Iterator[ast.AST]:
-    """The nodes of a function or module body, without the functions and classes defined in it."""
-    stack = list(ast.iter_child_nodes(scope))
-    while stack:
-        node = stack.pop()
-        yield node
-        if not isinstance(node, (*pysource.SCOPES, ast.ClassDef)):
-            stack.extend(ast.iter_child_nodes(node))
-
-
-def _call_layout(source: SourceFile, site: pysource.CallSite) -> _Layout | None:
+def _call_layout(
+    source: SourceFile, site: pysource.CallSite, family: tuple[ServingFacts, PublishedIds, int]
+) -> _Layout | None:
     """The family layout of the prompt a generation call runs: an id the family added to its base tokenizer (Orpheus
     128259 `<custom_token_3>`) written in the call's own function, in a module constant it reads, or in a function of
     the file it calls (`self._format_prompt(...)`). Without one the call may generate with another model (a chat LLM
     next to the TTS model) or another layout (Orpheus's 135M models end speech at 49158), and nothing is said."""
-    family = _file_family(source)
-    if family is None:
-        return None
     facts, table, speech_end = family
 
     def added_id(node: ast.AST) -> tuple[int, int, int] | None:
@@ -582,13 +571,13 @@ def _call_layout(source: SourceFile, site: pysource.CallSite) -> _Layout | None:
         return None
 
     def first_added(scope: ast.AST) -> tuple[int, int] | None:
-        found = [f for node in _own_nodes(scope) if (f := added_id(node)) is not None]
+        found = [f for node in pysource.own_nodes(scope) if (f := added_id(node)) is not None]
         first = min(found, key=lambda f: (f[1], f[2])) if found else None
         return (first[0], first[1]) if first is not None else None
 
     found = first_added(site.scope)
     if found is None:
-        called = {pysource.called_name(n) for n in _own_nodes(site.scope) if isinstance(n, ast.Call)}
+        called = {pysource.called_name(n) for n in pysource.own_nodes(site.scope) if isinstance(n, ast.Call)}
         functions = (
             n
             for n in ast.walk(source.tree)
@@ -708,12 +697,16 @@ class EndOfSpeechNotAStop(Rule):
             source.text, ("generate", "SamplingParams"), _CALLS_TEXT
         ):
             return
+        family: tuple[ServingFacts, PublishedIds, int] | None = None
         for site in pysource.calls(source, _CALLS_TEXT, *_STOP_KEYS):
             key = _STOP_KEYS[site.name]
             stops = _stop_list(source, site, key)
             if stops is None:
                 continue
-            layout = _call_layout(source, site)
+            family = family or _file_family(source)  # once per file, and only when a call passes literal ids
+            if family is None:
+                return
+            layout = _call_layout(source, site, family)
             if layout is None:
                 continue
             if layout.speech_end in stops.ids or any(i >= layout.table.first_added for i in stops.ids):

@@ -244,7 +244,7 @@ def _pad_eos_verdict(
             True,
             {"end_of_speech": end_id},
         )
-    tokenizer_pad = {i for d in target.special_decls if d.role == "pad" and _read_tokenizer_level(d) for i in d.ids}
+    tokenizer_pad = _tokenizer_ids(target, "pad")
     if pad.level == "generation_config.json" and tokenizer_pad and not tokenizer_pad & set(eos.ids):
         shown = describe(target, min(tokenizer_pad))
         return _Verdict(
@@ -258,7 +258,7 @@ def _pad_eos_verdict(
         )
     others = [i for i in eos.ids if i not in pad.ids]
     if others:  # a list with stop ids besides pad: generation still stops on those
-        tokenizer_eos = _tokenizer_eos(target)
+        tokenizer_eos = _tokenizer_ids(target, "eos")
         learned = [i for i in others if i in tokenizer_eos]
         if learned:
             return _Verdict(
@@ -285,14 +285,15 @@ def _pad_eos_verdict(
 _TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 
-def _read_tokenizer_level(decl: SpecialDecl) -> bool:
-    """A declaration of the tokenizer files that transformers reads (not a special_tokens_map.json it skips)."""
-    return not decl.scope and decl.level in _TOKENIZER_FILES and not decl.unread
-
-
-def _tokenizer_eos(target: ModelDir) -> set[int]:
-    """The eos ids the folder's tokenizer files declare: the token collators and chat templates end with."""
-    return {i for d in target.special_decls if d.role == "eos" and _read_tokenizer_level(d) for i in d.ids}
+def _tokenizer_ids(target: ModelDir, role: str) -> set[int]:
+    """The ids of a role the tokenizer files transformers reads declare (not a special_tokens_map.json it skips):
+    the eos collators and chat templates end with, the pad they pad with."""
+    return {
+        i
+        for d in target.special_decls
+        if d.role == role and not d.scope and d.level in _TOKENIZER_FILES and not d.unread
+        for i in d.ids
+    }
 
 
 WHISPER_PAD = "as in Whisper's own config (both <|endoftext|>): its collators mask labels by the attention mask"
@@ -357,10 +358,10 @@ def _class_defaults(node: ast.AST, called: str, pad: int) -> str | None:
     if isinstance(node, ast.Call):
         return called if _DEFAULT_PAD_EOS_OF_CLASS.get(called) == pad else None
     if isinstance(node, ast.Dict):
-        for k, v in zip(node.keys, node.values):
-            if isinstance(k, ast.Constant) and k.value == "model_type" and isinstance(v, ast.Constant):
-                entry = CONFIG_DEFAULT_PAD_EOS.get(str(v.value))
-                return entry[0] if entry is not None and entry[1] == pad else None
+        model_type = next((v for k, v, _ in pysource.dict_items(node) if k == "model_type"), None)
+        if isinstance(model_type, ast.Constant):
+            entry = CONFIG_DEFAULT_PAD_EOS.get(str(model_type.value))
+            return entry[0] if entry is not None and entry[1] == pad else None
     return None
 
 
