@@ -163,6 +163,10 @@ def test_comments_and_docstrings_never_escalate(tmp_path) -> None:
         ("labels[input_ids == self.pad_token_id] = -100", "", "error"),
         ("attention_mask = (input_ids != tokenizer.pad_token_id).long()", "", "error"),
         ("collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)", "", "error"),
+        # TRL's collator of that name pads the labels with -100 by length: the module trains, nothing masks by pad
+        ("from trl import DataCollatorForLanguageModeling\ncollator = DataCollatorForLanguageModeling(0)", "", "info"),
+        ("import trl\ncollator = trl.DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)", "", "info"),
+        ("collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)", "", "info"),
         ("labels[input_ids == self.pad_token_id] = -100", "if tokenizer.pad_token is None:\n    ", "info"),
         ("trainer = Trainer(model=model, data_collator=DataCollatorForSeq2Seq(tokenizer))", "", "info"),
     ],
@@ -171,6 +175,14 @@ def test_pad_is_eos_severity_comes_from_the_tree(tmp_path, masking: str, guard: 
     code = f"tokenizer = load()\n{guard}tokenizer.pad_token = tokenizer.eos_token\n{masking}\n"
     found = _check(tmp_path, "train.py", code, "TOK002")
     assert [f.severity.value for f in found] == [expected], [f.message for f in found]
+
+
+@pytest.mark.parametrize(("collator", "older"), [("", True), (", data_collator=DataCollatorForSeq2Seq(tok)", False)])
+def test_sft_trainer_default_collator_names_the_trl_version(tmp_path, collator: str, older: bool) -> None:
+    code = f"tok = load()\ntok.pad_token = tok.eos_token\ntrainer = SFTTrainer(model=m, train_dataset=d{collator})\n"
+    found = _check(tmp_path, "sft.py", code, "TOK002")
+    assert [f.severity.value for f in found] == ["info"]
+    assert ("before it, transformers' DataCollatorForLanguageModeling masked every EOS" in found[0].message) is older
 
 
 def test_generation_config_pad_reached_through_a_variable(tmp_path) -> None:

@@ -585,10 +585,25 @@ def _mentions_pad(node: ast.AST) -> bool:
     return any(_tail(n) in PAD_NAMES or (_tail(n) or "").endswith("pad_token_id") for n in ast.walk(node))
 
 
+def _trl_collator(source: SourceFile, call: ast.Call) -> bool:
+    """TRL's DataCollatorForLanguageModeling (trl >= 0.17, `pad_token_id=`): it pads the labels with -100 by
+    length and masks nothing by the pad id, unlike transformers' collator of that name."""
+    if any(k.arg == "pad_token_id" for k in call.keywords):
+        return True  # transformers' collator has no such parameter (it takes the tokenizer)
+    root = call.func
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    if not isinstance(root, ast.Name):
+        return False
+    qualified = facts(source).imports.get(root.id, root.id)
+    return qualified.split(".")[0] == "trl"
+
+
 class PadFacts(msgspec.Struct, frozen=True):
     pad_is_eos: tuple[tuple[ast.Assign, bool], ...]  # (assignment, guarded by an `if ... pad ... is None`)
     masks_pad: tuple[tuple[ast.AST, str], ...]  # nodes that mask by comparison with the pad id, and what they do
     trains: ast.AST | None  # a Trainer / collator call or a backward(): the module trains
+    sft_default: ast.Call | None = None  # SFTTrainer(...) without a data_collator: TRL's default collator
 
 
 def pad_facts(source: SourceFile) -> PadFacts:
@@ -598,6 +613,7 @@ def pad_facts(source: SourceFile) -> PadFacts:
     pad_is_eos: list[tuple[ast.Assign, bool]] = []
     masks: list[tuple[ast.AST, str]] = []
     trains: ast.AST | None = None
+    sft_default: ast.Call | None = None
     stop = source.stops_at  # code after a top-level quit() does not run: its collator masks nothing
     stack: list[tuple[ast.AST, bool]] = [(source.tree, False)]
     while stack:
@@ -619,7 +635,7 @@ def pad_facts(source: SourceFile) -> PadFacts:
                 masks.append((node, "builds the attention mask as input != pad id"))
         if isinstance(node, ast.Call):
             name = _callee_name(node)
-            if name == "DataCollatorForLanguageModeling":
+            if name == "DataCollatorForLanguageModeling" and not _trl_collator(source, node):
                 masks.append(
                     (node, "uses DataCollatorForLanguageModeling, which sets labels equal to the pad id to -100")
                 )
@@ -627,10 +643,13 @@ def pad_facts(source: SourceFile) -> PadFacts:
                 masks.append((node, "masks positions equal to the pad id"))
             if trains is None and (name in TRAINERS or name == "backward" or name.startswith("DataCollator")):
                 trains = node
+            own_collator = len(node.args) >= 3 or any(k.arg in ("data_collator", None) for k in node.keywords)
+            if name == "SFTTrainer" and sft_default is None and not own_collator:  # (model, args, data_collator)
+                sft_default = node
         child_guard = guarded
         if isinstance(node, ast.If) and _mentions_pad(node.test):
             child_guard = True
         stack.extend((child, child_guard) for child in ast.iter_child_nodes(node))
-    result = PadFacts(tuple(pad_is_eos), tuple(masks), trains)
+    result = PadFacts(tuple(pad_is_eos), tuple(masks), trains, sft_default)
     source.cache["pad_facts"] = result
     return result

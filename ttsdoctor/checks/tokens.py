@@ -480,9 +480,19 @@ def _pad_is_eos_finding(rule: Rule, target: SourceFile, node: ast.Assign, guarde
             column=column,
         )
     if facts.trains is not None:  # a collator that pads labels with -100 by length (Seq2Seq, trl's) is fine
+        # SFTTrainer's default collator was transformers' DataCollatorForLanguageModeling until TRL 0.17
+        # (huggingface/trl#3200); the module does not say which TRL runs it
+        sft = facts.sft_default
+        older = (
+            f" (SFTTrainer at {target.line_name(sft.lineno)} takes TRL's default collator, which does so since TRL "
+            "0.17; before it, transformers' DataCollatorForLanguageModeling masked every EOS here, "
+            "huggingface/trl#3200)"
+            if sft is not None
+            else ""
+        )
         return rule.finding(
             f"`{source}`{condition} in a module that trains ({target.line_name(facts.trains.lineno)}), with no "
-            "masking by the pad id in it: fine while labels are padded with -100 by length, but "
+            f"masking by the pad id in it: fine while labels are padded with -100 by length{older}, but "
             f"{PAD_EOS_CONSEQUENCE}",
             target.path,
             evidence={"training": target.line_name(facts.trains.lineno), "guarded": guarded},
