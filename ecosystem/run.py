@@ -40,10 +40,19 @@ def load_json(path: str) -> dict:
         return json.load(fh)
 
 
+def corpus_entries() -> list[dict]:
+    """corpus.json's entries; an id given twice is refused (its findings and infos would be counted twice)."""
+    entries = load_json(CORPUS)["entries"]
+    twice = sorted(i for i, n in collections.Counter(e["id"] for e in entries).items() if n > 1)
+    if twice:
+        raise SystemExit(f"{CORPUS}: entry id given more than once: {', '.join(twice)}")
+    return entries
+
+
 def fetch(corpus_dir: str, mirror: str | None = None) -> int:
     os.makedirs(corpus_dir, exist_ok=True)
     failed = 0
-    for entry in load_json(CORPUS)["entries"]:
+    for entry in corpus_entries():
         dest = os.path.join(corpus_dir, entry["id"])
         if os.path.isdir(dest):
             continue
@@ -184,7 +193,7 @@ def key(row: dict) -> tuple:
 
 
 def compare(corpus_dir: str, update: bool) -> int:
-    corpus = load_json(CORPUS)["entries"]
+    corpus = corpus_entries()
     labels = load_json(LABELS) if os.path.exists(LABELS) else {"version": 1, "findings": [], "infos": {}}
     labelled = {key(row): row for row in labels["findings"]}
     missing_trees = [e["id"] for e in corpus if not os.path.isdir(os.path.join(corpus_dir, e["id"]))]

@@ -46,3 +46,9 @@ def test_a_stored_but_unlabelled_finding_still_fails(corpus, capsys) -> None:
     assert run.compare(str(corpus / "trees"), update=False) == 0
     _labels(corpus / "labels.json", "false")  # a false error fails
     assert run.compare(str(corpus / "trees"), update=False) == 1
+
+
+def test_an_entry_id_given_twice_is_refused(corpus) -> None:
+    (corpus / "corpus.json").write_text(json.dumps({"version": 1, "entries": [{"id": "a"}, {"id": "a"}]}))
+    with pytest.raises(SystemExit, match="entry id given more than once: a"):
+        run.compare(str(corpus / "trees"), update=False)
