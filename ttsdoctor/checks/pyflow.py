@@ -590,13 +590,8 @@ def _trl_collator(source: SourceFile, call: ast.Call) -> bool:
     length and masks nothing by the pad id, unlike transformers' collator of that name."""
     if any(k.arg == "pad_token_id" for k in call.keywords):
         return True  # transformers' collator has no such parameter (it takes the tokenizer)
-    root = call.func
-    while isinstance(root, ast.Attribute):
-        root = root.value
-    if not isinstance(root, ast.Name):
-        return False
-    qualified = facts(source).imports.get(root.id, root.id)
-    return qualified.split(".")[0] == "trl"
+    qualified = _qualified(call.func, Context(source, source.tree, call.lineno))
+    return qualified is not None and _root(qualified) == "trl"
 
 
 class PadFacts(msgspec.Struct, frozen=True):
